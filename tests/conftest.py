@@ -1,0 +1,30 @@
+"""Shared test fixtures: paths to ../shared/data (skip when absent) and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("DGLBACKEND", "pytorch")
+os.environ.setdefault("CI", "1")  # plain stderr output in tests
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, skipping the calling test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"needs {path} (the shared real datasets are not beside this checkout)")
+    return path
+
+
+@pytest.fixture
+def runner():
+    """Typer test runner with stdout and stderr kept apart."""
+    from typer.testing import CliRunner
+
+    return CliRunner()

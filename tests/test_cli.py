@@ -1,0 +1,51 @@
+"""CLI surface shared by all commands: help, version, --cfg, bad overrides."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from toolkit import __version__
+from toolkit.cli import app
+
+
+def test_version(runner):
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.stdout
+
+
+def test_help_lists_commands(runner):
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "cluster" in result.stdout
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from toolkit.cli import app; assert 'torch' not in sys.modules and 'dgl' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cfg_prints_composed_config(runner):
+    result = runner.invoke(app, ["cluster", "--cfg", "method=kmeans", "model.infer.tau=0.7"])
+    assert result.exit_code == 0, result.stderr
+    assert "method: kmeans" in result.stdout
+    assert "tau: 0.7" in result.stdout
+
+
+def test_unknown_override_key_exits_2(runner):
+    result = runner.invoke(app, ["cluster", "model.no_such_key=1"])
+    assert result.exit_code == 2
+    assert "no_such_key" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_group_option_exits_2(runner):
+    result = runner.invoke(app, ["cluster", "data=nonexistent"])
+    assert result.exit_code == 2
+    assert "nonexistent" in result.stderr
+
+
+def test_unknown_flag_exits_2(runner):
+    result = runner.invoke(app, ["cluster", "--no-such-flag"])
+    assert result.exit_code == 2

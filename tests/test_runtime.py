@@ -1,0 +1,40 @@
+"""Staged outputs: success moves everything into output_dir; failure leaves nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from toolkit.errors import InputError
+from toolkit.runtime import execute
+
+
+def _cfg(tmp_path):
+    return OmegaConf.create({"output_dir": str(tmp_path / "run"), "seed": 0})
+
+
+def test_success_commits_metrics_config_and_artifacts(tmp_path):
+    def body(cfg, run):
+        run.path("labels.txt").write_text("1\n")
+        return {"metrics": {"f": 0.5}}
+
+    doc = execute("demo", _cfg(tmp_path), body)
+    out = tmp_path / "run"
+    assert json.loads((out / "metrics.json").read_text())["metrics"] == {"f": 0.5}
+    assert (out / "labels.txt").read_text() == "1\n"
+    assert (out / "config.yaml").exists()
+    assert doc["artifacts"]["labels.txt"] == str(out / "labels.txt")
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+@pytest.mark.parametrize("exc", [InputError("x.npy", "features", "bad"), RuntimeError("boom")])
+def test_failure_leaves_nothing(tmp_path, exc):
+    def body(cfg, run):
+        run.path("labels.txt").write_text("partial")
+        raise exc
+
+    with pytest.raises(type(exc)):
+        execute("demo", _cfg(tmp_path), body)
+    assert list(tmp_path.iterdir()) == []

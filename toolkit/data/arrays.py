@@ -1,0 +1,186 @@
+"""Feature and label files: ``.npy``, ``.npz``, ``.csv``/``.txt`` and learn-to-cluster ``.bin``/``.meta``.
+
+learn-to-cluster (yl-1993/learn-to-cluster, ``DATASET.md``) stores features as
+raw little-endian float32 rows (``.bin``, the dimension given separately) and
+labels as one integer per line (``.meta``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.errors import InputError
+
+
+def _require_file(path: str | Path, field: str) -> Path:
+    if path is None or str(path) in ("", "None", "null"):
+        raise InputError("config", field, "no file given (set it as an override, e.g. "
+                         f"{field}=path/to/file.npy)")
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputError(p, field, "file not found")
+    return p
+
+
+def _npz_array(p: Path, field: str, preferred: tuple[str, ...]) -> np.ndarray:
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            keys = list(z.keys())
+            for key in preferred:
+                if key in z:
+                    return z[key]
+            if len(keys) == 1:
+                return z[keys[0]]
+    except (OSError, ValueError) as exc:
+        raise InputError(p, field, f"not a readable .npz archive ({exc})") from None
+    raise InputError(p, field, f"expected one array or one named {'/'.join(preferred)}; found {keys}")
+
+
+def load_features(path: str | Path, field: str = "features", feature_dim: int | None = None) -> np.ndarray:
+    """Read a feature matrix from ``.npy``, ``.npz``, ``.csv``/``.txt`` or float32 ``.bin``.
+
+    Args:
+        path: the file.  For ``.npz`` the array named ``features`` (or the only array) is used.
+            ``.csv`` has one row per sample, comma separated, an optional header row.
+            ``.bin`` is learn-to-cluster's raw float32 rows and needs ``feature_dim``.
+        field: name used in error messages (usually the config key).
+        feature_dim: row length for ``.bin`` files.
+
+    Returns:
+        float32 array of shape ``[N, D]``.
+
+    Raises:
+        InputError: missing or unreadable file, wrong shape (not 2-D, empty), NaN or inf values,
+            ``.bin`` without ``feature_dim`` or with a size not divisible by it.
+    """
+    p = _require_file(path, field)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            x = np.load(p, allow_pickle=False)
+        elif suffix == ".npz":
+            x = _npz_array(p, field, ("features", "x", "X", "embeddings"))
+        elif suffix in (".csv", ".txt", ".tsv"):
+            x = _read_text_matrix(p, field)
+        elif suffix in (".bin", ".fvecs32", ".f32"):
+            if not feature_dim:
+                raise InputError(p, field, "a .bin feature file needs data.feature_dim (floats per row)")
+            raw = np.fromfile(p, dtype="<f4")
+            if raw.size % int(feature_dim):
+                raise InputError(p, field, f"file holds {raw.size} float32 values, not a multiple of "
+                                 f"feature_dim={feature_dim}")
+            x = raw.reshape(-1, int(feature_dim))
+        else:
+            raise InputError(p, field, f"unknown feature format '{suffix}' (expected .npy, .npz, .csv or .bin)")
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(p, field, f"cannot read ({str(exc).splitlines()[0]})") from None
+    return check_features(x, p, field)
+
+
+def _read_text_matrix(p: Path, field: str) -> np.ndarray:
+    delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
+    with p.open() as fh:
+        first = fh.readline()
+    if delimiter not in first and p.suffix.lower() == ".txt":
+        delimiter = None  # whitespace separated
+    skip = 0
+    try:
+        [float(v) for v in first.replace(",", " ").split()]
+    except ValueError:
+        skip = 1  # header row
+    x = np.loadtxt(p, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
+    return x
+
+
+def check_features(x: np.ndarray, source: object, field: str = "features") -> np.ndarray:
+    """Validate a feature matrix and return it as C-contiguous float32 ``[N, D]``.
+
+    Raises:
+        InputError: not numeric, not 2-D, no rows or columns, or NaN/inf values.
+    """
+    x = np.asarray(x)
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
+        raise InputError(source, field, f"expected a numeric array, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise InputError(source, field, f"expected a 2-D array [samples, dims], got shape {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(source, field, f"expected a non-empty [samples, dims] array, got shape {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argwhere(bad)[0][0])
+        raise InputError(source, field, f"contains NaN or inf ({int(bad.sum())} values; first in row {row})")
+    return x
+
+
+def load_labels(path: str | Path, field: str = "labels") -> np.ndarray:
+    """Read integer labels from ``.npy``, ``.npz``, or text (``.meta``/``.txt``/``.csv``, one per line).
+
+    Non-integer text labels (class names) are mapped to integers in sorted order.
+
+    Returns:
+        int64 array of shape ``[N]``.
+
+    Raises:
+        InputError: missing/unreadable file, not 1-D, empty.
+    """
+    p = _require_file(path, field)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".npy":
+            y = np.load(p, allow_pickle=False)
+        elif suffix == ".npz":
+            y = _npz_array(p, field, ("labels", "y", "targets"))
+        else:
+            tokens = [line.strip().split(",")[-1].strip() for line in p.read_text(errors="replace").splitlines()]
+            tokens = [t for t in tokens if t]
+            try:
+                y = np.array([int(t) for t in tokens], dtype=np.int64)
+            except ValueError:
+                if tokens and not _is_int(tokens[0]) and all(_is_int(t) for t in tokens[1:]):
+                    y = np.array([int(t) for t in tokens[1:]], dtype=np.int64)  # header row
+                else:
+                    _, y = np.unique(np.array(tokens), return_inverse=True)
+    except InputError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise InputError(p, field, f"cannot read ({str(exc).splitlines()[0]})") from None
+    return check_labels(y, p, field)
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+def check_labels(y: np.ndarray, source: object, field: str = "labels", n: int | None = None) -> np.ndarray:
+    """Validate labels and return them as int64 ``[N]``.
+
+    Args:
+        y: candidate labels; a ``[N, 1]`` column is accepted and flattened.
+        n: expected length (the number of feature rows), if known.
+
+    Raises:
+        InputError: not 1-D, empty, non-integer values, or length different from ``n``.
+    """
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.size == 0:
+        raise InputError(source, field, f"expected a non-empty 1-D label array, got shape {tuple(y.shape)}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise InputError(source, field, "expected integer labels, got non-integer values")
+    elif not np.issubdtype(y.dtype, np.integer):
+        _, y = np.unique(y, return_inverse=True)
+    y = y.astype(np.int64)
+    if n is not None and y.shape[0] != n:
+        raise InputError(source, field, f"has {y.shape[0]} labels but the features have {n} rows")
+    return y

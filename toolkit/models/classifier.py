@@ -1,0 +1,118 @@
+"""Supervised training of a zoo model (cross-entropy) as a LightningModule, plus batched inference.
+
+Used by ``toolkit cluster`` to learn an image encoder on the meta-training
+classes (the first step of Hi-LANDER's pipeline: features come from a
+supervised embedding network), and as the base of model training elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from toolkit.models.zoo import EmbeddingClassifier, build_model
+
+
+def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Translate each image of ``x`` ``[B, C, H, W]`` by up to ``pixels`` in each axis (zero padding)."""
+    if pixels <= 0 or x.ndim != 4:
+        return x
+    b, _, h, w = x.shape
+    padded = nn.functional.pad(x, (pixels, pixels, pixels, pixels))
+    dx = torch.randint(0, 2 * pixels + 1, (b,))
+    dy = torch.randint(0, 2 * pixels + 1, (b,))
+    rows = (dy[:, None] + torch.arange(h)[None]).clamp_max(h + 2 * pixels - 1)
+    cols = (dx[:, None] + torch.arange(w)[None]).clamp_max(w + 2 * pixels - 1)
+    idx_b = torch.arange(b)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy training of a zoo model with AdamW and cosine learning-rate decay.
+
+    Only primitives are stored as hyper-parameters so checkpoints load with
+    ``weights_only=True``.
+
+    Args:
+        arch: zoo architecture name (``mlp``, ``cnn``, ``resnet``).
+        in_shape: input shape without batch dimension.
+        num_classes: number of training classes.
+        arch_kwargs: keyword arguments of the architecture.
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: cross-entropy label smoothing.
+        shift_pixels: random translation augmentation for images (0 disables).
+    """
+
+    def __init__(self, arch: str, in_shape: list[int], num_classes: int, arch_kwargs: dict | None = None,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
+                 shift_pixels: int = 0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net: EmbeddingClassifier = build_model(arch, tuple(in_shape), num_classes, **(arch_kwargs or {}))
+        self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]``."""
+        return self.net(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        x = random_shift(x, int(self.hparams.shift_pixels))
+        logits = self.net(x)
+        loss = self.loss(logits, y)
+        self.log("train/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
+        self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, on_step=False)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self.net(x)
+        self.log("val/loss", self.loss(logits, y), prog_bar=True)
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps,
+                                                    pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def train_classifier(x: np.ndarray, y: np.ndarray, *, arch: str, arch_kwargs: dict | None, epochs: int,
+                     batch_size: int, lr: float, trainer_cfg: Any, root_dir: Path,
+                     checkpoint_dir: Path | None = None, weight_decay: float = 1e-4,
+                     shift_pixels: int = 0, seed: int = 0) -> ClassifierModule:
+    """Train a zoo classifier on ``x`` ``[N, ...]`` float32 and labels ``y`` ``[N]`` int64 (0..C-1).
+
+    Returns:
+        The trained module (in eval mode).
+    """
+    pl.seed_everything(seed, verbose=False)
+    num_classes = int(y.max()) + 1
+    module = ClassifierModule(arch, list(x.shape[1:]), num_classes, dict(arch_kwargs or {}), lr=lr,
+                              weight_decay=weight_decay, shift_pixels=shift_pixels)
+    ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size)
+    from toolkit.training import make_trainer
+
+    trainer = make_trainer({**dict(trainer_cfg or {}), "max_epochs": epochs}, root_dir, checkpoint_dir)
+    trainer.fit(module, loader)
+    return module.eval()
+
+
+@torch.no_grad()
+def predict(net: nn.Module, x: np.ndarray, batch_size: int = 512, embed: bool = True) -> np.ndarray:
+    """Run ``net.embed`` (``embed=True``) or ``net`` on ``x`` in batches; returns float32 ``[N, E or C]``."""
+    net.eval()
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[start:start + batch_size], dtype=np.float32))
+        outs.append((net.embed(xb) if embed else net(xb)).numpy())
+    return np.concatenate(outs).astype(np.float32) if outs else np.zeros((0, 0), np.float32)

@@ -1,0 +1,169 @@
+"""Embedding classifiers: ``backbone -> embedding [B, E] -> linear head [B, C]``.
+
+Every model exposes ``embed(x)`` (the L2-unnormalised embedding), ``head``
+(an ``nn.Linear(E, C)``) and ``forward(x) = head(embed(x))``, so commands can
+use either the logits or the embedding.  Architectures are named in
+``configs/model/*.yaml`` (``arch: mlp | cnn | resnet``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+MODEL_NAMES = ("mlp", "cnn", "resnet")
+
+
+class EmbeddingClassifier(nn.Module):
+    """Base class: subclasses set ``self.backbone`` mapping inputs to ``[B, embed_dim]``."""
+
+    backbone: nn.Module
+
+    def __init__(self, embed_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.embed_dim = int(embed_dim)
+        self.num_classes = int(num_classes)
+        self.head = nn.Linear(self.embed_dim, self.num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding ``[B, embed_dim]`` float32 for a batch of inputs."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, num_classes]``."""
+        return self.head(self.embed(x))
+
+
+class MLP(EmbeddingClassifier):
+    """Multi-layer perceptron on flattened inputs.
+
+    Args:
+        in_shape: input shape without the batch dimension, e.g. ``(64,)`` or ``(1, 28, 28)``.
+        num_classes: C, the head's output size.
+        embed_dim: E.
+        hidden: width of the hidden layers.
+        depth: number of hidden layers before the embedding layer.
+        dropout: dropout probability after each hidden layer.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 64,
+                 hidden: int = 256, depth: int = 1, dropout: float = 0.1) -> None:
+        super().__init__(embed_dim, num_classes)
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = math.prod(in_shape)
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        layers += [nn.Linear(width, embed_dim)]
+        self.backbone = nn.Sequential(*layers)
+
+
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SmallCNN(EmbeddingClassifier):
+    """Four conv-BN-ReLU blocks with 2x2 max-pooling (the "Conv-4" of few-shot learning), then a linear embedding.
+
+    Args:
+        in_shape: ``(C, H, W)``; a flat ``(D,)`` input is reshaped to a square image when D is a square.
+        num_classes: C.
+        embed_dim: E.
+        width: channels of every conv block.
+        blocks: number of conv blocks (each halves H and W while they are >= 2).
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 64,
+                 width: int = 32, blocks: int = 4) -> None:
+        super().__init__(embed_dim, num_classes)
+        c, h, w = _as_image_shape(in_shape)
+        layers: list[nn.Module] = [_Reshape((c, h, w))]
+        cin = c
+        for _ in range(blocks):
+            layers.append(_conv_block(cin, width))
+            if min(h, w) >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            cin = width
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, embed_dim)]
+        self.backbone = nn.Sequential(*layers)
+
+
+class _Residual(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class ResNet(EmbeddingClassifier):
+    """ResNet-style CNN (He et al., CVPR 2016, basic blocks): a stem and three stages of residual blocks.
+
+    Args:
+        in_shape: ``(C, H, W)`` (a square flat input is reshaped).
+        num_classes: C.
+        embed_dim: E.
+        width: channels of the first stage (doubled at each later stage).
+        blocks_per_stage: residual blocks per stage.
+    """
+
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 128,
+                 width: int = 16, blocks_per_stage: int = 1) -> None:
+        super().__init__(embed_dim, num_classes)
+        c, h, w = _as_image_shape(in_shape)
+        layers: list[nn.Module] = [_Reshape((c, h, w)), _conv_block(c, width)]
+        cin = width
+        for stage in range(3):
+            cout = width * 2**stage
+            for b in range(blocks_per_stage):
+                layers.append(_Residual(cin, cout, stride=2 if (b == 0 and stage > 0) else 1))
+                cin = cout
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, embed_dim)]
+        self.backbone = nn.Sequential(*layers)
+
+
+class _Reshape(nn.Module):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], *self.shape)
+
+
+def _as_image_shape(in_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    in_shape = tuple(int(s) for s in in_shape)
+    if len(in_shape) == 3:
+        return in_shape  # type: ignore[return-value]
+    if len(in_shape) == 2:
+        return (1, *in_shape)
+    side = math.isqrt(in_shape[0])
+    if side * side != in_shape[0]:
+        raise ValueError(f"a CNN needs image inputs; flat input of size {in_shape[0]} is not a square image")
+    return (1, side, side)
+
+
+def build_model(arch: str, in_shape: tuple[int, ...], num_classes: int, **kwargs: object) -> EmbeddingClassifier:
+    """Build a zoo model by name.
+
+    Args:
+        arch: one of :data:`MODEL_NAMES`.
+        in_shape: input shape without batch dimension.
+        num_classes: classifier head size.
+        **kwargs: architecture-specific keyword arguments (see each class).
+
+    Raises:
+        ValueError: unknown ``arch`` or an input shape the architecture cannot take.
+    """
+    classes = {"mlp": MLP, "cnn": SmallCNN, "resnet": ResNet}
+    if arch not in classes:
+        raise ValueError(f"unknown model arch '{arch}' (expected one of {', '.join(MODEL_NAMES)})")
+    return classes[arch](tuple(in_shape), num_classes, **kwargs)

@@ -1,0 +1,204 @@
+"""Running a command: output directory staging, timings, metrics.json, exit codes.
+
+Every command is a function ``fn(cfg, run) -> dict`` that reads its config,
+writes artifacts through ``run`` and returns ``{"metrics": {...},
+"artifacts": {...}}`` (either key optional).  :func:`execute` does the rest:
+
+* outputs are written into a hidden staging directory next to ``output_dir``
+  and moved into place file by file (``os.replace``) only when the command
+  succeeds, so a failed run leaves nothing half-written;
+* ``metrics.json`` and ``config.yaml`` (the resolved config) are always written;
+* the result document (config, metrics, timings, output paths) is returned for
+  ``--json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from toolkit import __version__
+from toolkit.console import log
+from toolkit.errors import InputError
+
+
+def default_output_dir(command: str) -> Path:
+    """``outputs/<command>/<UTC timestamp with microseconds>`` under the working directory."""
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S-%f")
+    return Path("outputs") / command / stamp
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux ``ru_maxrss`` is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Run:
+    """Handle on one command execution: where to write, and what was measured.
+
+    Attributes:
+        output_dir: final output directory (exists after a successful run).
+        staging: directory files are written to while the command runs.
+        timings: stage name -> wall seconds (float), filled by :meth:`timer`.
+        peak_rss: stage name -> process peak RSS in MiB at the stage's end.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        self.output_dir = Path(output_dir)
+        parent = self.output_dir.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.output_dir.name}.partial-", dir=parent))
+        self.timings: dict[str, float] = {}
+        self.peak_rss: dict[str, float] = {}
+
+    def path(self, name: str) -> Path:
+        """Staging path for artifact ``name`` (a relative path; parents are created)."""
+        p = self.staging / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def existing(self, name: str) -> Path | None:
+        """Path of ``name`` in the final output directory from an earlier run, if present (caches)."""
+        p = self.output_dir / name
+        return p if p.exists() else None
+
+    def final_path(self, name: str) -> Path:
+        """Where artifact ``name`` will live once the run succeeds."""
+        return self.output_dir / name
+
+    @contextlib.contextmanager
+    def timer(self, stage: str) -> Iterator[None]:
+        """Time a stage (wall seconds) and record peak RSS after it."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+            self.peak_rss[stage] = peak_rss_mb()
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as indented JSON to staging artifact ``name``."""
+        p = self.path(name)
+        p.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        return p
+
+    def commit(self) -> list[str]:
+        """Move every staged file into ``output_dir`` (atomic per file) and drop the staging dir.
+
+        Returns:
+            The moved files' paths relative to ``output_dir``.
+        """
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for src in sorted(self.staging.rglob("*")):
+            if src.is_file():
+                rel = src.relative_to(self.staging)
+                dst = self.output_dir / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                moved.append(str(rel))
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return moved
+
+    def abort(self) -> None:
+        """Delete the staging directory (nothing reaches ``output_dir``)."""
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON fallback for numpy scalars/arrays and paths."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Round-trip ``obj`` through JSON with numpy/path support (NaN kept as ``NaN``)."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
+def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
+    """Run ``fn(cfg, run)`` with staged outputs and return the result document.
+
+    Args:
+        command: command name, used for the default output directory.
+        cfg: composed DictConfig; ``cfg.output_dir`` (may be null) and
+            ``cfg.seed`` (may be null) are read here.
+        fn: the command body.
+
+    Returns:
+        ``{"command", "version", "config", "metrics", "timings_s", "peak_rss_mb",
+        "output_dir", "artifacts"}``.
+
+    Raises:
+        InputError: propagated from ``fn`` (nothing is written).
+        Exception: any runtime failure from ``fn`` (nothing is written).
+    """
+    from omegaconf import OmegaConf, open_dict
+
+    from toolkit.config import to_container
+
+    out = cfg.get("output_dir") or None
+    output_dir = Path(out) if out else default_output_dir(command)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError(output_dir, "output_dir", "exists and is not a directory")
+    with open_dict(cfg):
+        cfg.output_dir = str(output_dir)
+    resolved = to_container(cfg)
+    run = Run(output_dir)
+    start = time.perf_counter()
+    try:
+        result = fn(cfg, run) or {}
+        run.timings["total"] = time.perf_counter() - start
+        run.peak_rss["total"] = peak_rss_mb()
+        metrics = to_jsonable(result.get("metrics", {}))
+        run.write_json("metrics.json", {"metrics": metrics, "timings_s": run.timings,
+                                        "peak_rss_mb": run.peak_rss})
+        run.path("config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        moved = run.commit()
+        artifacts = {name: str(run.final_path(name)) for name in moved}
+        artifacts.update({k: str(v) for k, v in result.get("artifacts", {}).items()})
+    except BaseException:
+        run.abort()
+        raise
+    log(f"outputs written to {output_dir}")
+    return {
+        "command": command,
+        "version": __version__,
+        "config": resolved,
+        "metrics": metrics,
+        "timings_s": run.timings,
+        "peak_rss_mb": run.peak_rss,
+        "output_dir": str(output_dir),
+        "artifacts": artifacts,
+    }
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed python, numpy and torch (if imported) for reproducible runs; ``None`` does nothing."""
+    if seed is None:
+        return
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)

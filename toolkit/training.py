@@ -1,0 +1,71 @@
+"""Shared PyTorch Lightning plumbing: building a Trainer from ``cfg.trainer``.
+
+Every command that trains builds its Trainer here so progress-bar policy,
+checkpointing and logging are the same everywhere: progress bars only when
+stderr is a TTY (``trainer.progress=auto``), metrics logged to CSV in the run
+directory, checkpoints written where the command says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from toolkit.console import interactive
+
+
+def make_trainer(trainer_cfg: Any, root_dir: Path, checkpoint_dir: Path | None = None,
+                 callbacks: list | None = None, monitor: str | None = None, **overrides: Any):
+    """Create a CPU-first ``pytorch_lightning.Trainer``.
+
+    Args:
+        trainer_cfg: mapping with keys ``max_epochs``, ``accelerator``, ``devices``, ``deterministic``,
+            ``progress`` (``auto``/``true``/``false``), ``log_every_n_steps``, ``gradient_clip_val``,
+            ``limit_train_batches`` (all optional).
+        root_dir: Lightning ``default_root_dir`` (logs go to ``root_dir/logs``).
+        checkpoint_dir: when given, a ``ModelCheckpoint`` saves ``last.ckpt`` (and the best by
+            ``monitor`` when ``monitor`` is set) there.
+        callbacks: extra callbacks.
+        monitor: metric name for the best checkpoint, e.g. ``"val/loss"``.
+        **overrides: keyword arguments passed to ``Trainer`` over the config.
+
+    Returns:
+        A configured ``pytorch_lightning.Trainer``.
+    """
+    import logging
+    import warnings
+
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import CSVLogger
+
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*predict_dataloader.*")
+    warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")
+    cfg = dict(trainer_cfg or {})
+    progress = str(cfg.pop("progress", "auto")).lower()
+    show_bar = interactive() if progress == "auto" else progress in ("true", "1", "yes")
+    cbs = list(callbacks or [])
+    if checkpoint_dir is not None:
+        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best" if monitor else "last",
+                                   monitor=monitor, mode="min", save_last=bool(monitor),
+                                   save_top_k=1, enable_version_counter=False))
+    kwargs = dict(
+        max_epochs=int(cfg.pop("max_epochs", 10)),
+        accelerator=cfg.pop("accelerator", "cpu"),
+        devices=cfg.pop("devices", 1),
+        deterministic=cfg.pop("deterministic", False),
+        log_every_n_steps=int(cfg.pop("log_every_n_steps", 10)),
+        enable_progress_bar=show_bar,
+        enable_model_summary=False,
+        default_root_dir=str(root_dir),
+        logger=CSVLogger(str(root_dir), name="logs", version=""),
+        enable_checkpointing=checkpoint_dir is not None,
+        callbacks=cbs,
+    )
+    kwargs.update({k: v for k, v in cfg.items() if v is not None})
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
