@@ -150,5 +150,44 @@ def cluster(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFla
     run_command("cluster", "cluster", "toolkit.cluster.command:run", overrides, cfg, json_out, quiet)
 
 
+# --- train-compatible / compare-models (issue: BCT and PCT) -------------------------------------
+
+@app.command("train-compatible")
+def train_compatible(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
+                     quiet: QuietFlag = False) -> None:
+    """Train a new model compatible with an old one (BCT) and with few negative flips (focal distillation)."""
+    run_command("train-compatible", "train_compatible", "toolkit.compat.command:run", overrides, cfg,
+                json_out, quiet)
+
+
+@app.command("compare-models")
+def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or predictions file.")],
+                   new: Annotated[str, typer.Argument(help="New checkpoint or predictions file.")],
+                   overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
+                   quiet: QuietFlag = False) -> None:
+    """Compare two models: error, NFR, PFR (and retrieval compatibility) for CI gates."""
+    run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
+                json_out, quiet, extra=[f"old={old}", f"new={new}"])
+
+
+# --- compress (issue: SVD-factorised embedding compression) -----------------------------------
+
+@app.command()
+def compress(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
+             quiet: QuietFlag = False) -> None:
+    """Compress a text classifier's embedding table by truncated SVD and fine-tune it."""
+    run_command("compress", "compress", "toolkit.compress.command:run", overrides, cfg, json_out, quiet)
+
+
+# --- train-encrypted (issue: CKKS logistic regression) ----------------------------------------
+
+@app.command("train-encrypted")
+def train_encrypted(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
+                    quiet: QuietFlag = False) -> None:
+    """Train logistic regression on CKKS-encrypted data (keygen, encrypt, train, decrypt)."""
+    run_command("train-encrypted", "train_encrypted", "toolkit.encrypted.command:run", overrides, cfg,
+                json_out, quiet)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
