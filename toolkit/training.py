@@ -43,6 +43,8 @@ def make_trainer(trainer_cfg: Any, root_dir: Path, checkpoint_dir: Path | None =
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*LeafSpec.*")
+    warnings.filterwarnings("ignore", ".*`IterableDataset` has `__len__`.*")
+    warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
     warnings.filterwarnings("ignore", ".*predict_dataloader.*")
     warnings.filterwarnings("ignore", ".*but have no `val_dataloader`.*")
     cfg = dict(trainer_cfg or {})

@@ -1,0 +1,194 @@
+"""From ``cfg.data`` to meta-training and test feature matrices.
+
+* ``digits``: scikit-learn's bundled 8x8 digits, pixel values as features, split by class.
+* ``features``: user files (``.npy``, ``.npz``, ``.csv``, learn-to-cluster ``.bin`` + ``.meta``).
+* ``images``: class folders / zips or MNIST IDX files.  As in Hi-LANDER's pipeline, a supervised CNN
+  encoder (``configs/encoder``) is trained on the meta-training classes and its embeddings are the
+  features.  The encoder and the features are cached in the output directory (``encoder.ckpt``,
+  ``features/*.npy``) and reused when a later run with the same data and encoder config points
+  ``output_dir`` at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.console import log
+from toolkit.data.arrays import check_labels, load_features, load_labels
+from toolkit.errors import InputError
+from toolkit.runtime import Run
+
+
+@dataclass
+class ClusterData:
+    """Meta-training and test data for clustering.
+
+    Attributes:
+        train_x: float32 ``[N, D]`` meta-training features; train_y: int64 ``[N]`` labels.
+        test_x: float32 ``[M, D]`` features to cluster; test_y: int64 ``[M]`` labels or None.
+        source: short description for logs and metrics.
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray | None
+    source: str
+
+
+def _select(x: np.ndarray, y: np.ndarray, classes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if classes is None:
+        return x, y
+    wanted = np.asarray(list(classes), dtype=np.int64)
+    keep = np.isin(y, wanted)
+    if not keep.any():
+        raise InputError("config", where, f"no samples of classes {wanted.tolist()}")
+    return x[keep], y[keep]
+
+
+def load_cluster_data(cfg, run: Run) -> ClusterData:
+    """Build :class:`ClusterData` from the composed config (``cfg.data``, ``cfg.encoder``, ``cfg.trainer``).
+
+    Raises:
+        InputError: unknown ``data.kind``, missing/malformed files, length or dimension mismatches,
+            fewer than two meta-training classes.
+    """
+    data = cfg.data
+    kind = data.kind
+    if kind == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x, y = d.data.astype(np.float32), d.target.astype(np.int64)
+        tx, ty = _select(x, y, data.train_classes, "data.train_classes")
+        sx, sy = _select(x, y, data.test_classes, "data.test_classes")
+        out = ClusterData(tx, ty, sx, sy, "sklearn digits")
+    elif kind == "features":
+        tx = load_features(data.train_features, "data.train_features", data.feature_dim)
+        ty = check_labels(load_labels(data.train_labels, "data.train_labels"), data.train_labels,
+                          "data.train_labels", n=len(tx))
+        sx = load_features(data.test_features, "data.test_features", data.feature_dim)
+        sy = None
+        if data.test_labels:
+            sy = check_labels(load_labels(data.test_labels, "data.test_labels"), data.test_labels,
+                              "data.test_labels", n=len(sx))
+        out = ClusterData(tx, ty, sx, sy, str(data.test_features))
+    elif kind == "images":
+        out = _image_data(cfg, run)
+    else:
+        raise InputError("config", "data.kind", f"unknown kind '{kind}' (expected digits, features or images)")
+    validate(out)
+    return out
+
+
+def validate(d: ClusterData) -> None:
+    """Check dimensions and class counts of :class:`ClusterData`.
+
+    Raises:
+        InputError: train/test dimensions differ, or fewer than two meta-training classes.
+    """
+    if d.train_x.shape[1] != d.test_x.shape[1]:
+        raise InputError("data.test_features", "features",
+                         f"dimension {d.test_x.shape[1]} differs from the meta-training features' "
+                         f"{d.train_x.shape[1]}")
+    if len(np.unique(d.train_y)) < 2:
+        raise InputError("data.train_labels", "labels",
+                         "meta-training needs at least 2 classes (Hi-LANDER learns same/different-class links)")
+
+
+def _load_image_split(path, labels_path, classes, cfg_data, where: str):
+    from toolkit.data.images import load_idx, load_image_folder
+
+    if not path:
+        raise InputError("config", f"data.{where}_images", "no path given (a class folder, .zip or IDX file)")
+    p = Path(str(path)).expanduser()
+    if p.is_file() and not p.suffix.lower() == ".zip":
+        x, y = load_idx(p, labels_path)
+        if y is None:
+            y = np.full(len(x), -1, dtype=np.int64)
+        names = None
+        if data_size := int(cfg_data.image_size or 0):
+            if x.shape[-1] != data_size:
+                import torch
+
+                x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(data_size, data_size),
+                                                    mode="bilinear", align_corners=False).numpy()
+    else:
+        x, y, names = load_image_folder(p, int(cfg_data.image_size or 0), 1, bool(cfg_data.invert))
+    if classes is not None:
+        x, y = _select(x, y, classes, f"data.{where}_classes")
+        names = None if names is None else names
+    return x, y, names
+
+
+def _image_data(cfg, run: Run) -> ClusterData:
+    data = cfg.data
+    tx, ty, tnames = _load_image_split(data.train_images, data.train_labels, data.train_classes, data, "train")
+    sx, sy, snames = _load_image_split(data.test_images, data.test_labels, data.test_classes, data, "test")
+    if data.drop_seen_groups and tnames is not None and snames is not None:
+        seen = {n.split("/")[0] for n in tnames}
+        keep_classes = [i for i, n in enumerate(snames) if n.split("/")[0] not in seen]
+        if not keep_classes:
+            raise InputError(str(data.test_images), "classes", "every test class's group also occurs in training")
+        keep = np.isin(sy, keep_classes)
+        sx, sy = sx[keep], sy[keep]
+        log(f"kept {len(keep_classes)} test classes whose groups are unseen in meta-training")
+    if data.test_unlabelled or (sy is not None and (sy < 0).all()):
+        sy = None
+    _, ty = np.unique(ty, return_inverse=True)
+    if len(np.unique(ty)) < 2:
+        raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
+    train_f, test_f = encode_images(tx, ty, sx, cfg, run)
+    return ClusterData(train_f, ty.astype(np.int64), test_f, sy, str(data.test_images))
+
+
+def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
+    from omegaconf import OmegaConf
+
+    blob = json.dumps({"data": OmegaConf.to_container(cfg.data, resolve=True),
+                       "encoder": OmegaConf.to_container(cfg.encoder, resolve=True), "seed": cfg.seed,
+                       "shapes": [list(tx.shape), list(sx.shape)]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run) -> tuple[np.ndarray, np.ndarray]:
+    """Train (or reuse from cache) the supervised image encoder and embed both splits.
+
+    Args:
+        tx: float32 ``[N, 1, H, W]`` meta-training images; ty: int64 ``[N]`` labels 0..C-1.
+        sx: float32 ``[M, 1, H, W]`` test images.
+
+    Returns:
+        ``(train_features [N, E], test_features [M, E])`` float32.
+    """
+    key = _cache_key(cfg, tx, sx)
+    cached = run.existing(f"features/{key}.npz")
+    if cached is not None:
+        with np.load(cached) as z:
+            log(f"reusing cached encoder features {cached}")
+            np.savez(run.path(f"features/{key}.npz"), train=z["train"], test=z["test"])
+            return z["train"], z["test"]
+    from toolkit.models.classifier import predict, train_classifier
+
+    enc = cfg.encoder
+    log(f"training the {enc.arch} image encoder on {len(tx)} meta-training images ({int(ty.max()) + 1} classes)")
+    with run.timer("encoder"):
+        arch_kwargs = {"embed_dim": int(enc.embed_dim)}
+        if enc.arch in ("cnn", "resnet"):
+            arch_kwargs["width"] = int(enc.width)
+        module = train_classifier(tx, ty, arch=enc.arch, arch_kwargs=arch_kwargs, epochs=int(enc.epochs),
+                                  batch_size=int(enc.batch_size), lr=float(enc.lr), trainer_cfg=cfg.trainer,
+                                  root_dir=run.staging / "encoder", weight_decay=float(enc.weight_decay),
+                                  shift_pixels=int(enc.shift_pixels), seed=int(cfg.seed or 0))
+        import torch
+
+        torch.save({"format": "toolkit.encoder/1", "hparams": dict(module.hparams),
+                    "state_dict": module.state_dict()}, run.path("encoder.ckpt"))
+        train_f, test_f = predict(module.net, tx), predict(module.net, sx)
+    np.savez(run.path(f"features/{key}.npz"), train=train_f, test=test_f)
+    return train_f, test_f

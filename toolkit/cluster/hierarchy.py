@@ -1,0 +1,204 @@
+"""Hi-LANDER's hierarchy: per-level decoding, super-nodes, training hierarchies and inference.
+
+Decoding one level (reference ``utils/deduce.py::decode``, notes section 1.5):
+
+1. keep edge ``j -> i`` iff ``density[j] > density[i]`` and ``edge_dist < 1 - tau``, where
+   ``edge_dist = P_diff`` (``threshold="prob"``) or ``1 - cosine`` (``threshold="sim"``);
+2. every node keeps only its kept in-edge of smallest ``edge_dist`` (its *parent*) -- a per-node
+   arg-min done here with one sort instead of the reference's topological traversal;
+3. nodes without a parent are *peaks*; clusters are the connected components of the forest.
+
+Edges from all levels are accumulated in original node ids; the next level's
+nodes are the peaks, with their own features and the (re-normalised) mean
+feature of their cluster as cluster features.  Inference stops at the level
+limit, when a level adds no edge, or (``early_stop``) when the number of added
+edges did not fall by at least a factor ``k - 1`` (reference ``stop_iterating``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from toolkit.cluster.graph import build_graph
+from toolkit.cluster.knn import knn_search, l2_normalize
+
+
+def select_parents(src: np.ndarray, dst: np.ndarray, edge_dist: np.ndarray, density: np.ndarray,
+                   tau: float, num_nodes: int) -> np.ndarray:
+    """Each node's best higher-density neighbour (steps 1-2 above).
+
+    Args:
+        src, dst: int64 ``[E]`` edge endpoints (``src -> dst``).
+        edge_dist: float ``[E]`` edge distances (``P_diff`` or ``1 - cosine``).
+        density: float ``[N]`` node densities (predicted, or ground truth during training).
+        tau: keep edges with ``edge_dist < 1 - tau``.
+        num_nodes: N.
+
+    Returns:
+        int64 ``[N]`` parent id per node, ``-1`` for peaks.  Ties in ``edge_dist`` go to the edge listed first.
+    """
+    keep = (density[src] > density[dst]) & (edge_dist < 1.0 - tau)
+    s, d, w = src[keep], dst[keep], edge_dist[keep]
+    parent = np.full(num_nodes, -1, dtype=np.int64)
+    if len(d):
+        order = np.lexsort((w, d))
+        d_sorted = d[order]
+        first = np.ones(len(d_sorted), dtype=bool)
+        first[1:] = d_sorted[1:] != d_sorted[:-1]
+        parent[d_sorted[first]] = s[order][first]
+    return parent
+
+
+def components(src: np.ndarray, dst: np.ndarray, num_nodes: int) -> np.ndarray:
+    """Connected-component label per node of the undirected graph ``src - dst``: int64 ``[N]``, ids 0..C-1."""
+    adj = sp.coo_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(num_nodes, num_nodes))
+    _, labels = connected_components(adj, directed=False)
+    return labels.astype(np.int64)
+
+
+def segment_mean(x: np.ndarray, labels: np.ndarray, num_segments: int) -> np.ndarray:
+    """Mean of the rows of ``x`` ``[N, D]`` per label (int64 ``[N]`` in 0..C-1): float32 ``[C, D]``."""
+    n = len(labels)
+    member = sp.csr_matrix((np.ones(n, dtype=np.float32), (labels, np.arange(n))), shape=(num_segments, n))
+    sums = np.asarray(member @ x, dtype=np.float32)
+    counts = np.bincount(labels, minlength=num_segments).astype(np.float32)
+    return sums / np.maximum(counts, 1.0)[:, None]
+
+
+@dataclass
+class LevelStats:
+    """What one inference level did: node count, edges added, clusters after it, seconds per stage."""
+
+    level: int
+    nodes: int
+    edges_added: int
+    clusters: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list[int], knn_kwargs: dict,
+                    log: Callable[[str], None] = lambda _m: None) -> list:
+    """Build the multi-level training graphs from labelled meta-training data (notes section 1.7).
+
+    For each ``(k, L)`` pair: level 0 is the kNN graph of all points; each next level decodes the
+    previous one with the ground-truth density and ``tau = 0`` on raw similarity, then builds a
+    kNN graph on the peaks (labels = the peaks' labels), for up to ``L`` levels or until the level
+    has at most ``k`` nodes or adds no edge.
+
+    Args:
+        x: float32 ``[N, D]`` features (L2-normalised here); y: int64 ``[N]`` labels.
+        knn_k, levels: equal-length lists (reference ``10,5,3`` and ``2,3,4``).
+        knn_kwargs: keyword arguments of :func:`knn_search`.
+
+    Returns:
+        List of DGL graphs with ground truth (see :func:`toolkit.cluster.graph.build_graph`).
+
+    Raises:
+        ValueError: lists of different lengths.
+    """
+    if len(knn_k) != len(levels):
+        raise ValueError(f"model.train.knn_k {list(knn_k)} and model.train.levels {list(levels)} differ in length")
+    x = l2_normalize(x)
+    graphs = []
+    for k, num_levels in zip(knn_k, levels, strict=True):
+        n_total = len(x)
+        ids = np.arange(n_total)
+        feats, cluster_feats, labels = x, x, y
+        edges_src, edges_dst = [], []
+        for _level in range(num_levels):
+            if len(ids) <= k:
+                break
+            nbrs, sims = knn_search(feats, k, **knn_kwargs)
+            g = build_graph(feats, cluster_feats, nbrs, sims, labels)
+            graphs.append(g)
+            src, dst = (t.numpy() for t in g.edges())
+            parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
+                                    0.0, len(ids))
+            child = np.flatnonzero(parent >= 0)
+            if len(child) == 0:
+                break
+            edges_src.append(ids[parent[child]])
+            edges_dst.append(ids[child])
+            glabels = components(np.concatenate(edges_src), np.concatenate(edges_dst), n_total)
+            peaks = np.flatnonzero(parent < 0)
+            ids, feats, labels = ids[peaks], feats[peaks], labels[peaks]
+            means = l2_normalize(segment_mean(x, glabels, int(glabels.max()) + 1))
+            cluster_feats = means[glabels[ids]]
+        log(f"training hierarchy k={k}: {len(graphs)} graphs so far")
+    return graphs
+
+
+def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float = 0.8, threshold: str = "prob",
+                      max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
+                      log: Callable[[str], None] = lambda _m: None) -> tuple[np.ndarray, list[LevelStats]]:
+    """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
+
+    Args:
+        x: float32 ``[N, D]`` features (L2-normalised here).
+        predict: ``predict(graph) -> (P_same [E], density [N])`` torch tensors (``Lander.predict``).
+        k: kNN size including self (reference 10).
+        tau: edge threshold (``P_same > tau`` or ``cosine > tau``).
+        threshold: ``"prob"`` or ``"sim"``.
+        max_levels: level limit (reference 10).
+        early_stop: the ``k - 1`` edge-drop rule.
+        knn_kwargs: keyword arguments of :func:`knn_search`.
+
+    Returns:
+        ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
+
+    Raises:
+        ValueError: ``threshold`` not ``prob``/``sim`` or ``N <= k``.
+    """
+    import time
+
+    if threshold not in ("prob", "sim"):
+        raise ValueError(f"threshold must be 'prob' or 'sim', got {threshold!r}")
+    x = l2_normalize(x)
+    n_total = len(x)
+    if n_total <= k:
+        raise ValueError(f"need more than k={k} points to cluster, got {n_total}")
+    ids = np.arange(n_total)
+    feats, cluster_feats = x, x
+    edges_src: list[np.ndarray] = []
+    edges_dst: list[np.ndarray] = []
+    glabels = np.arange(n_total)
+    stats: list[LevelStats] = []
+    prev_added = np.inf
+    for level in range(max_levels):
+        if len(ids) <= k:
+            break
+        t0 = time.perf_counter()
+        nbrs, sims = knn_search(feats, k, **(knn_kwargs or {}))
+        t1 = time.perf_counter()
+        g = build_graph(feats, cluster_feats, nbrs, sims)
+        t2 = time.perf_counter()
+        p_same, den = predict(g)
+        t3 = time.perf_counter()
+        src, dst = (t.numpy() for t in g.edges())
+        dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
+        parent = select_parents(src, dst, dist, den.numpy(), tau, len(ids))
+        child = np.flatnonzero(parent >= 0)
+        added = len(child)
+        if added:
+            edges_src.append(ids[parent[child]])
+            edges_dst.append(ids[child])
+            glabels = components(np.concatenate(edges_src), np.concatenate(edges_dst), n_total)
+        t4 = time.perf_counter()
+        n_clusters = int(glabels.max()) + 1
+        stats.append(LevelStats(level, len(ids), added, n_clusters,
+                                {"knn": t1 - t0, "graph": t2 - t1, "gnn": t3 - t2, "decode": t4 - t3}))
+        log(f"level {level}: {len(ids)} nodes, {added} edges added, {n_clusters} clusters")
+        if added == 0 or (early_stop and prev_added / added < k - 1) or level == max_levels - 1:
+            break
+        prev_added = added
+        peaks = np.flatnonzero(parent < 0)
+        ids, feats = ids[peaks], feats[peaks]
+        means = l2_normalize(segment_mean(x, glabels, n_clusters))
+        cluster_feats = means[glabels[ids]]
+    _, labels = np.unique(glabels, return_inverse=True)
+    return labels.astype(np.int64), stats

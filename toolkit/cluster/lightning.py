@@ -1,0 +1,139 @@
+"""Training LANDER with PyTorch Lightning on multi-level graphs (reference ``train_subg.py``).
+
+Each training step takes one mini-batch of seed nodes from *every* training
+graph (round robin, as the reference), averages their losses and takes one SGD
+step (momentum 0.9, weight decay 1e-5, cosine annealing to 1e-5 stepped per
+batch).  A mini-batch is the ``(num_conv + 1)``-hop in-neighbourhood subgraph
+of its seeds, which gives the seeds' embeddings, densities and in-edge
+linkages exactly; the loss is taken on the seeds only.  A graph with at most
+``batch_size`` nodes is used whole.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from toolkit.cluster.model import Lander, lander_loss
+
+
+class SeedBatches(IterableDataset):
+    """One epoch of steps; each step yields a list with one (subgraph, seed mask) per training graph.
+
+    Args:
+        graphs: DGL graphs with ground truth.
+        batch_size: seed nodes per graph per step.
+        hops: neighbourhood depth (``num_conv + 1``).
+        seed: RNG seed; each epoch draws new permutations.
+    """
+
+    def __init__(self, graphs: list, batch_size: int, hops: int, seed: int = 0) -> None:
+        self.graphs = graphs
+        self.batch_size = int(batch_size)
+        self.hops = int(hops)
+        self.rng = np.random.default_rng(seed)
+        self.steps = max(1, math.ceil(graphs[0].num_nodes() / self.batch_size))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def _batches(self, g):
+        while True:
+            perm = self.rng.permutation(g.num_nodes())
+            for start in range(0, len(perm), self.batch_size):
+                yield perm[start:start + self.batch_size]
+
+    def __iter__(self):
+        import dgl
+
+        iters = [self._batches(g) for g in self.graphs]
+        for _ in range(self.steps):
+            items = []
+            for g, it in zip(self.graphs, iters, strict=True):
+                if g.num_nodes() <= self.batch_size:
+                    items.append((g, None))
+                    continue
+                seeds = torch.from_numpy(np.sort(next(it)))
+                sub, inverse = dgl.khop_in_subgraph(g, seeds, k=self.hops, store_ids=False)
+                mask = torch.zeros(sub.num_nodes(), dtype=torch.bool)
+                mask[inverse] = True
+                items.append((sub, mask))
+            yield items
+
+
+class LanderModule(pl.LightningModule):
+    """LightningModule wrapping :class:`toolkit.cluster.model.Lander`.
+
+    Hyper-parameters are primitives only, so checkpoints load with ``weights_only=True``.
+
+    Args:
+        feature_dim: D.  hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat: see ``Lander``.
+        lr: initial SGD learning rate; momentum, weight_decay: SGD settings.
+        balance: balanced linkage loss.
+        total_steps: optimiser steps of the whole run (cosine schedule length).
+    """
+
+    def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
+                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True, lr: float = 0.01,
+                 momentum: float = 0.9, weight_decay: float = 1e-5, balance: bool = True,
+                 total_steps: int = 1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = Lander(feature_dim, hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat)
+        self.gen = torch.Generator().manual_seed(0)
+
+    def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
+        total = torch.zeros(())
+        den = conn = 0.0
+        for g, seed_mask in batch:
+            logits, pred_den = self.model(g)
+            edge_mask = None if seed_mask is None else seed_mask[g.edges()[1]]
+            loss, parts = lander_loss(logits, pred_den, g, seed_mask, edge_mask, self.hparams.balance, self.gen)
+            total = total + loss
+            den += parts["density_mse"]
+            conn += parts["conn_ce"]
+        n = len(batch)
+        total = total / n  # mean over graphs: the step size does not grow with the number of graphs
+        self.log("train/loss", total, prog_bar=True, on_step=False, on_epoch=True, batch_size=1)
+        self.log("train/density_mse", den / n, on_step=False, on_epoch=True, batch_size=1)
+        self.log("train/conn_ce", conn / n, on_step=False, on_epoch=True, batch_size=1)
+        return total
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
+                              weight_decay=self.hparams.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, self.hparams.total_steps),
+                                                           eta_min=1e-5)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        return batch  # CPU graphs; Lightning's generic collection walk does not know DGL graphs
+
+
+def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0) -> LanderModule:
+    """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/model/hilander.yaml``) and return the module.
+
+    Raises:
+        ValueError: empty ``graphs``.
+    """
+    from toolkit.training import make_trainer
+
+    if not graphs:
+        raise ValueError("no training graphs (meta-training set too small for model.train.knn_k)")
+    pl.seed_everything(seed, verbose=False)
+    tr = model_cfg.train
+    feature_dim = int(graphs[0].ndata["features"].shape[1])
+    data = SeedBatches(graphs, tr.batch_size, model_cfg.num_conv + 1, seed)
+    epochs = int(tr.epochs)
+    module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
+                          bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
+                          float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
+                          total_steps=epochs * len(data))
+    loader = DataLoader(data, batch_size=None, collate_fn=lambda items: items)
+    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir)
+    trainer.fit(module, loader)
+    return module.eval()

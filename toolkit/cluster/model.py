@@ -1,0 +1,198 @@
+"""The LANDER graph neural network (Xing et al., ICCV 2021; reference ``models/lander.py``, ``graphconv.py``).
+
+One shared network predicts, for every edge ``j -> i`` of a kNN graph, the
+probability that ``j`` and ``i`` belong to the same class (the *linkage*), and
+derives each node's density from those predictions, so linkage and density
+are consistent by construction:
+
+    pred_den_i = mean_{j in N(i)} a_ji * (P_same(j, i) - P_diff(j, i))
+
+with ``a_ji`` the cosine similarity.  The loss is the density MSE plus the
+cross-entropy of the linkage on edges whose source has higher ground-truth
+density than their destination, optionally balanced between positive and
+negative edges (notes section 1.4).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConcatGraphConv(nn.Module):
+    """Graph conv with the reference's "concat" layer: ``Linear([h_i, sum_j affine_ji h_j])``.
+
+    ``affine`` rows sum to one, so the aggregate is a similarity-weighted mean of the in-neighbours.
+
+    Args:
+        in_dim: input feature size.
+        out_dim: output feature size.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * in_dim, out_dim)
+
+    def forward(self, g, h: torch.Tensor) -> torch.Tensor:
+        """``h`` ``[N, in_dim]`` float32 -> ``[N, out_dim]`` (DGL fuses the message and the sum: no ``[E, D]`` tensor)."""
+        import dgl.function as fn
+
+        with g.local_scope():
+            g.ndata["h"] = h
+            g.update_all(fn.u_mul_e("h", "affine", "m"), fn.sum("m", "agg"))
+            return self.linear(torch.cat([h, g.ndata["agg"]], dim=1))
+
+
+class GATGraphConv(nn.Module):
+    """Graph attention conv (``dgl.nn.GATConv``), heads averaged, plus a bias (reference iNat setting).
+
+    Args:
+        in_dim, out_dim: feature sizes.
+        heads: number of attention heads.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, heads: int = 1) -> None:
+        super().__init__()
+        from dgl.nn import GATConv
+
+        self.gat = GATConv(in_dim, out_dim, heads, allow_zero_in_degree=True, bias=False)
+        self.bias = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, g, h: torch.Tensor) -> torch.Tensor:
+        """``h`` ``[N, in_dim]`` -> ``[N, out_dim]``."""
+        return self.gat(g, h).mean(dim=1) + self.bias
+
+
+class Lander(nn.Module):
+    """LANDER: graph-conv stack, linkage (edge) head, density from edge predictions.
+
+    Args:
+        feature_dim: D, the node feature size.
+        hidden: ``nhid`` (reference 512).  Layer widths follow the reference:
+            inputs ``(D', h, h, h/2)``, outputs ``(h, h, h/2, h/2)``.
+        num_conv: number of graph-conv layers, 1 to 4.
+        dropout: dropout after each conv.
+        use_gat: attention conv instead of the concat conv.
+        gat_heads: attention heads.
+        use_cluster_feat: input is ``[features, cluster_features]`` (D' = 2D) instead of ``features``.
+
+    Raises:
+        ValueError: ``num_conv`` outside 1..4 or ``hidden`` not even.
+    """
+
+    def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
+                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True) -> None:
+        super().__init__()
+        if not 1 <= num_conv <= 4:
+            raise ValueError(f"num_conv must be 1..4, got {num_conv}")
+        if hidden % 2:
+            raise ValueError(f"hidden must be even, got {hidden}")
+        self.feature_dim = int(feature_dim)
+        self.use_cluster_feat = bool(use_cluster_feat)
+        in_dim = 2 * feature_dim if use_cluster_feat else feature_dim
+        ins = (in_dim, hidden, hidden, hidden // 2)[:num_conv]
+        outs = (hidden, hidden, hidden // 2, hidden // 2)[:num_conv]
+        layer = (lambda i, o: GATGraphConv(i, o, gat_heads)) if use_gat else ConcatGraphConv
+        self.convs = nn.ModuleList(layer(i, o) for i, o in zip(ins, outs, strict=True))
+        self.dropout = nn.Dropout(dropout)
+        out = outs[-1]
+        self.src_mlp = nn.Linear(out, hidden // 2)
+        self.dst_mlp = nn.Linear(out, hidden // 2)
+        self.classifier = nn.Sequential(nn.PReLU(hidden // 2), nn.Linear(hidden // 2, hidden // 2),
+                                        nn.PReLU(hidden // 2), nn.Linear(hidden // 2, 2))
+
+    def node_embeddings(self, g) -> torch.Tensor:
+        """Node embeddings ``[N, out]`` float32 from ``g.ndata['features']`` (and ``cluster_features``)."""
+        h = g.ndata["features"]
+        if self.use_cluster_feat:
+            h = torch.cat([h, g.ndata["cluster_features"]], dim=1)
+        for conv in self.convs:
+            h = self.dropout(torch.relu(conv(g, h)))
+        return h
+
+    def edge_logits(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Linkage logits ``[E, 2]`` (index 1 = same class) for edges ``src -> dst`` (int64 ``[E]``)."""
+        return self.classifier(self.src_mlp(h)[src] + self.dst_mlp(h)[dst])
+
+    def forward(self, g) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(logits [E, 2], pred_den [N])`` for every edge and node of ``g``."""
+        h = self.node_embeddings(g)
+        src, dst = g.edges()
+        logits = self.edge_logits(h, src, dst)
+        p = torch.softmax(logits, dim=1)
+        return logits, edge_density(p[:, 1] - p[:, 0], g.edata["raw_affine"], dst, g.num_nodes())
+
+    @torch.no_grad()
+    def predict(self, g, edge_chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inference in edge chunks: ``(P_same [E] float32, pred_den [N] float32)``.
+
+        Memory is ``O(N * hidden + edge_chunk * hidden)``, so million-node graphs fit.
+        """
+        h = self.node_embeddings(g)
+        hs, hd = self.src_mlp(h), self.dst_mlp(h)
+        src, dst = g.edges()
+        p_same = torch.empty(src.shape[0], dtype=torch.float32)
+        for start in range(0, src.shape[0], edge_chunk):
+            s, d = src[start:start + edge_chunk], dst[start:start + edge_chunk]
+            p_same[start:start + edge_chunk] = torch.softmax(self.classifier(hs[s] + hd[d]), dim=1)[:, 1]
+        return p_same, edge_density(2 * p_same - 1, g.edata["raw_affine"], dst, g.num_nodes())
+
+
+def edge_density(e_hat: torch.Tensor, raw_affine: torch.Tensor, dst: torch.Tensor, num_nodes: int) -> torch.Tensor:
+    """``pred_den_i = mean over in-edges of raw_affine * e_hat``; nodes without in-edges get 0.
+
+    Args:
+        e_hat: ``[E]`` edge coefficients ``P_same - P_diff`` in ``[-1, 1]``.
+        raw_affine: ``[E]`` cosine similarities.
+        dst: int64 ``[E]`` destination node of each edge.
+        num_nodes: N.
+
+    Returns:
+        float32 ``[N]``.
+    """
+    total = torch.zeros(num_nodes, dtype=e_hat.dtype).index_add_(0, dst, raw_affine * e_hat)
+    count = torch.zeros(num_nodes, dtype=e_hat.dtype).index_add_(0, dst, torch.ones_like(e_hat))
+    return total / count.clamp_min(1.0)
+
+
+def lander_loss(logits: torch.Tensor, pred_den: torch.Tensor, g, node_mask: torch.Tensor | None = None,
+                edge_mask: torch.Tensor | None = None, balance: bool = True,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Density MSE + linkage cross-entropy on edges toward higher ground-truth density.
+
+    Args:
+        logits: ``[E, 2]`` linkage logits; pred_den: ``[N]`` predicted density.
+        g: graph with ``ndata['density']`` and ``edata['labels_conn']``, ``edata['mask_conn']``.
+        node_mask: bool ``[N]`` nodes whose density enters the loss (mini-batch seeds); all if None.
+        edge_mask: bool ``[E]`` edges eligible for the linkage loss (in-edges of seeds); all if None.
+        balance: drop random positive or negative eligible edges until both counts are equal.
+        generator: RNG for the balancing.
+
+    Returns:
+        ``(loss, parts)`` with ``parts = {"density_mse", "conn_ce", "conn_edges"}``.  With no eligible
+        edge the loss is the density MSE alone.
+    """
+    gt = g.ndata["density"]
+    if node_mask is not None:
+        den_loss = nn.functional.mse_loss(pred_den[node_mask], gt[node_mask])
+    else:
+        den_loss = nn.functional.mse_loss(pred_den, gt)
+    mask = g.edata["mask_conn"].bool()
+    if edge_mask is not None:
+        mask = mask & edge_mask
+    labels = g.edata["labels_conn"]
+    if balance:
+        pos = torch.nonzero(mask & (labels == 1)).flatten()
+        neg = torch.nonzero(mask & (labels == 0)).flatten()
+        m = min(len(pos), len(neg))
+        pos = pos[torch.randperm(len(pos), generator=generator)[:m]]
+        neg = neg[torch.randperm(len(neg), generator=generator)[:m]]
+        idx = torch.cat([pos, neg])
+    else:
+        idx = torch.nonzero(mask).flatten()
+    if len(idx):
+        conn_loss = nn.functional.cross_entropy(logits[idx], labels[idx])
+    else:
+        conn_loss = torch.zeros((), dtype=logits.dtype)
+    loss = den_loss + conn_loss
+    return loss, {"density_mse": float(den_loss.detach()), "conn_ce": float(conn_loss.detach()), "conn_edges": len(idx)}
