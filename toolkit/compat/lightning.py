@@ -1,0 +1,146 @@
+"""The LightningModule that trains a new model with a compatibility loss.
+
+Old-model outputs are computed once before training and fed in with each batch (the dataset holds
+them as tensors), so the old model never runs during training.  Batches are
+``(x, y, y_old, old_correct, old_logits)``:
+
+* ``x`` ``[B, ...]`` float32 inputs, ``y`` ``[B]`` int64 labels in the new label space;
+* ``y_old`` ``[B]`` int64 labels in the extended old head space (real old classes first, then
+  synthesized rows for new classes; ``-1`` when the class has neither);
+* ``old_correct`` ``[B]`` bool, ``argmax old_logits == y_old``;
+* ``old_logits`` ``[B, K']`` float32 cached old logits restricted to the old classes that have a new
+  counterpart (the new logits are gathered at ``fd_columns`` to match).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
+from toolkit.models.classifier import random_shift
+from toolkit.models.zoo import EmbeddingClassifier, build_model
+
+METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd")
+
+
+def method_parts(method: str, fd_kind_for_bct: str = "lm") -> tuple[bool, str | None, bool]:
+    """Split a method name into ``(uses_bct, fd_kind or None, uses_naive)``.
+
+    ``bct+fd`` uses FD of kind ``fd_kind_for_bct`` (``"kl"`` or ``"lm"``).
+
+    Raises:
+        ValueError: unknown method.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    bct = method in ("bct", "bct+fd")
+    fd = {"fd-kl": "kl", "fd-lm": "lm", "bct+fd": fd_kind_for_bct}.get(method)
+    return bct, fd, method == "naive"
+
+
+class CompatModule(pl.LightningModule):
+    """New-model training: ``CE + λ_bct·L_influence + λ_fd·L_FD`` (or the naive weighting).
+
+    Only primitives are saved as hyper-parameters; the frozen old head and the FD column map are
+    buffers, so a checkpoint loads with ``torch.load(weights_only=True)``.
+
+    Args:
+        arch, in_shape, num_classes, arch_kwargs: the new zoo model (:func:`toolkit.models.zoo.build_model`).
+        method: one of :data:`METHODS`.
+        old_head_rows: K, rows of the extended old head (BCT), 0 when unused.
+        old_embed_dim: E_old (BCT); a learned ``Linear(E_new, E_old, bias=False)`` projection is added
+            when it differs from the new embedding size or when ``projection`` is True.
+        fd_columns: number of old classes used by FD (length of the column map), 0 when unused.
+        old_classes: number of real (not synthesized) old classes; FD ignores samples of other classes.
+        lr, weight_decay: AdamW with one-cycle cosine schedule.
+        bct_weight: λ of the influence loss.
+        naive_weight: λ of the naive loss.
+        fd_weight: λ of focal distillation (paper eq. 4, λ = 1).
+        fd_kind_bct: FD kind used by ``bct+fd``.
+        alpha, beta, temperature, lm_reduction: focal distillation settings (paper eq. 7-9).
+        shift_pixels: random-translation augmentation for image inputs.
+        projection: force a learned projection even when embedding sizes agree.
+    """
+
+    def __init__(self, arch: str, in_shape: list[int], num_classes: int, arch_kwargs: dict | None = None,
+                 method: str = "none", old_head_rows: int = 0, old_embed_dim: int = 0, fd_columns: int = 0,
+                 old_classes: int = 0, lr: float = 1e-3, weight_decay: float = 1e-4, bct_weight: float = 1.0,
+                 naive_weight: float = 1.0, fd_weight: float = 1.0, fd_kind_bct: str = "lm",
+                 alpha: float = 1.0, beta: float = 5.0, temperature: float = 100.0,
+                 lm_reduction: str = "sum", shift_pixels: int = 0, projection: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.uses_bct, self.fd_kind, self.uses_naive = method_parts(method, fd_kind_bct)
+        self.net: EmbeddingClassifier = build_model(arch, tuple(in_shape), num_classes, **(arch_kwargs or {}))
+        self.projection: nn.Module | None = None
+        if self.uses_bct:
+            if old_head_rows <= 0 or old_embed_dim <= 0:
+                raise ValueError("BCT needs old_head_rows > 0 and old_embed_dim > 0")
+            self.register_buffer("old_weight", torch.zeros(old_head_rows, old_embed_dim))
+            self.register_buffer("old_bias", torch.zeros(old_head_rows))
+            if projection or old_embed_dim != self.net.embed_dim:
+                self.projection = nn.Linear(self.net.embed_dim, old_embed_dim, bias=False)
+        if self.fd_kind is not None:
+            if fd_columns <= 0:
+                raise ValueError("focal distillation needs fd_columns > 0")
+            self.register_buffer("fd_index", torch.zeros(fd_columns, dtype=torch.long))
+
+    def set_old_head(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Copy the frozen extended old head ``weight [K, E_old]`` and ``bias [K]`` into the buffers."""
+        self.old_weight.copy_(weight)
+        self.old_bias.copy_(bias if bias is not None else torch.zeros(weight.shape[0]))
+
+    def set_fd_index(self, index: torch.Tensor) -> None:
+        """Set the new-logit column of each distilled old class (``[K']`` int64)."""
+        self.fd_index.copy_(index)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """New-model logits ``[B, num_classes]``."""
+        return self.net(x)
+
+    def compatible_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding to compare with old-model embeddings: ``P(φ_new(x))`` or ``φ_new(x)``."""
+        z = self.net.embed(x)
+        return self.projection(z) if self.projection is not None else z
+
+    def compute_loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its parts for one batch (see the module docstring for the batch layout)."""
+        x, y, y_old, old_correct, old_logits = batch
+        x = random_shift(x, int(self.hparams.shift_pixels))
+        emb = self.net.embed(x)
+        logits = self.net.head(emb)
+        parts: dict[str, torch.Tensor] = {}
+        if self.uses_naive:
+            parts["ce+naive"] = naive_congruent_loss(logits, y, old_correct, self.hparams.naive_weight)
+        else:
+            parts["ce"] = F.cross_entropy(logits, y)
+        if self.uses_bct:
+            parts["bct"] = self.hparams.bct_weight * bct_influence_loss(
+                emb, y_old, self.old_weight, self.old_bias, self.projection)
+        if self.fd_kind is not None:
+            mask = (y_old >= 0) & (y_old < self.hparams.old_classes)
+            parts["fd"] = self.hparams.fd_weight * focal_distillation_loss(
+                logits[:, self.fd_index], old_logits, old_correct, kind=self.fd_kind,
+                alpha=self.hparams.alpha, beta=self.hparams.beta, temperature=self.hparams.temperature,
+                lm_reduction=self.hparams.lm_reduction, mask=mask)
+        total = torch.stack(list(parts.values())).sum()
+        return total, parts
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        total, parts = self.compute_loss(batch)
+        self.log("train/loss", total, prog_bar=True, on_epoch=True, on_step=False)
+        for k, v in parts.items():
+            self.log(f"train/{k}", v, on_epoch=True, on_step=False)
+        return total
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps,
+                                                    pct_start=0.15)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
