@@ -155,7 +155,22 @@ def cluster(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFla
 @app.command("train-compatible")
 def train_compatible(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
                      quiet: QuietFlag = False) -> None:
-    """Train a new model compatible with an old one (BCT) and with few negative flips (focal distillation)."""
+    """Train a new model compatible with an old one (BCT) and with few negative flips (focal distillation).
+
+    Writes model.pt, metrics.json (error, NFR, PFR, relative NFR with 95% CIs, retrieval matrix, BCT
+    criterion), flips.json, flips.png, predictions.npz and the resolved config.yaml.
+
+    Examples:
+
+      toolkit train-compatible                          # digits: old small MLP on 50%, new MLP on all, bct+fd
+
+      toolkit train-compatible method=fd-lm old.checkpoint=old/model.pt model=cnn data=compat_mnist
+
+      toolkit train-compatible method=bct old.classes=[0,1,2,3,4]      # new classes added
+
+      toolkit train-compatible data=features data.train_features=tr.npy data.train_labels=trl.npy \\
+        data.test_features=te.npy data.test_labels=tel.npy old.train_logits=old_tr.npy old.test_logits=old_te.npy
+    """
     run_command("train-compatible", "train_compatible", "toolkit.compat.command:run", overrides, cfg,
                 json_out, quiet)
 
@@ -164,10 +179,28 @@ def train_compatible(overrides: Overrides = None, cfg: CfgFlag = False, json_out
 def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or predictions file.")],
                    new: Annotated[str, typer.Argument(help="New checkpoint or predictions file.")],
                    overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
-                   quiet: QuietFlag = False) -> None:
-    """Compare two models: error, NFR, PFR (and retrieval compatibility) for CI gates."""
-    run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
-                json_out, quiet, extra=[f"old={old}", f"new={new}"])
+                   quiet: QuietFlag = False,
+                   max_nfr: Annotated[float | None, typer.Option(
+                       "--max-nfr", help="CI gate: exit with code 3 when the negative flip rate (a fraction, "
+                       "e.g. 0.01) exceeds this.")] = None) -> None:
+    """Compare two models: error, NFR, PFR (and retrieval compatibility) for CI gates.
+
+    OLD and NEW are toolkit checkpoints (model.pt; run on the data's test split) or prediction files
+    (.npz with predictions/logits [+ labels, ids, embeddings], or .npy/.csv labels or logits).
+    Exit codes: 0 ok, 2 bad input, 3 NFR above --max-nfr.
+
+    Examples:
+
+      toolkit compare-models run/old_predictions.npz run/predictions.npz --max-nfr 0.01
+
+      toolkit compare-models old/model.pt new/model.pt data=compat_mnist --json
+    """
+    extra = [f"old={old}", f"new={new}"] + ([f"max_nfr={max_nfr}"] if max_nfr is not None else [])
+    doc = run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
+                      json_out, quiet, extra=extra)
+    gate = (doc or {}).get("metrics", {}).get("gate")
+    if gate and not gate.get("pass", True):
+        raise fail(f"NFR {doc['metrics']['nfr']:.4f} exceeds --max-nfr {gate['max_nfr']}", 3)
 
 
 # --- compress (issue: SVD-factorised embedding compression) -----------------------------------
@@ -175,18 +208,53 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
 @app.command()
 def compress(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
              quiet: QuietFlag = False) -> None:
-    """Compress a text classifier's embedding table by truncated SVD and fine-tune it."""
-    run_command("compress", "compress", "toolkit.compress.command:run", overrides, cfg, json_out, quiet)
+    """Compress a text classifier's embedding table by truncated SVD and fine-tune it (Acharya et al. 2019).
+
+    Examples:
+
+      toolkit compress data=sst2 compression=0.9
+
+      toolkit compress data=trec model=dan scheduler=clr rank=5
+
+      toolkit compress data=snips compression=0.5,0.8,0.9,0.95     # sweep: one subfolder per value + tradeoff.png
+
+      toolkit compress data=text data.train=train.csv data.test=test.csv data.text_column=sentence
+    """
+    swept = []
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if sep and "," in value and not value.lstrip().startswith(("[", "'", '"')):
+            if key.lstrip("+") not in ("compression", "rank"):
+                raise fail(f"command line: {item}: comma sweeps are supported for compression= and rank= "
+                           "only; run one command per value of other keys", 2)
+            item = f"{key}=[{value}]"  # one run per value, in subfolders of output_dir
+        swept.append(item)
+    run_command("compress", "compress", "toolkit.compress.command:run", swept, cfg, json_out, quiet)
 
 
 # --- train-encrypted (issue: CKKS logistic regression) ----------------------------------------
 
 @app.command("train-encrypted")
 def train_encrypted(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
-                    quiet: QuietFlag = False) -> None:
-    """Train logistic regression on CKKS-encrypted data (keygen, encrypt, train, decrypt)."""
+                    quiet: QuietFlag = False,
+                    plan: Annotated[bool, typer.Option("--plan", help="Dry run: simulate the circuit in plaintext "
+                                                       "and report depth, value ranges, refreshes, sizes and "
+                                                       "estimated time; encrypt nothing.")] = False) -> None:
+    """Train logistic regression on CKKS-encrypted data (keygen, encrypt, train, decrypt).
+
+    Examples:
+
+      toolkit train-encrypted                                  # breast cancer, low-depth circuit, all roles
+
+      toolkit train-encrypted --plan data=mnist38 circuit=baseline
+
+      toolkit train-encrypted step=keygen output_dir=run1      # owner; then step=encrypt, step=train
+                                                               # (server), step=refresh, step=decrypt
+
+      toolkit train-encrypted data=csv_binary data.path=d.csv data.label_column=y --json
+    """
     run_command("train-encrypted", "train_encrypted", "toolkit.encrypted.command:run", overrides, cfg,
-                json_out, quiet)
+                json_out, quiet, extra=["plan=true"] if plan else None)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,391 @@
+"""``toolkit train-encrypted``: config -> data -> plan -> keygen/encrypt/train/refresh/decrypt -> artifacts.
+
+Layout of the output directory (each step reads what earlier steps wrote there):
+
+* ``owner/secret_context.zip`` (secret key; never read by the server step), ``owner/scaling.json``,
+  ``owner/refresh_log.json``;
+* ``server/public_context.zip``, ``server/encrypted_data.zip``, ``server/encrypted_weights.zip``,
+  ``server/job.json``, ``server/train_state.json`` -- everything the server needs and writes;
+* ``model.json`` (decrypted weights + scaling), ``plan.json``, ``training.png``, ``history.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.console import log
+from toolkit.encrypted import circuit as C
+from toolkit.encrypted.params import CKKSParams, ParamError, choose_params, validate_params
+from toolkit.errors import InputError
+
+STEPS = ("all", "keygen", "encrypt", "train", "refresh", "decrypt")
+SECRET = "owner/secret_context.zip"
+SCALING = "owner/scaling.json"
+REFRESH_LOG = "owner/refresh_log.json"
+PUBLIC = "server/public_context.zip"
+DATA = "server/encrypted_data.zip"
+WEIGHTS = "server/encrypted_weights.zip"
+JOB = "server/job.json"
+STATE = "server/train_state.json"
+
+
+def resolve_params(ckks: Any, circuit: str) -> CKKSParams:
+    """CKKS parameters from ``cfg.ckks`` (explicit, validated) or chosen from the circuit's depth.
+
+    Raises:
+        InputError: insecure or inconsistent parameters (exit 2).
+    """
+    try:
+        if ckks.get("coeff_mod_bit_sizes") is None and ckks.get("poly_modulus_degree") is None:
+            if ckks.get("scale_bits") is not None:
+                raise ParamError("ckks.scale_bits", "set together with ckks.coeff_mod_bit_sizes and "
+                                 "ckks.poly_modulus_degree (or leave all three null)")
+            return choose_params(C.DEPTH_PER_ITERATION[circuit], int(ckks.get("max_poly_modulus_degree", 16384)))
+        if ckks.get("coeff_mod_bit_sizes") is None or ckks.get("poly_modulus_degree") is None:
+            raise ParamError("ckks", "set both poly_modulus_degree and coeff_mod_bit_sizes (or neither)")
+        bits = list(ckks.get("coeff_mod_bit_sizes"))
+        scale = ckks.get("scale_bits")
+        if scale is None:
+            scale = bits[1] if len(bits) > 2 else 0
+        params = validate_params(int(ckks.get("poly_modulus_degree")), bits, int(scale),
+                                 allow_insecure=bool(ckks.get("test_only_insecure", False)))
+    except ParamError as exc:
+        raise InputError("config", exc.field, exc.problem) from None
+    except (TypeError, ValueError) as exc:
+        raise InputError("config", "ckks", f"expected integers ({exc})") from None
+    if params.test_only:
+        log("WARNING: CKKS parameters below 128-bit security (ckks.test_only_insecure=true): TEST ONLY")
+    return params
+
+
+def _check_cfg(cfg: Any) -> None:
+    step = str(cfg.get("step"))
+    if step not in STEPS:
+        raise InputError("config", "step", f"unknown {step!r}; expected one of {', '.join(STEPS)}")
+    if str(cfg.circuit) not in C.CIRCUITS:
+        raise InputError("config", "circuit", f"unknown {cfg.circuit!r}; expected baseline or low-depth")
+    t = cfg.train
+    if int(t.iterations) < 1:
+        raise InputError("config", "train.iterations", f"must be >= 1, got {t.iterations}")
+    if not float(t.learning_rate) > 0:
+        raise InputError("config", "train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    if str(t.sigmoid) not in C.SIGMOID_COEFFS:
+        raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
+    if t.batch_size is not None and int(t.batch_size) < 1:
+        raise InputError("config", "train.batch_size", f"must be >= 1, got {t.batch_size}")
+
+
+class _Files:
+    """Where a step reads a file: this run's staging dir first, then the output dir of earlier steps."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+
+    def read(self, name: str) -> Path:
+        staged = self.run.staging / name
+        if staged.exists():
+            return staged
+        found = self.run.existing(name)
+        if found is None:
+            raise InputError(self.run.output_dir / name, name.split("/")[-1].split(".")[0],
+                             "not found (run the earlier steps into this output_dir first)")
+        return found
+
+    def write(self, name: str) -> Path:
+        return self.run.path(name)
+
+
+def _prepare_data(cfg: Any, params: CKKSParams) -> dict:
+    from toolkit.encrypted.data import Scaling, load_dataset, minibatch_indices, signed_features
+
+    seed = int(cfg.seed or 0)
+    data = load_dataset(cfg.data, seed)
+    scaling = Scaling.fit(data.x_train)
+    xtr, xte = scaling.apply(data.x_train), scaling.apply(data.x_test)
+    z = signed_features(xtr, data.y_train)
+    batch_size = cfg.train.batch_size
+    batches = minibatch_indices(len(z), batch_size, seed)
+    max_blocks = int(cfg.ckks.get("max_blocks", 4))
+    largest = max(len(b) for b in batches)
+    if largest > max_blocks * params.slots:
+        raise InputError("config", "train.batch_size", f"a minibatch of {largest} samples needs "
+                         f"{int(np.ceil(largest / params.slots))} ciphertexts per feature at N="
+                         f"{params.poly_modulus_degree} ({params.slots} slots each); at most ckks.max_blocks="
+                         f"{max_blocks} fit: lower train.batch_size or raise the ring")
+    return {"data": data, "scaling": scaling, "x_train": xtr, "x_test": xte, "z": z, "batches": batches}
+
+
+def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
+    from toolkit.encrypted.plan import measure_op_costs, simulate
+
+    coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
+    costs = measure_op_costs(params) if cfg.get("estimate_time", True) else None
+    report = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations), coeffs,
+                      float(cfg.train.learning_rate), costs)
+    report["sigmoid_range"] = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
+    report["minibatches"] = [int(len(b)) for b in prep["batches"]]
+    return report
+
+
+def _refuse_bad_plan(report: dict) -> None:
+    if not report["fits_chain"]:
+        raise InputError("config", "ckks.coeff_mod_bit_sizes",
+                         f"the {report['circuit']} circuit needs {report['depth_per_iteration_nominal']} levels per "
+                         f"iteration but the chain has {report['levels']}: the chain would be exhausted")
+    if report.get("u_max", 0.0) > report.get("sigmoid_range", float("inf")):
+        raise InputError("config", "train.learning_rate",
+                         f"the plan leaves the sigmoid approximation's range: |z.w| reaches {report['u_max']:.3g} > "
+                         f"{report['sigmoid_range']:g} (training would diverge); lower the learning rate")
+    if report["overflow"]:
+        raise InputError("config", "train", f"the plan overflows CKKS: {report['overflow'][0]} (lower "
+                         "train.learning_rate, or use a larger q0)")
+
+
+def _plan_summary(report: dict) -> dict:
+    keys = ("circuit", "depth_per_iteration", "levels", "refreshes", "iterations_per_refresh", "u_max",
+            "sigmoid_range", "estimated_seconds")
+    out = {k: report.get(k) for k in keys if report.get(k) is not None}
+    out["overflow"] = bool(report["overflow"])
+    out["data_ciphertexts"] = report["ciphertexts"]["data"]
+    out["data_mib"] = report["ciphertexts"]["data_bytes"] / 2 ** 20
+    out["poly_modulus_degree"] = report["params"]["poly_modulus_degree"]
+    out["coeff_mod_bit_sizes"] = "[" + ",".join(str(b) for b in report["params"]["coeff_mod_bit_sizes"]) + "]"
+    return out
+
+
+def _jsonable_plan(report: dict) -> dict:
+    out = dict(report)
+    out["weights"] = np.asarray(report["weights"]).tolist()
+    out["trajectory"] = np.asarray(report["trajectory"]).tolist()
+    return out
+
+
+def run(cfg: Any, run: Any) -> dict:
+    """Run the configured step(s).  See ``docs/encrypted.md`` for the keys and outputs.
+
+    Raises:
+        InputError: bad config, parameters, data, files or a plan that would overflow/exhaust the chain.
+    """
+    from toolkit.runtime import seed_everything
+
+    _check_cfg(cfg)
+    seed_everything(cfg.seed)
+    step = str(cfg.step)
+    files = _Files(run)
+    metrics: dict[str, Any] = {"step": step}
+
+    if cfg.get("plan"):
+        params = resolve_params(cfg.ckks, str(cfg.circuit))
+        prep = _prepare_data(cfg, params)
+        with run.timer("plan"):
+            report = _plan(cfg, params, prep)
+        run.write_json("plan.json", _jsonable_plan(report))
+        metrics["plan"] = _plan_summary(report)
+        metrics["step"] = "plan"
+        return {"metrics": metrics}
+
+    if step in ("all", "keygen"):
+        from toolkit.encrypted.protocol import owner_keygen
+
+        params = resolve_params(cfg.ckks, str(cfg.circuit))
+        prep = _prepare_data(cfg, params) if step == "all" else None
+        if prep is not None:
+            with run.timer("plan"):
+                report = _plan(cfg, params, prep)
+            _refuse_bad_plan(report)
+            run.write_json("plan.json", _jsonable_plan(report))
+            metrics["plan"] = _plan_summary(report)
+        with run.timer("keygen"):
+            owner_keygen(params, files.write(SECRET), files.write(PUBLIC))
+        metrics["params"] = {"poly_modulus_degree": params.poly_modulus_degree, "levels": params.levels,
+                             "scale_bits": params.scale_bits,
+                             "coeff_mod_bit_sizes": "[" + ",".join(map(str, params.coeff_mod_bit_sizes)) + "]"}
+        metrics["public_context_mib"] = files.read(PUBLIC).stat().st_size / 2 ** 20
+        if step == "keygen":
+            return {"metrics": metrics}
+    if step in ("all", "encrypt"):
+        metrics.update(_encrypt(cfg, run, files))
+        if step == "encrypt":
+            return {"metrics": metrics}
+    if step == "refresh":
+        return {"metrics": {**metrics, **_refresh_step(run, files)}}
+    if step in ("all", "train"):
+        metrics.update(_train(run, files, local=step == "all"))
+        if step == "train":
+            return {"metrics": metrics}
+    metrics.update(_decrypt(cfg, run, files))
+    return {"metrics": metrics}
+
+
+def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
+    from toolkit.encrypted import he
+    from toolkit.encrypted.protocol import owner_encrypt
+
+    owner = he.load_context(files.read(SECRET), "owner")
+    if str(cfg.get("step")) == "encrypt":
+        params = owner.params
+        prep = _prepare_data(cfg, params)
+        with run.timer("plan"):
+            report = _plan(cfg, params, prep)
+        _refuse_bad_plan(report)
+        run.write_json("plan.json", _jsonable_plan(report))
+    else:
+        prep = _prepare_data(cfg, owner.params)
+    coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
+    job = {"circuit": str(cfg.circuit), "coeffs": list(coeffs), "learning_rate": float(cfg.train.learning_rate),
+           "iterations": int(cfg.train.iterations), "sigmoid": str(cfg.train.sigmoid)}
+    with run.timer("encrypt"):
+        info = owner_encrypt(owner, prep["z"], prep["batches"], job, files.write(DATA), files.write(WEIGHTS),
+                             files.write(JOB))
+    run.write_json(SCALING, {**prep["scaling"].to_dict(), "feature_names": prep["data"].feature_names,
+                             "source": prep["data"].source})
+    return {"encrypted_ciphertexts": info["ciphertexts"],
+            "encrypted_data_mib": files.read(DATA).stat().st_size / 2 ** 20,
+            "train_samples": int(len(prep["z"])), "features": int(prep["z"].shape[1] - 1),
+            "minibatches": len(prep["batches"])}
+
+
+def _train(run: Any, files: _Files, local: bool) -> dict:
+    from toolkit.encrypted import he
+    from toolkit.encrypted.protocol import local_refresher, read_job, server_train
+
+    job = read_job(files.read(JOB))
+    refresh = None
+    refresh_log: list = []
+    if local:
+        owner = he.load_context(files.read(SECRET), "owner")
+        public = he.load_context(files.read(PUBLIC), "server")
+        refresh = local_refresher(owner, public, refresh_log)
+    prev_state = json.loads(files.read(STATE).read_text()) if (run.staging / STATE).exists() or \
+        run.existing(STATE) else None
+    out_tmp = run.path("server/.encrypted_weights.next.zip")
+    with run.timer("train"):
+        state = server_train(files.read(PUBLIC), files.read(DATA), files.read(WEIGHTS), job, out_tmp, refresh)
+    shutil.move(str(out_tmp), str(run.path(WEIGHTS)))
+    if prev_state and not local:  # accumulate across separate train calls
+        for key in ("levels", "seconds", "refresh_seconds", "refresh_iterations"):
+            state[key] = prev_state.get(key, []) + state[key]
+        state["refreshes"] = prev_state.get("refreshes", 0) + state["refreshes"]
+        state["prepare_seconds"] = prev_state.get("prepare_seconds", 0.0) + state["prepare_seconds"]
+    run.write_json(STATE, state)
+    if local:
+        ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
+        run.write_json(REFRESH_LOG, [{"iteration": k, "weights": (np.asarray(v) / ws).tolist()}
+                                     for k, v in refresh_log])
+    if state["needs_refresh"]:
+        log(f"chain used up after iteration {state['iteration']}: run step=refresh (owner), then step=train again")
+    sec = state["seconds"]
+    depth = [b - a for a, b in state["levels"]]
+    return {"iterations_done": state["iteration"], "needs_refresh": state["needs_refresh"],
+            "refreshes": state["refreshes"],
+            "depth_per_iteration": float(np.mean(depth)) if depth else 0.0,
+            "seconds_per_iteration": float(np.mean(sec)) if sec else 0.0,
+            "seconds_per_iteration_incl_refresh": (float(np.sum(sec) + np.sum(state["refresh_seconds"])) / len(sec))
+            if sec else 0.0}
+
+
+def _refresh_step(run: Any, files: _Files) -> dict:
+    from toolkit.encrypted import he
+    from toolkit.encrypted.protocol import owner_refresh, read_job
+
+    owner = he.load_context(files.read(SECRET), "owner")
+    job = read_job(files.read(JOB))
+    out_tmp = run.path("server/.encrypted_weights.next.zip")
+    with run.timer("refresh"):
+        out = owner_refresh(owner, files.read(WEIGHTS), out_tmp)
+    shutil.move(str(out_tmp), str(run.path(WEIGHTS)))
+    logged = json.loads(files.read(REFRESH_LOG).read_text()) if run.existing(REFRESH_LOG) else []
+    ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
+    logged.append({"iteration": out["iteration"], "weights": (out["weights"] / ws).tolist()})
+    run.write_json(REFRESH_LOG, logged)
+    state_path = run.existing(STATE)
+    if state_path is not None:
+        state = json.loads(state_path.read_text())
+        state["refreshes"] = state.get("refreshes", 0) + 1
+        state["refresh_iterations"] = state.get("refresh_iterations", []) + [out["iteration"]]
+        state["needs_refresh"] = False
+        run.write_json(STATE, state)
+    return {"refreshed_at_iteration": out["iteration"], "refreshes": len(logged)}
+
+
+def _decrypt(cfg: Any, run: Any, files: _Files) -> dict:
+    from toolkit.encrypted import he
+    from toolkit.encrypted.data import Scaling
+    from toolkit.encrypted.metrics import evaluate
+    from toolkit.encrypted.protocol import owner_decrypt, read_job
+    from toolkit.encrypted.reference import exact_logistic_regression, train_poly_reference
+
+    owner = he.load_context(files.read(SECRET), "owner")
+    job = read_job(files.read(JOB))
+    with run.timer("decrypt"):
+        w_enc, reached = owner_decrypt(owner, files.read(WEIGHTS), job)
+    if reached < int(job["iterations"]):
+        log(f"warning: the encrypted model reached iteration {reached} of {job['iterations']} (refresh pending)")
+    prep = _prepare_data(cfg, owner.params)
+    saved = Scaling.from_dict(json.loads(files.read(SCALING).read_text()))
+    if saved.center.shape != prep["scaling"].center.shape or not np.allclose(saved.center, prep["scaling"].center):
+        raise InputError(files.read(SCALING), "scaling", "does not match the configured data (same data.* and "
+                         "seed as the encrypt step expected)")
+    coeffs = tuple(job["coeffs"])
+    iterations = min(reached, int(job["iterations"])) or 1
+    with run.timer("reference_poly"):
+        traj = train_poly_reference(prep["z"], prep["batches"], iterations, coeffs, float(job["learning_rate"]),
+                                    cfg.trainer, run.staging / "reference")
+    shutil.rmtree(run.staging / "reference", ignore_errors=True)
+    with run.timer("reference_exact"):
+        w_exact = exact_logistic_regression(prep["x_train"], prep["data"].y_train, int(cfg.seed or 0))
+    y_te, y_tr = prep["data"].y_test, prep["data"].y_train
+    m_enc = evaluate(w_enc, prep["x_test"], y_te)
+    m_poly = evaluate(traj[-1], prep["x_test"], y_te)
+    m_exact = evaluate(w_exact, prep["x_test"], y_te)
+    model = {"weights": w_enc.tolist(), "bias_first": True, "scaling": saved.to_dict(),
+             "circuit": job["circuit"], "sigmoid": job.get("sigmoid"), "coeffs": list(coeffs),
+             "iterations": reached, "feature_names": prep["data"].feature_names}
+    run.write_json("model.json", model)
+    history = {"iteration": list(range(1, len(traj) + 1)),
+               "plain_poly": [evaluate(w, prep["x_test"], y_te)["accuracy"] for w in traj],
+               "plain_poly_train_loss": [evaluate(w, prep["x_train"], y_tr)["log_loss"] for w in traj]}
+    refreshes = json.loads(files.read(REFRESH_LOG).read_text()) if (run.staging / REFRESH_LOG).exists() or \
+        run.existing(REFRESH_LOG) else []
+    enc_points = [(r["iteration"], np.asarray(r["weights"])) for r in refreshes if r["iteration"] > 0]
+    enc_points.append((reached, w_enc))
+    history["encrypted"] = [{"iteration": k, **evaluate(w, prep["x_test"], y_te),
+                             "train_loss": evaluate(w, prep["x_train"], y_tr)["log_loss"]} for k, w in enc_points]
+    run.write_json("history.json", history)
+    if cfg.get("plot", True):
+        _plot(run.path("training.png"), history, m_exact, prep["data"].source)
+    return {"encrypted": m_enc, "plain_poly": m_poly, "exact_sklearn": m_exact,
+            "plaintext_gap_accuracy_points": 100.0 * (m_poly["accuracy"] - m_enc["accuracy"]),
+            "max_abs_weight_diff": float(np.max(np.abs(w_enc - traj[-1]))),
+            "test_samples": int(len(y_te))}
+
+
+def _plot(path: Path, history: dict, exact: dict, source: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    it = history["iteration"]
+    enc = history["encrypted"]
+    axes[0].plot(it, history["plain_poly_train_loss"], label="plaintext (poly sigmoid)")
+    axes[0].plot([e["iteration"] for e in enc], [e["train_loss"] for e in enc], "o", label="encrypted (decrypted)")
+    axes[0].set_xlabel("iteration")
+    axes[0].set_ylabel("train log loss")
+    axes[1].plot(it, history["plain_poly"], label="plaintext (poly sigmoid)")
+    axes[1].plot([e["iteration"] for e in enc], [e["accuracy"] for e in enc], "o", label="encrypted (decrypted)")
+    axes[1].axhline(exact["accuracy"], color="gray", ls="--", label="exact LR (sklearn)")
+    axes[1].set_xlabel("iteration")
+    axes[1].set_ylabel("test accuracy")
+    for ax in axes:
+        ax.legend()
+    fig.suptitle(f"encrypted logistic regression: {source}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,180 @@
+"""The four roles as file-to-file steps: owner keygen/encrypt/refresh/decrypt, server train.
+
+Every step reads and writes files only, so the server step can run on another machine with nothing but
+the server's files (``public_context.zip``, ``encrypted_data.zip``, ``encrypted_weights.zip``,
+``job.json``).  The owner keeps ``secret_context.zip``.  Refresh protocol (no bootstrapping in SEAL):
+when the weights' modulus chain is used up, the server hands the weight ciphertexts to the owner, who
+decrypts them, re-encrypts them fresh and hands them back (TenSEAL Tutorial 1 does the same every epoch);
+each refresh is counted.  Decrypted values go only to the key holder (Li-Micciancio, eprint 2020/1533).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.encrypted import circuit as C
+from toolkit.encrypted import he
+from toolkit.encrypted.params import CKKSParams
+from toolkit.errors import InputError
+
+DATA_KIND = "training-data"
+WEIGHTS_KIND = "weights"
+
+
+def owner_keygen(params: CKKSParams, secret_path: Path, public_path: Path) -> he.Keys:
+    """Generate keys; write the owner's secret context and the server's public context (no secret key)."""
+    keys = he.keygen(params)
+    he.save_secret_context(keys, secret_path)
+    he.save_public_context(keys, public_path)
+    return keys
+
+
+def _ct_name(batch: int, feature: int, block: int) -> str:
+    return f"b{batch}_f{feature}_k{block}"
+
+
+def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job: dict,
+                  data_path: Path, weights_path: Path, job_path: Path) -> dict:
+    """Encrypt the label-signed features per minibatch, feature and slot block, and the initial weights.
+
+    Args:
+        owner: the owner's keys (only the public key is used to encrypt).
+        z: float64 ``[n, d]`` label-signed features ``y'(1, x)``.
+        batches: index arrays of the minibatches.
+        job: training settings for the server (circuit, coeffs, learning_rate, iterations).
+
+    Returns:
+        Counts for the report: ``{"ciphertexts", "blocks_per_batch"}``.
+    """
+    be = he.SealBackend(owner)
+    slots = owner.params.slots
+    cts: dict[str, Any] = {}
+    meta_batches = []
+    for bi, idx in enumerate(batches):
+        zb = z[idx]
+        blocks = int(np.ceil(len(idx) / slots))
+        for j in range(z.shape[1]):
+            for k in range(blocks):
+                cts[_ct_name(bi, j, k)] = be.encrypt(zb[k * slots:(k + 1) * slots, j])
+        meta_batches.append({"n": int(len(idx)), "blocks": blocks})
+    he.save_ciphertexts(data_path, owner, DATA_KIND, cts, {"d": int(z.shape[1]), "batches": meta_batches})
+    ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
+    w0 = np.asarray(job.get("initial_weights") or np.zeros(z.shape[1]), dtype=np.float64)
+    weights = {f"w{j}": be.encrypt_replicated(ws * w0[j]) for j in range(z.shape[1])}
+    he.save_ciphertexts(weights_path, owner, WEIGHTS_KIND, weights, {"iteration": 0})
+    job = {k: v for k, v in job.items() if k != "initial_weights"}
+    Path(job_path).write_text(json.dumps(job, indent=2))
+    return {"ciphertexts": len(cts) + len(weights), "blocks_per_batch": [b["blocks"] for b in meta_batches]}
+
+
+def _weights_list(cts: dict[str, Any]) -> list[Any]:
+    return [cts[f"w{j}"] for j in range(len(cts))]
+
+
+def owner_refresh_cts(owner_be: he.SealBackend, w: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """Decrypt and re-encrypt weight ciphertexts (the owner's half of a refresh)."""
+    return C.refresh_weights(owner_be, w)
+
+
+def owner_refresh(owner: he.Keys, weights_path: Path, out_path: Path) -> dict:
+    """File step: refresh the server's weight file; returns ``{"iteration", "weights"}``."""
+    cts, meta = he.load_ciphertexts(weights_path, owner, WEIGHTS_KIND, "encrypted_weights")
+    fresh, values = owner_refresh_cts(he.SealBackend(owner), _weights_list(cts))
+    he.save_ciphertexts(out_path, owner, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(fresh)}, meta)
+    return {"iteration": int(meta.get("iteration", 0)), "weights": values}
+
+
+def read_job(path: Path) -> dict:
+    """Load and check the server's ``job.json``."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "job", "file not found (run step=encrypt first)")
+    try:
+        job = json.loads(p.read_text())
+    except ValueError:
+        raise InputError(p, "job", "not valid JSON") from None
+    for key in ("circuit", "coeffs", "learning_rate", "iterations"):
+        if key not in job:
+            raise InputError(p, key, "missing")
+    if job["circuit"] not in C.CIRCUITS:
+        raise InputError(p, "circuit", f"unknown {job['circuit']!r}; expected one of {C.CIRCUITS}")
+    return job
+
+
+def server_train(public_path: Path, data_path: Path, weights_path: Path, job: dict, out_path: Path,
+                 refresh: Any | None = None) -> dict:
+    """The server's step: public context + encrypted data + encrypted weights -> encrypted weights.
+
+    Args:
+        refresh: ``callable(list of ciphertexts, iteration) -> list of ciphertexts`` run by the owner
+            when the chain is used up.  ``None`` (separate steps): stop there and report
+            ``needs_refresh`` so the owner runs ``step=refresh`` and then ``step=train`` again.
+
+    Returns:
+        State dict: ``iteration``, ``needs_refresh``, ``levels`` per iteration, ``seconds`` per
+        iteration, ``refresh_seconds``, ``refreshes``, ``refresh_iterations``, ``prepare_seconds``.
+
+    Raises:
+        InputError: files missing/invalid or from another context.
+    """
+    keys = he.load_context(public_path, "server")
+    be = he.SealBackend(keys)
+    data, meta = he.load_ciphertexts(data_path, keys, DATA_KIND, "encrypted_data")
+    wcts, wmeta = he.load_ciphertexts(weights_path, keys, WEIGHTS_KIND, "encrypted_weights")
+    d = int(meta["d"])
+    if len(wcts) != d:
+        raise InputError(weights_path, "encrypted_weights", f"holds {len(wcts)} weights, the data has {d} features")
+    coeffs = tuple(float(c) for c in job["coeffs"])
+    lr = float(job["learning_rate"])
+    t0 = time.perf_counter()
+    batches = []
+    for bi, info in enumerate(meta["batches"]):
+        z = [[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)]
+        batches.append(C.prepare(be, job["circuit"], C.Minibatch(z, int(info["n"])), coeffs, lr))
+    prepare_s = time.perf_counter() - t0
+    start = int(wmeta.get("iteration", 0))
+    trace = C.TrainTrace()
+    refresh_fn = None
+    if refresh is not None:
+        def refresh_fn(w: list[Any]) -> list[Any]:
+            return refresh(w, start + len(trace.levels))
+    w, trace, k = C.run_schedule(be, job["circuit"], batches, _weights_list(wcts), int(job["iterations"]),
+                                 coeffs, lr, refresh_fn, start_iteration=start,
+                                 stop_when_exhausted=refresh is None, trace=trace)
+    he.save_ciphertexts(out_path, keys, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)}, {"iteration": k})
+    return {"iteration": k, "needs_refresh": k < int(job["iterations"]), "levels": trace.levels,
+            "seconds": trace.seconds, "refresh_seconds": trace.refresh_seconds, "refreshes": trace.refreshes,
+            "refresh_iterations": trace.refresh_iterations, "prepare_seconds": prepare_s}
+
+
+def local_refresher(owner: he.Keys, public: he.Keys, log: list) -> Any:
+    """Refresh callback for a local run, going through files exactly as a remote owner would.
+
+    The server's ciphertexts are written to a file, the owner loads them with the secret context,
+    decrypts, re-encrypts and writes a file the server loads.  ``log`` collects ``(iteration, weights)``.
+    """
+    def refresh(w: list[Any], iteration: int) -> list[Any]:
+        with tempfile.TemporaryDirectory() as tmp:
+            req, resp = Path(tmp) / "request.zip", Path(tmp) / "response.zip"
+            he.save_ciphertexts(req, public, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)},
+                                {"iteration": iteration})
+            out = owner_refresh(owner, req, resp)
+            log.append((iteration, out["weights"]))
+            cts, _ = he.load_ciphertexts(resp, public, WEIGHTS_KIND, "refresh_response")
+        return _weights_list(cts)
+    return refresh
+
+
+def owner_decrypt(owner: he.Keys, weights_path: Path, job: dict) -> tuple[np.ndarray, int]:
+    """Decrypt the final weights into model coordinates: float64 ``[d]`` and the iteration reached."""
+    cts, meta = he.load_ciphertexts(weights_path, owner, WEIGHTS_KIND, "encrypted_model")
+    be = he.SealBackend(owner)
+    ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
+    w = np.array([float(np.mean(be.decrypt(c))) for c in _weights_list(cts)]) / ws
+    return w, int(meta.get("iteration", 0))
