@@ -1,0 +1,95 @@
+"""Rank formula, truncated SVD, factorized embedding at step 0, and size accounting."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from toolkit.compress.factorize import (
+    FactorizedEmbedding,
+    compression_of_rank,
+    embedding_footprint,
+    rank_for_compression,
+    truncated_svd,
+)
+
+
+@pytest.mark.parametrize(("v", "d", "p", "k"), [
+    (10000, 300, 0.9, 29),   # 0.1 * 3e6 / 10300 = 29.126
+    (10000, 300, 0.5, 145),  # 0.5 * 3e6 / 10300 = 145.63
+    (5403, 50, 0.5, 24),     # the reference note's GloVe check
+    (5403, 50, 0.9, 4),      # 0.1 * 270150 / 5453 = 4.954
+    (100, 100, 0.5, 25),     # 0.5 * 1e4 / 200
+    (100, 100, 0.9, 5),      # exactly 5.0: floating error must not floor it to 4
+])
+def test_rank_formula_hand_computed(v, d, p, k):
+    assert rank_for_compression(v, d, p) == k
+    # the rank never exceeds the parameter budget, and k + 1 would
+    assert k * (v + d) <= (1 - p) * v * d + 1e-6
+    assert (k + 1) * (v + d) > (1 - p) * v * d
+
+
+@pytest.mark.parametrize("p", [0.0, 1.0, -0.1, 1.5])
+def test_rank_formula_rejects_out_of_range(p):
+    with pytest.raises(ValueError):
+        rank_for_compression(100, 10, p)
+
+
+def test_compression_of_rank():
+    assert compression_of_rank(100, 100, 25) == pytest.approx(0.5)
+    assert compression_of_rank(10000, 300, 29) == pytest.approx(1 - 29 * 10300 / 3e6)
+
+
+def test_truncated_svd_is_best_rank_k_eckart_young():
+    torch.manual_seed(0)
+    e = torch.randn(60, 12, dtype=torch.float64)
+    s = torch.linalg.svdvals(e)
+    for k in (1, 4, 12):
+        left, right = truncated_svd(e, k)
+        assert left.shape == (60, k) and right.shape == (k, 12)
+        assert torch.allclose(left.T @ left, torch.eye(k, dtype=e.dtype), atol=1e-10)
+        err = torch.linalg.norm(e - left @ right) ** 2
+        assert float(err) == pytest.approx(float((s[k:] ** 2).sum()), abs=1e-9)
+    left, right = truncated_svd(e, 12)
+    assert torch.allclose(left @ right, e, atol=1e-10)
+
+
+def test_truncated_svd_hand_example():
+    # E = diag(3, 2) padded: the rank-1 truncation keeps only the 3.
+    e = torch.tensor([[3.0, 0.0], [0.0, 2.0], [0.0, 0.0]])
+    left, right = truncated_svd(e, 1)
+    assert torch.allclose(left @ right, torch.tensor([[3.0, 0.0], [0.0, 0.0], [0.0, 0.0]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [0, 7])
+def test_truncated_svd_rejects_bad_rank(k):
+    with pytest.raises(ValueError):
+        truncated_svd(torch.randn(10, 6), k)
+
+
+def test_factorized_embedding_reproduces_uk_sk_vkt_at_step_0():
+    torch.manual_seed(1)
+    e = torch.randn(50, 16)
+    k = 5
+    u, s, vh = torch.linalg.svd(e.double(), full_matrices=False)
+    expected = (u[:, :k] @ torch.diag(s[:k]) @ vh[:k]).float()
+    module = FactorizedEmbedding.from_weight(e, k)
+    assert module.table.weight.shape == (50, k) and module.proj.weight.shape == (16, k)
+    tokens = torch.tensor([[0, 3, 49], [7, 7, 1]])
+    assert torch.allclose(module(tokens), expected[tokens], atol=1e-5)
+    assert torch.allclose(module.weight, expected, atol=1e-5)
+    assert all(p.requires_grad for p in module.parameters())
+    assert sum(p.numel() for p in module.parameters()) == k * (50 + 16)
+
+
+def test_footprint_hand_computed():
+    assert embedding_footprint(1000, 50) == {"params": 50000, "bytes": 200000}
+    assert embedding_footprint(1000, 50, rank=5) == {"params": 5250, "bytes": 21000}
+    assert embedding_footprint(1000, 50, bits=16) == {"params": 50000, "bytes": 100000}
+    # 8-bit: 50 bytes of codes + 8 bytes of scale/zero point per row
+    assert embedding_footprint(1000, 50, bits=8, row_param_bytes=8) == {"params": 50000, "bytes": 58000}
+    # 4-bit: ceil(50 * 4 / 8) = 25 bytes per row + 8
+    assert embedding_footprint(1000, 50, bits=4, row_param_bytes=8)["bytes"] == 33000
+    assert math.isclose(1 - 21000 / 200000, 0.895)

@@ -1,0 +1,145 @@
+"""``toolkit compress``: config -> data -> train -> SVD-factorize -> fine-tune -> metrics and artifacts.
+
+Outputs (in ``output_dir``; with several compression values, one subfolder ``compression_<p>/`` or
+``rank_<k>/`` per value): ``compressed.pt`` (state dict, vocabulary, classes, rank), ``lr_schedule.png``
+(the fine-tuning schedule actually used), per-value ``metrics.json``; at the top ``metrics.json``,
+``config.yaml`` and ``tradeoff.png`` (accuracy vs embedding size for every method).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from toolkit.compress import pipeline as P
+from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff
+from toolkit.console import log
+from toolkit.errors import InputError
+from toolkit.runtime import Run
+
+SUMMARY_KEYS = ("accuracy", "macro_f1", "params", "bytes", "embedding_params", "embedding_bytes",
+                "latency_ms_per_batch")
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, ListConfig | list | tuple):
+        return list(value)
+    return [value]
+
+
+def _with_ratios(m: dict, base: dict) -> dict:
+    m = dict(m)
+    m["embedding_param_compression"] = 1.0 - m["embedding_params"] / base["embedding_params"]
+    m["embedding_byte_compression"] = 1.0 - m["embedding_bytes"] / base["embedding_bytes"]
+    return m
+
+
+def run(cfg: DictConfig, run: Run) -> dict:
+    """Run one compression experiment (or a sweep over compression/rank values).
+
+    Raises:
+        InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range.
+    """
+    data_cfg = cfg.get("data")
+    if data_cfg is None or not data_cfg.get("train"):
+        raise InputError("data", None, P.NO_DATA_HINT)
+    ranks = _as_list(cfg.get("rank"))
+    comps = [] if ranks else [P.check_compression(c) for c in _as_list(cfg.get("compression"))]
+    if not ranks and not comps:
+        raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    arch = str(model_cfg.get("arch", "lstm"))
+    dim_cfg = model_cfg.get("embedding_dim")
+    seed = int(cfg.seed or 0)
+    if cfg.get("threads"):
+        import torch
+
+        torch.set_num_threads(int(cfg.threads))
+
+    with run.timer("load_data"):
+        data = P.load_text_data(OmegaConf.to_container(data_cfg, resolve=True), dim_cfg, seed)
+    dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
+    vsize = len(data.vocab)
+    points = ([(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in ranks] if ranks else
+              [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in comps])
+    if "vectors" in data.info:
+        v = data.info["vectors"]
+        log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
+            f"({v['vocab_coverage']:.1%}), {v.get('train_token_coverage', 0):.1%} of training tokens; "
+            "the rest are initialised randomly")
+    log(f"data: {data.info['train']} train / {data.info['valid']} valid / {data.info['test']} test, "
+        f"{len(data.classes)} classes, vocabulary {vsize} x {dim}")
+
+    common = dict(optim_cfg=OmegaConf.to_container(cfg.optimizer, resolve=True),
+                  trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+                  batch_size=int(cfg.batch_size), seed=seed)
+    eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats))
+    pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
+    sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    sched_name = str(sched_cfg.pop("name"))
+
+    with run.timer("pretrain"):
+        log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
+        net = P.build_net(arch, data, dim, model_cfg, data.vectors)
+        P.train_classifier(net, data, int(cfg.pretrain.epochs), "constant", pre_cfg, **common)
+        base = P.evaluate(net, data, **eval_kw)
+    base = _with_ratios(base, base)
+    metrics: dict[str, Any] = {"data": data.info, "embedding_shape": [vsize, dim], "uncompressed": base}
+    curves: dict[str, list[tuple[float, float]]] = {}
+
+    bl = cfg.baselines
+    if bl.enabled and bl.quantize_bits:
+        with run.timer("quantize"):
+            for bits in _as_list(bl.quantize_bits):
+                name = "fp16" if int(bits) == 16 else f"int{int(bits)}"
+                q = _with_ratios(P.evaluate(P.quantized_copy(net, int(bits)), data, **eval_kw), base)
+                metrics[f"quantize_{name}"] = q
+                curves[f"quantize {name}"] = [(q["embedding_byte_compression"], q["accuracy"])]
+
+    runs: dict[str, Any] = {}
+    budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
+    for label, p, k in points:
+        sub = f"{label}/" if len(points) > 1 else ""
+        res: dict[str, Any] = {"rank": k, "requested_compression": p}
+        with run.timer("factorize"):
+            fnet = P.factorized_copy(net, k)
+            res["svd_no_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
+        with run.timer("finetune"):
+            log(f"{label}: rank {k}, fine-tuning {cfg.finetune.epochs} epochs with scheduler={sched_name}")
+            lrs = P.train_classifier(fnet, data, int(cfg.finetune.epochs), sched_name, sched_cfg, **common)
+            res["svd_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
+        res["accuracy_before"] = base["accuracy"]
+        res["accuracy_after"] = res["svd_finetune"]["accuracy"]
+        P.save_checkpoint(run.path(sub + "compressed.pt"), fnet, data,
+                          {"rank": k, "compression": p, "model": model_cfg})
+        if cfg.plot:
+            spe = -(-data.info["train"] // int(cfg.batch_size))
+            plot_lr_schedule(run.path(sub + "lr_schedule.png"), lrs, spe,
+                             f"fine-tuning learning rate: {sched_name} (rank {k})")
+        if bl.enabled and bl.from_scratch:
+            width = P.equal_params_dim(vsize, dim, k)
+            for name, from_svd in (("svd_before_training", True), ("small_embedding", False)):
+                with run.timer(name):
+                    log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
+                    table = P.small_table(data, dim, width, from_svd, seed)
+                    bnet = P.build_net(arch, data, width, model_cfg, table)
+                    P.train_classifier(bnet, data, budget, "constant", pre_cfg, **common)
+                    res[name] = _with_ratios(P.evaluate(bnet, data, **eval_kw), base)
+        for method in ("svd_finetune", "svd_no_finetune", "svd_before_training", "small_embedding"):
+            if method in res:
+                curves.setdefault(method.replace("_", " "), []).append(
+                    (res[method]["embedding_byte_compression"], res[method]["accuracy"]))
+        if sub:
+            run.write_json(sub + "metrics.json", res)
+        runs[label] = res
+    metrics["runs"] = runs if len(points) > 1 else None
+    if len(points) == 1:
+        metrics.update(next(iter(runs.values())))
+    metrics = {k: v for k, v in metrics.items() if v is not None}
+    if cfg.plot:
+        plot_tradeoff(run.path("tradeoff.png"), curves, base["accuracy"],
+                      f"{arch}: accuracy vs embedding size")
+    return {"metrics": metrics}

@@ -1,0 +1,148 @@
+"""Low-rank factorization of an embedding table and its size accounting (pure torch).
+
+Acharya et al., AAAI 2019, Sec. "Low rank factorization": a trained embedding table E (V x d) is
+replaced by the truncated SVD E ~ U_k (S_k V_k^T), i.e. a V x k table followed by a k x d
+projection, and both factors keep training.  For a fraction ``p`` of the table's V*d parameters
+removed, k(V + d) <= (1 - p) V d gives the rank k = floor((1 - p) V d / (V + d)).
+
+Note: the authors' released TensorFlow code slices the third output of ``tf.svd`` (which is V, not
+V^T) by rows; that is not the truncated SVD.  We implement the correct E_k = U_k S_k V_k^T.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+FLOAT32_BYTES = 4
+
+
+def rank_for_compression(vocab_size: int, dim: int, compression: float) -> int:
+    """Rank k that removes at least a fraction ``compression`` of a V x d table's parameters.
+
+    k = floor((1 - p) * V * d / (V + d))  (Acharya et al. 2019; the poster's formula).
+
+    Args:
+        vocab_size: V, rows of the table (> 0).
+        dim: d, columns of the table (> 0).
+        compression: p in the open interval (0, 1), the fraction of parameters removed.
+
+    Returns:
+        k >= 0 (int).  k = 0 means the requested compression leaves no rank at all.
+
+    Raises:
+        ValueError: if ``compression`` is not in (0, 1) or a size is not positive.
+    """
+    if not 0.0 < float(compression) < 1.0:
+        raise ValueError(f"compression must be in (0, 1), got {compression}")
+    if vocab_size <= 0 or dim <= 0:
+        raise ValueError(f"table shape must be positive, got {vocab_size} x {dim}")
+    # small epsilon so that e.g. (1-0.9)*V*d/(V+d) = 4.9999999 due to rounding still floors to 5
+    return int(math.floor((1.0 - float(compression)) * vocab_size * dim / (vocab_size + dim) + 1e-9))
+
+
+def compression_of_rank(vocab_size: int, dim: int, rank: int) -> float:
+    """Fraction of the V x d table's parameters removed by a rank-k factorization: 1 - k(V+d)/(V d)."""
+    return 1.0 - rank * (vocab_size + dim) / (vocab_size * dim)
+
+
+def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-k truncated SVD of a table, split as (U_k, S_k V_k^T).
+
+    Args:
+        weight: E, float tensor [V, d].
+        rank: k with 1 <= k <= min(V, d).
+
+    Returns:
+        ``(left, right)``: U_k float [V, k] (orthonormal columns) and S_k V_k^T float [k, d], so
+        ``left @ right`` is the best rank-k approximation of E in Frobenius norm (Eckart-Young).
+        Computed in float64 and returned in ``weight``'s dtype.
+
+    Raises:
+        ValueError: if ``weight`` is not 2-D or ``rank`` is outside [1, min(V, d)].
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"expected a 2-D table, got shape {tuple(weight.shape)}")
+    v, d = weight.shape
+    if not 1 <= rank <= min(v, d):
+        raise ValueError(f"rank must be in [1, min(V, d) = {min(v, d)}], got {rank}")
+    u, s, vh = torch.linalg.svd(weight.detach().double(), full_matrices=False)
+    left = u[:, :rank]
+    right = s[:rank, None] * vh[:rank]
+    return left.to(weight.dtype).contiguous(), right.to(weight.dtype).contiguous()
+
+
+class FactorizedEmbedding(nn.Module):
+    """Embedding E = A B with A a V x k table and B a k x d projection (both trainable).
+
+    ``forward(tokens)`` maps a long tensor [...] to float [..., d] as ``table(tokens) @ B``; only the
+    k-dim rows are gathered, so lookup costs O(k d) per token.
+
+    Args:
+        vocab_size: V.
+        dim: d, output dimension.
+        rank: k.
+
+    Attributes:
+        table: ``nn.Embedding(V, k)`` holding U_k.
+        proj: ``nn.Linear(k, d, bias=False)`` whose weight [d, k] is (S_k V_k^T)^T.
+    """
+
+    def __init__(self, vocab_size: int, dim: int, rank: int) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim, self.rank = int(vocab_size), int(dim), int(rank)
+        self.table = nn.Embedding(vocab_size, rank)
+        self.proj = nn.Linear(rank, dim, bias=False)
+
+    @classmethod
+    def from_weight(cls, weight: torch.Tensor, rank: int) -> FactorizedEmbedding:
+        """Initialise from a trained table by truncated SVD so that the module reproduces U_k S_k V_k^T.
+
+        Args:
+            weight: E, float [V, d].
+            rank: k in [1, min(V, d)].
+
+        Raises:
+            ValueError: see :func:`truncated_svd`.
+        """
+        left, right = truncated_svd(weight, rank)
+        module = cls(weight.shape[0], weight.shape[1], rank)
+        with torch.no_grad():
+            module.table.weight.copy_(left)
+            module.proj.weight.copy_(right.T)
+        return module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense table A B, float [V, d] (for inspection; not used in ``forward``)."""
+        return self.table.weight @ self.proj.weight.T
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Look up ``tokens`` (long [...]) and return float [..., d]."""
+        return self.proj(self.table(tokens))
+
+
+def embedding_footprint(vocab_size: int, dim: int, *, rank: int | None = None, bits: int = 32,
+                        row_param_bytes: int = 0) -> dict[str, float]:
+    """Parameters and storage of an embedding table, dense or factorized.
+
+    Args:
+        vocab_size: V.
+        dim: d.
+        rank: k for a factorized table (k(V + d) parameters); None for a dense V x d table.
+        bits: bits per stored value (32 float32, 16 float16, 8 / 4 integer codes).
+        row_param_bytes: extra bytes per row (per-row scale and zero point of row-wise quantization,
+            8 for two float32s).
+
+    Returns:
+        ``{"params": int, "bytes": int}``; bytes = ceil(values * bits / 8) per row plus row params.
+    """
+    if rank is None:
+        params = vocab_size * dim
+        nbytes = vocab_size * (math.ceil(dim * bits / 8) + row_param_bytes)
+    else:
+        params = rank * (vocab_size + dim)
+        nbytes = math.ceil(params * bits / 8)
+    return {"params": int(params), "bytes": int(nbytes)}

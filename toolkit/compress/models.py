@@ -1,0 +1,177 @@
+"""Text classifiers sharing one embedding interface, and their LightningModule.
+
+Every classifier has an ``embedding`` attribute: any module mapping token ids long [B, T] to float
+[B, T, d] (``nn.Embedding``, :class:`~toolkit.compress.factorize.FactorizedEmbedding`, or a quantized
+table from :mod:`toolkit.compress.quantize`), so a compressed table drops in with
+:meth:`TextClassifier.replace_embedding`.  Padding is index 0 and is masked out of pooling.
+
+Architectures (Acharya et al. 2019, official code ``network.py``):
+
+* ``lstm``: 1-layer LSTM (150 units), mean-pooling over the real time steps, dropout, linear softmax
+  layer.  (torch's LSTM has no peephole connections; the authors used ``use_peepholes=True``.)
+* ``dan``: deep averaging network (Iyyer et al. 2015): mean of the embeddings -> dense 30 (ReLU)
+  -> dense 25 (ReLU) -> linear.  No ReLU is inserted after a factorized projection.
+* ``cnn``: Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
+  dropout, linear.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from toolkit.compress.schedulers import build_scheduler
+
+ARCHS = ("lstm", "dan", "cnn")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` float [B, T, D] over positions where ``mask`` bool [B, T] is True -> [B, D]."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class TextClassifier(nn.Module):
+    """Token ids long [B, T] -> logits float [B, C] through ``embedding`` then an encoder.
+
+    Args:
+        arch: ``lstm`` | ``dan`` | ``cnn``.
+        vocab_size: V.
+        embedding_dim: d (the width the encoder expects).
+        num_classes: C.
+        hidden: LSTM units.
+        dan_hidden: DAN dense widths.
+        cnn_filters: filters per CNN width.
+        cnn_widths: CNN kernel widths.
+        dropout: dropout before the output layer (LSTM, CNN).
+        pretrained: optional float [V, d] initial table.
+
+    Raises:
+        ValueError: on an unknown ``arch``.
+    """
+
+    def __init__(self, arch: str, vocab_size: int, embedding_dim: int, num_classes: int, hidden: int = 150,
+                 dan_hidden: tuple[int, ...] = (30, 25), cnn_filters: int = 100,
+                 cnn_widths: tuple[int, ...] = (3, 4, 5), dropout: float = 0.5,
+                 pretrained: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+        self.arch, self.embedding_dim = arch, int(embedding_dim)
+        self.embedding: nn.Module = nn.Embedding(vocab_size, embedding_dim)
+        if pretrained is not None:
+            with torch.no_grad():
+                self.embedding.weight.copy_(torch.as_tensor(pretrained, dtype=torch.float32))
+        self.dropout = nn.Dropout(dropout)
+        if arch == "lstm":
+            self.encoder = nn.LSTM(embedding_dim, hidden, batch_first=True)
+            out_dim = hidden
+        elif arch == "dan":
+            layers: list[nn.Module] = []
+            width = embedding_dim
+            for h in dan_hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.encoder = nn.Sequential(*layers)
+            out_dim = width
+        else:
+            self.encoder = nn.ModuleList(nn.Conv1d(embedding_dim, cnn_filters, w, padding=w - 1)
+                                         for w in cnn_widths)
+            out_dim = cnn_filters * len(cnn_widths)
+        self.head = nn.Linear(out_dim, num_classes)
+
+    def replace_embedding(self, module: nn.Module) -> None:
+        """Swap in another embedding module (must output ``embedding_dim`` features)."""
+        self.embedding = module
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Sentence representation float [B, H] before the output layer."""
+        mask = tokens != 0
+        x = self.embedding(tokens)
+        if self.arch == "lstm":
+            h, _ = self.encoder(x)
+            return self.dropout(masked_mean(h, mask))
+        if self.arch == "dan":
+            return self.encoder(masked_mean(x, mask))
+        x = (x * mask.unsqueeze(-1).to(x.dtype)).transpose(1, 2)
+        pooled = [torch.relu(conv(x)).amax(dim=2) for conv in self.encoder]
+        return self.dropout(torch.cat(pooled, dim=1))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits float [B, C] for token ids long [B, T]."""
+        return self.head(self.features(tokens))
+
+
+def build_classifier(arch: str, vocab_size: int, embedding_dim: int, num_classes: int,
+                     model_cfg: dict[str, Any] | None = None, pretrained: torch.Tensor | None = None
+                     ) -> TextClassifier:
+    """Build a :class:`TextClassifier` from a ``model`` config mapping (``hidden``, ``dan_hidden``, ...)."""
+    cfg = dict(model_cfg or {})
+    return TextClassifier(arch, vocab_size, embedding_dim, num_classes, hidden=int(cfg.get("hidden", 150)),
+                          dan_hidden=tuple(cfg.get("dan_hidden", (30, 25))),
+                          cnn_filters=int(cfg.get("cnn_filters", 100)),
+                          cnn_widths=tuple(cfg.get("cnn_widths", (3, 4, 5))),
+                          dropout=float(cfg.get("dropout", 0.5)), pretrained=pretrained)
+
+
+class TextClassifierModule(pl.LightningModule):
+    """Cross-entropy training of a :class:`TextClassifier` with a per-step learning-rate schedule.
+
+    Only primitives are saved as hyper-parameters (the net is passed in, not rebuilt).
+
+    Args:
+        net: the classifier (its embedding may be dense, factorized or smaller).
+        optimizer: ``adam`` | ``sgd``.
+        scheduler: scheduler name (see :func:`toolkit.compress.schedulers.build_scheduler`).
+        scheduler_cfg: its config mapping (``max_lr``, ``min_lr``, ...).
+        steps_per_epoch: optimizer updates per epoch.
+        adam_eps: Adam epsilon (the paper's code uses 0.01).
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+
+    Attributes:
+        lr_trace: learning rate used at each update (list[float]), for ``lr_schedule.png``.
+    """
+
+    def __init__(self, net: TextClassifier, optimizer: str = "adam", scheduler: str = "constant",
+                 scheduler_cfg: dict[str, Any] | None = None, steps_per_epoch: int = 1,
+                 adam_eps: float = 1e-8, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.loss = nn.CrossEntropyLoss()
+        self.lr_trace: list[float] = []
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits float [B, C]."""
+        return self.net(tokens)
+
+    def training_step(self, batch, batch_idx):  # noqa: D102
+        tokens, y = batch
+        loss = self.loss(self.net(tokens), y)
+        self.lr_trace.append(float(self.optimizers().param_groups[0]["lr"]))
+        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):  # noqa: D102
+        tokens, y = batch
+        logits = self.net(tokens)
+        self.log("val/loss", self.loss(logits, y), prog_bar=True)
+        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
+
+    def configure_optimizers(self):  # noqa: D102
+        hp = self.hparams
+        cfg = dict(hp.scheduler_cfg or {"max_lr": 1e-3})
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=float(cfg["max_lr"]), momentum=hp.momentum,
+                                  weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=float(cfg["max_lr"]), eps=hp.adam_eps, weight_decay=hp.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {hp.optimizer!r}; expected adam or sgd")
+        sched = build_scheduler(hp.scheduler, opt, cfg, int(hp.steps_per_epoch))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -1,0 +1,253 @@
+"""The compression experiment: load text data, train, factorize, fine-tune, and the baselines.
+
+Pure functions over plain values (no Hydra, no CLI); :mod:`toolkit.compress.command` and
+``benchmarks/bench_compress.py`` both drive them.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from toolkit.compress import metrics as M
+from toolkit.compress.factorize import FactorizedEmbedding, rank_for_compression
+from toolkit.compress.models import TextClassifier, TextClassifierModule, build_classifier
+from toolkit.compress.quantize import QuantizedEmbedding
+from toolkit.compress.text import TextSplit, Vocabulary, load_word_vectors, make_tokenizer, read_split
+from toolkit.errors import InputError
+
+NO_DATA_HINT = ("no dataset given: pass data=sst2, data=trec or data=snips (files under ../shared/data/text), "
+                "or data=text data.train=PATH data.test=PATH [data.format=csv|tsv|jsonl|lines|snips]")
+
+
+@dataclass
+class TextData:
+    """Encoded splits (token ids long [N, T], labels long [N]), vocabulary, classes and vectors."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_valid: torch.Tensor
+    y_valid: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    vocab: Vocabulary
+    classes: list[str]
+    vectors: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_text_data(data_cfg: Mapping[str, Any] | None, expected_dim: int | None = None, seed: int = 0) -> TextData:
+    """Read, tokenize and encode train/valid/test splits and load word vectors.
+
+    Config keys: ``train``, ``test``, ``valid`` (optional; else ``valid_fraction`` of train is held out),
+    ``format``, ``text_column``, ``label_column``, ``int_labels``, ``lowercase``, ``max_len``,
+    ``min_freq``, ``max_vocab``, ``vectors`` (GloVe/word2vec text file or null).
+
+    Raises:
+        InputError: no dataset configured, reader errors, test labels absent from train, vector file errors.
+    """
+    if not data_cfg or not data_cfg.get("train"):
+        raise InputError("data", None, NO_DATA_HINT)
+    if not data_cfg.get("test"):
+        raise InputError("data.test", None, "no test split given (data.test=PATH)")
+    kw = dict(fmt=str(data_cfg.get("format", "auto")), text_column=str(data_cfg.get("text_column", "text")),
+              label_column=str(data_cfg.get("label_column", "label")),
+              int_labels=bool(data_cfg.get("int_labels", False)))
+    train = read_split(data_cfg["train"], **kw)
+    test = read_split(data_cfg["test"], **kw)
+    valid = read_split(data_cfg["valid"], **kw) if data_cfg.get("valid") else None
+    classes = sorted(set(train.labels), key=lambda s: (len(s), s) if s.lstrip("-").isdigit() else (0, s))
+    for split in (test, valid):
+        if split is None:
+            continue
+        unseen = sorted(set(split.labels) - set(classes))
+        if unseen:
+            raise InputError(split.source, "labels", f"labels {unseen[:5]} do not occur in the training split "
+                             f"{train.source} (known: {classes[:10]})")
+    if valid is None:
+        frac = float(data_cfg.get("valid_fraction", 0.1))
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(train.texts))
+        n_valid = int(round(frac * len(order)))
+        if n_valid >= len(order):
+            raise InputError("data.valid_fraction", None, "leaves no training examples")
+        pick = lambda idx: TextSplit([train.texts[i] for i in idx], [train.labels[i] for i in idx], train.source)  # noqa: E731
+        valid, train = pick(order[:n_valid]), pick(order[n_valid:])
+    tokenize = make_tokenizer(bool(data_cfg.get("lowercase", True)))
+    toks = {name: [tokenize(t) for t in s.texts] for name, s in (("train", train), ("valid", valid), ("test", test))}
+    vocab = Vocabulary.build(toks["train"], int(data_cfg.get("min_freq", 1)), data_cfg.get("max_vocab"))
+    max_len = int(data_cfg.get("max_len", 40))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def enc(name: str, split: TextSplit) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(vocab.encode(toks[name], max_len))
+        y = torch.tensor([index[c] for c in split.labels], dtype=torch.long)
+        return x, y
+
+    (xtr, ytr), (xva, yva), (xte, yte) = enc("train", train), enc("valid", valid), enc("test", test)
+    info = {"train": len(ytr), "valid": len(yva), "test": len(yte), "classes": len(classes),
+            "vocab_size": len(vocab)}
+    vectors = None
+    if data_cfg.get("vectors"):
+        counts = np.bincount(xtr.reshape(-1).numpy(), minlength=len(vocab))
+        vectors, cov = load_word_vectors(data_cfg["vectors"], vocab, expected_dim, seed, token_counts=counts)
+        info["vectors"] = {**cov, "path": str(data_cfg["vectors"])}
+    return TextData(xtr, ytr, xva, yva, xte, yte, vocab, classes, vectors, info)
+
+
+def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
+
+
+def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
+                     scheduler_cfg: Mapping[str, Any], optim_cfg: Mapping[str, Any] | None = None,
+                     trainer_cfg: Mapping[str, Any] | None = None, batch_size: int = 50, seed: int = 0,
+                     validate: bool = True) -> list[float]:
+    """Train ``net`` in place with the Lightning Trainer (``toolkit.training.make_trainer``).
+
+    Args:
+        net: classifier to train.
+        data: encoded data (train split used; valid split logged when ``validate``).
+        epochs: passes over the training split.
+        scheduler / scheduler_cfg: per-step learning-rate schedule (see ``build_scheduler``).
+        optim_cfg: ``name`` (adam|sgd), ``adam_eps``, ``momentum``, ``weight_decay``.
+        trainer_cfg: shared trainer settings (``configs/trainer``).
+        batch_size: examples per update.
+        seed: shuffling and dropout seed.
+
+    Returns:
+        The learning rate of every update (list[float]).
+    """
+    from toolkit.runtime import seed_everything
+    from toolkit.training import make_trainer
+
+    seed_everything(seed)
+    optim_cfg = dict(optim_cfg or {})
+    train_dl = _loader(data.x_train, data.y_train, batch_size, True, seed)
+    module = TextClassifierModule(net, optimizer=str(optim_cfg.get("name", "adam")), scheduler=scheduler,
+                                  scheduler_cfg=dict(scheduler_cfg), steps_per_epoch=len(train_dl),
+                                  adam_eps=float(optim_cfg.get("adam_eps", 1e-8)),
+                                  momentum=float(optim_cfg.get("momentum", 0.9)),
+                                  weight_decay=float(optim_cfg.get("weight_decay", 0.0)))
+    tcfg = {k: v for k, v in dict(trainer_cfg or {}).items() if k != "max_epochs"}
+    with tempfile.TemporaryDirectory(prefix="toolkit-compress-") as root:
+        trainer = make_trainer(tcfg, Path(root), max_epochs=int(epochs), logger=False,
+                               enable_checkpointing=False, num_sanity_val_steps=0,
+                               limit_val_batches=1.0 if validate else 0)
+        val_dl = _loader(data.x_valid, data.y_valid, 500, False, seed) if validate else None
+        net.train()
+        trainer.fit(module, train_dl, val_dl)
+    net.eval()
+    return module.lr_trace
+
+
+def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, latency_repeats: int = 20) -> dict:
+    """Test-split metrics of ``net``: accuracy, macro/per-class F1, size, parameters and CPU latency.
+
+    Returns:
+        dict with ``accuracy``, ``macro_f1``, ``per_class_f1``, ``params``, ``bytes``,
+        ``embedding_params``, ``embedding_bytes``, ``latency_ms_per_batch``, ``latency_batch``.
+    """
+    pred = M.predict(net, data.x_test)
+    out = M.classification_metrics(data.y_test.numpy(), pred, data.classes)
+    out.update(M.model_size(net))
+    batch = data.x_test[:latency_batch]
+    out["latency_ms_per_batch"] = M.latency_ms(net, batch, repeats=latency_repeats) if latency_repeats else None
+    out["latency_batch"] = int(len(batch))
+    return out
+
+
+def resolve_rank(vocab_size: int, dim: int, compression: float | None, rank: int | None) -> int:
+    """Rank from ``rank`` (if given) or from ``compression`` by k = floor((1-p) V d / (V + d)).
+
+    Raises:
+        InputError: compression outside (0, 1), rank outside [1, min(V, d)], or a rank of 0.
+    """
+    limit = min(vocab_size, dim)
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
+            raise InputError("rank", None, f"must be an integer in [1, min(V, d)] = [1, {limit}] "
+                             f"for a {vocab_size} x {dim} table, got {rank}")
+        return int(rank)
+    check_compression(compression)
+    k = rank_for_compression(vocab_size, dim, float(compression))
+    if k < 1:
+        raise InputError("compression", None, f"{compression} leaves rank 0 for a {vocab_size} x {dim} table; "
+                         "use a smaller compression")
+    return k
+
+
+def check_compression(value: Any) -> float:
+    """Validate one compression fraction; returns it as float.
+
+    Raises:
+        InputError: unless 0 < value < 1.
+    """
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise InputError("compression", None, f"expected a fraction in (0, 1), got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 < p < 1.0:
+        raise InputError("compression", None, f"expected a fraction in (0, 1) of embedding parameters "
+                         f"removed, got {value!r}")
+    return p
+
+
+def factorized_copy(net: TextClassifier, rank: int) -> TextClassifier:
+    """Deep copy of ``net`` whose embedding is replaced by its rank-``rank`` truncated SVD."""
+    new = copy.deepcopy(net)
+    new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank))
+    return new
+
+
+def quantized_copy(net: TextClassifier, bits: int) -> TextClassifier:
+    """Deep copy of ``net`` with its embedding quantized to ``bits`` (16, 8 or 4)."""
+    new = copy.deepcopy(net)
+    new.replace_embedding(QuantizedEmbedding(net.embedding.weight.detach(), bits))
+    return new
+
+
+def equal_params_dim(vocab_size: int, dim: int, rank: int) -> int:
+    """Width d' of a plain V x d' table with no more parameters than a rank-k factorization: floor(k(V+d)/V)."""
+    return max(1, (rank * (vocab_size + dim)) // vocab_size)
+
+
+def small_table(data: TextData, dim: int, width: int, from_svd: bool, seed: int) -> torch.Tensor | None:
+    """Initial V x d' table for the from-scratch baselines.
+
+    ``from_svd``: compress-before-training, U_k S_k of the pretrained vectors (the rank-k coordinates of
+    the best rank-k approximation; the authors' code keeps U_k alone, whose rows have tiny norms);
+    otherwise None (random init).
+    """
+    if not from_svd:
+        return None
+    if data.vectors is None:
+        gen = torch.Generator().manual_seed(seed)
+        base = torch.randn(len(data.vocab), dim, generator=gen)
+    else:
+        base = torch.from_numpy(data.vectors)
+    u, s, _ = torch.linalg.svd(base.double(), full_matrices=False)
+    return (u[:, :width] * s[:width]).float()
+
+
+def build_net(arch: str, data: TextData, dim: int, model_cfg: Mapping[str, Any] | None,
+              table: torch.Tensor | np.ndarray | None) -> TextClassifier:
+    """A fresh classifier of width ``dim`` over ``data``'s vocabulary and classes."""
+    pre = None if table is None else torch.as_tensor(table, dtype=torch.float32)
+    return build_classifier(arch, len(data.vocab), dim, len(data.classes), dict(model_cfg or {}), pre)
+
+
+def save_checkpoint(path: Path, net: TextClassifier, data: TextData, extra: Mapping[str, Any]) -> None:
+    """Write ``state_dict``, vocabulary, classes and metadata (primitives only) with ``torch.save``."""
+    torch.save({"state_dict": {k: v for k, v in net.state_dict().items() if isinstance(v, torch.Tensor)},
+                "vocab": list(data.vocab.itos), "classes": list(data.classes), "arch": net.arch,
+                "embedding_dim": net.embedding_dim, **dict(extra)}, path)
