@@ -85,7 +85,8 @@ def _is_torchscript(p: Path) -> bool:
 
 
 def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
-               arch_name: str | None = None) -> tuple[nn.Module, nn.Module | None, dict]:
+               arch_name: str | None = None,
+               arch_kwargs: dict | None = None) -> tuple[nn.Module, nn.Module | None, dict]:
     """Load a classifier for inference, refusing untrusted pickles.
 
     Args:
@@ -93,6 +94,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
         field: config key naming it (for error messages), e.g. ``old.checkpoint``.
         in_shape: input shape of the data (without batch), checked against the checkpoint's.
         arch_name: ``configs/model/<name>`` for plain state_dicts.
+        arch_kwargs: overrides of that config's ``kwargs`` (plain state_dicts only).
 
     Returns:
         ``(net, projection or None, info)``; ``net`` has ``forward`` (logits) and ``embed``; ``info`` has
@@ -137,6 +139,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
             raise InputError(p, field, "a plain state_dict needs a named architecture (set the model key to "
                              "a configs/model/ name, e.g. old.model=mlp)")
         arch, kwargs = model_config(arch_name, field)
+        kwargs.update(arch_kwargs or {})
         state, ck_shape, fmt = obj, (), "state_dict"
     else:
         raise InputError(p, field, "unrecognised checkpoint layout (expected a toolkit model.pt, a Lightning "

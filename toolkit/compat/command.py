@@ -104,7 +104,10 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
     ck = oc.get("checkpoint")
     n_tr, n_te = len(split.y_train), len(split.y_test)
     if ck:
-        net, _, info = load_model(ck, "old.checkpoint", split.in_shape, oc.get("model"))
+        from omegaconf import OmegaConf
+
+        kw = OmegaConf.to_container(oc.kwargs, resolve=True) if oc.get("kwargs") else None
+        net, _, info = load_model(ck, "old.checkpoint", split.in_shape, oc.get("model"), kw)
         with run.timer("old_inference"):
             tr_l, tr_e = infer(net, split.x_train)
             te_l, te_e = infer(net, split.x_test)

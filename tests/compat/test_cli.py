@@ -1,0 +1,112 @@
+"""End-to-end CLI runs on tiny digits splits (train-compatible, compare-models, --json, --max-nfr)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.cli import app
+
+TINY = ["data.max_train=300", "data.max_test=150", "train.epochs=2", "old.epochs=2", "bootstrap.n=200",
+        "trainer.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny bct+fd run shared by the tests below."""
+    from typer.testing import CliRunner
+
+    out = tmp_path_factory.mktemp("tc") / "run"
+    result = CliRunner().invoke(app, ["train-compatible", "--json", "-q", f"output_dir={out}", *TINY])
+    assert result.exit_code == 0, result.stderr
+    return out, json.loads(result.stdout)
+
+
+def test_train_compatible_outputs_and_json(trained):
+    out, doc = trained
+    for name in ("model.pt", "old_model.pt", "metrics.json", "config.yaml", "flips.png", "flips.json",
+                 "predictions.npz", "old_predictions.npz"):
+        assert (out / name).is_file(), name
+    m = doc["metrics"]
+    assert m["method"] == "bct+fd" and m["n"] == 150
+    for k in ("er_old", "er_new", "nfr", "pfr"):
+        lo, hi = m["ci95"][k]
+        assert 0.0 <= lo <= m[k] <= hi <= 1.0
+    flips = json.loads((out / "flips.json").read_text())["flips"]
+    assert sum(f["flip"] == "negative" for f in flips) == m["negative_flips"]
+    assert m["negative_flips"] == round(m["nfr"] * m["n"])
+    assert set(m["retrieval"]) == {"old_old", "old_new", "new_old", "new_new"}
+    assert m["retrieval"]["new_old"] is not None  # learned projection 64 -> 32 makes the spaces comparable
+    assert isinstance(m["bct_criterion"]["pass"], bool)
+    ck = torch.load(out / "model.pt", weights_only=True)
+    assert ck["arch"] == "mlp" and "projection" in ck
+
+
+def test_compare_models_prediction_files_match_training_metrics(trained, runner, tmp_path):
+    out, doc = trained
+    res = runner.invoke(app, ["compare-models", str(out / "old_predictions.npz"), str(out / "predictions.npz"),
+                              "--json", "-q", f"output_dir={tmp_path / 'cmp'}", "bootstrap.n=200"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    for k in ("er_old", "er_new", "nfr", "pfr"):
+        assert m[k] == pytest.approx(doc["metrics"][k])
+
+
+def test_compare_models_checkpoints_gives_retrieval(trained, runner, tmp_path):
+    out, _ = trained
+    res = runner.invoke(app, ["compare-models", str(out / "old_model.pt"), str(out / "model.pt"), "--json", "-q",
+                              f"output_dir={tmp_path / 'cmp'}", "data.max_train=300", "data.max_test=150",
+                              "bootstrap.n=100"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["n"] == 150 and m["retrieval"]["new_old"] is not None
+
+
+def test_max_nfr_gate_exit_code(runner, tmp_path):
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    np.savez(tmp_path / "old.npz", predictions=np.array([0, 0, 0, 1, 1, 1, 0, 0, 2, 1]), labels=y)
+    np.savez(tmp_path / "new.npz", predictions=np.array([0, 0, 1, 1, 1, 0, 1, 1, 2, 2]), labels=y)
+    args = ["compare-models", str(tmp_path / "old.npz"), str(tmp_path / "new.npz"), "-q", "bootstrap.n=50"]
+    bad = runner.invoke(app, [*args, "--max-nfr", "0.1", f"output_dir={tmp_path / 'a'}"])
+    assert bad.exit_code == 3
+    assert "NFR 0.2000 exceeds --max-nfr 0.1" in bad.stderr
+    ok = runner.invoke(app, [*args, "--max-nfr", "0.25", f"output_dir={tmp_path / 'b'}", "--json"])
+    assert ok.exit_code == 0
+    doc = json.loads(ok.stdout)
+    assert doc["metrics"]["gate"] == {"max_nfr": 0.25, "pass": True}
+    assert doc["metrics"]["nfr"] == pytest.approx(0.2)
+
+
+def test_precomputed_old_outputs_and_features(runner, tmp_path):
+    """Feature files + precomputed old logits/embeddings: the old model never runs here."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6)) * 3
+    ytr, yte = np.repeat(np.arange(3), 40), np.repeat(np.arange(3), 20)
+    xtr = centers[ytr] + rng.normal(size=(120, 6))
+    xte = centers[yte] + rng.normal(size=(60, 6))
+    for name, arr in {"xtr": xtr, "ytr": ytr, "xte": xte, "yte": yte, "etr": xtr[:, :4], "ete": xte[:, :4]}.items():
+        np.save(tmp_path / f"{name}.npy", arr)
+    np.savetxt(tmp_path / "xtr.csv", xtr, delimiter=",")
+    res = runner.invoke(app, [
+        "train-compatible", "--json", "-q", "data=features", f"data.train_features={tmp_path / 'xtr.csv'}",
+        f"data.train_labels={tmp_path / 'ytr.npy'}", f"data.test_features={tmp_path / 'xte.npy'}",
+        f"data.test_labels={tmp_path / 'yte.npy'}", f"old.train_embeddings={tmp_path / 'etr.npy'}",
+        f"old.test_embeddings={tmp_path / 'ete.npy'}", "method=bct+fd", "train.epochs=3", "bootstrap.n=50",
+        f"output_dir={tmp_path / 'out'}"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["old_source"] == "precomputed files" and m["n"] == 60
+    assert m["er_old"] < 0.2  # the class-mean head on separable features
+
+
+def test_new_classes_get_synthesized_rows(runner, tmp_path):
+    res = runner.invoke(app, ["train-compatible", "--json", "-q", "method=bct", "old.classes=[0,1,2,3,4]",
+                              f"output_dir={tmp_path / 'o'}", *TINY])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["new_classes"] == 5
+    assert "old_classes" in m and m["old_classes"]["n"] < m["n"]
+    assert m["er_old"] > 0.45  # the old model cannot predict classes 5-9
