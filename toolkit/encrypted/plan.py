@@ -65,12 +65,14 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
         def refresh(ws_: list) -> list:
             return C.refresh_weights(be, ws_)[0]
 
-        for k in range(iterations):
-            current = np.array([c.values[0] for c in w]) / ws
-            u_max = max(u_max, float(np.max(np.abs(z[batches[k % len(batches)]] @ current))))
-            w, trace, _ = C.run_schedule(be, circuit, mbs, w, k + 1, coeffs, learning_rate, refresh,
-                                         start_iteration=k, trace=trace)
-            trajectory.append(np.array([c.values[0] for c in w]) / ws)
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
+            for k in range(iterations):
+                current = np.array([c.values[0] for c in w]) / ws
+                u_max = max(u_max, float(np.nan_to_num(np.max(np.abs(z[batches[k % len(batches)]] @ current)),
+                                                       nan=np.inf)))
+                w, trace, _ = C.run_schedule(be, circuit, mbs, w, k + 1, coeffs, learning_rate, refresh,
+                                             start_iteration=k, trace=trace)
+                trajectory.append(np.array([c.values[0] for c in w]) / ws)
     report.update({
         "depth_per_iteration": trace.depth_per_iteration,
         "levels_used": [list(t) for t in trace.levels],

@@ -92,6 +92,6 @@ def exact_logistic_regression(x_scaled: np.ndarray, y: np.ndarray, seed: int) ->
     """Unregularised logistic regression (scikit-learn, lbfgs): weights float64 ``[d + 1]``, bias first."""
     from sklearn.linear_model import LogisticRegression
 
-    clf = LogisticRegression(penalty=None, max_iter=5000, random_state=seed)
+    clf = LogisticRegression(C=np.inf, max_iter=5000, random_state=seed)
     clf.fit(x_scaled, y)
     return np.concatenate([clf.intercept_, clf.coef_[0]]).astype(np.float64)

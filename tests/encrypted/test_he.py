@@ -1,0 +1,109 @@
+"""Encrypted training (SEAL via tenseal.sealapi) against the plaintext reference; key separation; file checks."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from toolkit.encrypted import circuit as C
+from toolkit.encrypted import he, protocol
+from toolkit.encrypted.data import minibatch_indices, signed_features
+from toolkit.encrypted.params import choose_params, validate_params
+from toolkit.errors import InputError
+
+COEFFS = C.SIGMOID_COEFFS["han16"]
+
+
+def _toy(n=200, d=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, d))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    return signed_features(x, y)
+
+
+@pytest.fixture(scope="module")
+def low_depth_keys():
+    return he.keygen(choose_params(3))
+
+
+def _reference(z, batches, iterations, lr):
+    w = np.zeros(z.shape[1])
+    for k in range(iterations):
+        w = C.poly_sigmoid_step(w, z[batches[k % len(batches)]], COEFFS, lr)
+    return w
+
+
+def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr):
+    sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
+    he.save_secret_context(keys, sec)
+    he.save_public_context(keys, pub)
+    owner = he.load_context(sec, "owner")
+    job = {"circuit": circuit, "coeffs": list(COEFFS), "learning_rate": lr, "iterations": iterations}
+    data, w0, jobp, out = (tmp_path / n for n in ("data.zip", "w0.zip", "job.json", "w.zip"))
+    protocol.owner_encrypt(owner, z, batches, job, data, w0, jobp)
+    log: list = []
+    state = protocol.server_train(pub, data, w0, protocol.read_job(jobp), out,
+                                  protocol.local_refresher(owner, he.load_context(pub, "server"), log))
+    w, reached = protocol.owner_decrypt(owner, out, job)
+    return w, reached, state
+
+
+def test_low_depth_encrypted_matches_plaintext(tmp_path, low_depth_keys):
+    z = _toy()
+    batches = minibatch_indices(len(z), 100, 0)
+    w, reached, state = _run_files(tmp_path, low_depth_keys, "low-depth", z, batches, 3, 2.0)
+    assert reached == 3
+    assert state["refreshes"] == 2  # 3 levels per refresh at N=8192 -> one iteration each
+    assert [b - a for a, b in state["levels"]] == [3, 3, 3]
+    ref = _reference(z, batches, 3, 2.0)
+    assert np.abs(ref).max() > 0.05
+    np.testing.assert_allclose(w, ref, atol=2e-3)
+
+
+def test_baseline_encrypted_matches_plaintext(tmp_path):
+    # TEST ONLY: 230 bits at N=8192 exceed the 128-bit table; flagged test_only (SEAL security check off)
+    params = validate_params(8192, [40, 30, 30, 30, 30, 30, 40], 30, allow_insecure=True)
+    assert params.test_only
+    keys = he.keygen(params)
+    z = _toy(n=120, d=3)
+    batches = minibatch_indices(len(z), None, 0)
+    w, reached, state = _run_files(tmp_path, keys, "baseline", z, batches, 1, 2.0)
+    assert [b - a for a, b in state["levels"]] == [5]
+    np.testing.assert_allclose(w, _reference(z, batches, 1, 2.0), atol=2e-3)
+
+
+def test_public_context_has_no_secret_key(tmp_path, low_depth_keys):
+    pub, sec = tmp_path / "public.zip", tmp_path / "secret.zip"
+    he.save_public_context(low_depth_keys, pub)
+    he.save_secret_context(low_depth_keys, sec)
+    with zipfile.ZipFile(pub) as zf:
+        assert "secret_key" not in zf.namelist()
+    server = he.load_context(pub, "server")
+    assert server.secret_key is None
+    with pytest.raises(PermissionError):
+        he.SealBackend(server).decrypt(he.SealBackend(server).encrypt_replicated(1.0))
+    with zipfile.ZipFile(sec) as zf:
+        sk = zf.read("secret_key")
+    blob = pub.read_bytes()
+    for start in range(0, len(sk) - 64, max(1, len(sk) // 16)):
+        assert sk[start:start + 64] not in blob
+
+
+def test_public_context_with_secret_key_refused(tmp_path, low_depth_keys):
+    pub, sec = tmp_path / "public.zip", tmp_path / "secret.zip"
+    he.save_public_context(low_depth_keys, pub)
+    he.save_secret_context(low_depth_keys, sec)
+    with zipfile.ZipFile(pub, "a") as zf, zipfile.ZipFile(sec) as s:
+        zf.writestr("secret_key", s.read("secret_key"))
+    with pytest.raises(InputError, match="must not contain a secret key"):
+        he.load_context(pub, "server")
+
+
+def test_ciphertexts_from_another_context_refused(tmp_path, low_depth_keys):
+    other = he.keygen(choose_params(3))  # same parameters, other keys
+    path = tmp_path / "w.zip"
+    he.save_ciphertexts(path, other, protocol.WEIGHTS_KIND, {"w0": he.SealBackend(other).encrypt_replicated(1.0)})
+    with pytest.raises(InputError, match="another context"):
+        he.load_ciphertexts(path, low_depth_keys, protocol.WEIGHTS_KIND, "encrypted_weights")
