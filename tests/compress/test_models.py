@@ -48,3 +48,14 @@ def test_classification_metrics_hand():
     assert m["accuracy"] == 0.75
     assert m["per_class_f1"]["neg"] == pytest.approx(2 / 3)
     assert m["per_class_f1"]["pos"] == pytest.approx(0.8)
+
+
+def test_bucket_batch_sampler_covers_every_example_once():
+    from toolkit.compress.pipeline import BucketBatchSampler
+
+    lengths = torch.tensor([5, 1, 3, 3, 2, 8, 1, 4, 6, 2, 7])
+    sampler = BucketBatchSampler(lengths, batch_size=3, seed=0, pool=2)
+    for _ in range(2):
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 4
+        assert sorted(i for b in batches for i in b) == list(range(11))

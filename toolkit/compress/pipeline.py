@@ -103,9 +103,45 @@ def load_text_data(data_cfg: Mapping[str, Any] | None, expected_dim: int | None 
     return TextData(xtr, ytr, xva, yva, xte, yte, vocab, classes, vectors, info)
 
 
+class BucketBatchSampler(torch.utils.data.Sampler):
+    """Random batches of similar-length sentences (less padding, so shorter LSTM unrolls).
+
+    Each epoch: shuffle, cut into pools of ``pool`` batches, sort each pool by length, cut into batches
+    of ``batch_size`` and shuffle the batch order.  Every example appears once per epoch.
+
+    Args:
+        lengths: int [N] number of real tokens per example.
+        batch_size: examples per batch.
+        seed: base seed (the epoch counter is added so each epoch differs).
+        pool: batches per sorting pool.
+    """
+
+    def __init__(self, lengths: torch.Tensor, batch_size: int, seed: int = 0, pool: int = 20) -> None:
+        self.lengths, self.batch_size, self.seed, self.pool = lengths, int(batch_size), int(seed), int(pool)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=gen)
+        chunk = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), chunk):
+            idx = order[start: start + chunk]
+            idx = idx[torch.argsort(self.lengths[idx], stable=True)]
+            batches += [idx[i: i + self.batch_size].tolist() for i in range(0, len(idx), self.batch_size)]
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[b]
+
+
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    gen = torch.Generator().manual_seed(seed)
-    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
+    if shuffle:
+        sampler = BucketBatchSampler((x != 0).sum(1), batch_size, seed)
+        return DataLoader(TensorDataset(x, y), batch_sampler=sampler)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
 
 
 def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
