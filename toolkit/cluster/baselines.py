@@ -87,6 +87,21 @@ def stratified_subsample(y: np.ndarray, max_points: int, seed: int = 0) -> np.nd
     return np.sort(np.concatenate(keep))
 
 
+def split_classes(y: np.ndarray, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split sample indices by class: ``(fit_idx, val_idx)`` with about ``val_fraction`` of the classes held out.
+
+    With ``val_fraction > 0`` and at least four classes, at least two classes are held out (a clustering
+    score needs two) and at least two are kept for fitting; otherwise none is held out.
+    """
+    classes = np.unique(y)
+    n_val = 0
+    if val_fraction > 0 and len(classes) >= 4:
+        n_val = min(max(int(round(val_fraction * len(classes))), 2), len(classes) - 2)
+    val_classes = np.random.default_rng(seed).permutation(classes)[:n_val]
+    is_val = np.isin(y, val_classes)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 def tune(method: str, x: np.ndarray, y: np.ndarray, metric: str = "pairwise_f", max_points: int = 3000,
          seed: int = 0) -> tuple[float, dict[str, float]]:
     """Pick the baseline parameter maximising ``metric`` on labelled meta-training data.

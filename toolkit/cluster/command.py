@@ -12,7 +12,7 @@ from toolkit.runtime import Run, seed_everything
 
 METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan")
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
-MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat")
+MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "use_edge_sim")
 
 
 def knn_kwargs(model_cfg) -> dict:
@@ -22,12 +22,41 @@ def knn_kwargs(model_cfg) -> dict:
             "ef_search": int(k.hnsw_ef_search), "ef_construction": int(k.hnsw_ef_construction)}
 
 
-def save_checkpoint(model, feature_dim: int, model_cfg, path: Path) -> None:
-    """Write a LANDER checkpoint: ``{"format", "hparams", "state_dict"}`` loadable with ``weights_only=True``."""
+def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) -> None:
+    """Write a LANDER checkpoint loadable with ``weights_only=True``.
+
+    Contents: ``{"format", "hparams", "state_dict", "tau"}``; ``tau`` is the threshold chosen at training
+    time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint.
+    """
     import torch
 
     hparams = {"feature_dim": int(feature_dim), **{k: model_cfg[k] for k in MODEL_KEYS}}
-    torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict()}, path)
+    torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict(),
+                "tau": float(tau)}, path)
+
+
+TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict) -> tuple[float, dict[str, float]]:
+    """Choose the edge threshold tau maximising pairwise F on held-out meta-training classes.
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]`` held-out features; y: int64 ``[N]`` labels.
+
+    Returns:
+        ``(tau, scores)`` with the pairwise F of every grid value.
+    """
+    from toolkit.cluster.hierarchy import cluster_hierarchy
+    from toolkit.cluster.metrics import pairwise_f
+
+    scores = {}
+    for tau in TAU_GRID:
+        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), tau, str(infer_cfg.threshold),
+                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw)
+        scores[str(tau)] = pairwise_f(y, labels)[2]
+    best = max(scores, key=scores.get)
+    return float(best), scores
 
 
 def load_checkpoint(path: str, feature_dim: int):
@@ -57,11 +86,12 @@ def load_checkpoint(path: str, feature_dim: int):
     if int(hp.get("feature_dim", -1)) != feature_dim:
         raise InputError(p, "model.checkpoint", f"trained on {hp.get('feature_dim')}-d features, "
                          f"but the data has {feature_dim}-d features")
-    model = Lander(**hp)
     try:
+        model = Lander(**hp)
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise InputError(p, "model.checkpoint", f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
+    model.tau = float(obj.get("tau", 0.8)) if isinstance(obj, dict) else 0.8
     return model.eval()
 
 
@@ -123,39 +153,68 @@ def run(cfg, run: Run) -> dict:
 
 
 def _hilander(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
-    import torch
+    from toolkit.cluster.hierarchy import cluster_hierarchy
 
-    from toolkit.cluster.hierarchy import cluster_hierarchy, training_graphs
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    mc = cfg.model
-    dim = data.train_x.shape[1]
+    mc, inf = cfg.model, cfg.model.infer
     info: dict = {}
     if mc.checkpoint:
         model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
         info["checkpoint"] = str(mc.checkpoint)
+        tau, info["tau_source"] = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
+            (float(inf.tau), "given")
         log(f"loaded Hi-LANDER from {mc.checkpoint}")
     else:
-        from toolkit.cluster.lightning import fit_lander
-
-        with run.timer("train_graphs"):
-            try:
-                graphs = training_graphs(data.train_x, data.train_y, list(mc.train.knn_k), list(mc.train.levels),
-                                         knn_kwargs(mc), log)
-            except ValueError as exc:
-                raise InputError("config", "model.train", str(exc)) from None
-        info["train_graphs"] = len(graphs)
-        log(f"training LANDER on {len(graphs)} graphs for {mc.train.epochs} epochs")
-        with run.timer("train"):
-            module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
-                                int(cfg.seed or 0))
-        model = module.model
-        save_checkpoint(model, dim, mc, run.path("model.ckpt"))
-    inf = mc.infer
+        model, tau, train_info = _train(cfg, run, data)
+        info.update(train_info)
+        save_checkpoint(model, data.train_x.shape[1], mc, run.path("model.ckpt"), tau)
+    info["tau"] = tau
     with run.timer("cluster"):
-        labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(inf.tau),
+        labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
                                           knn_kwargs(mc), log)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters}
                       for s in stats]
     return labels, info
+
+
+def _train(cfg, run: Run, data):
+    """Build training graphs, train LANDER (model selection and tau on held-out meta-training classes)."""
+    from toolkit.cluster.baselines import split_classes
+    from toolkit.cluster.graph import build_graph
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.knn import knn_search, l2_normalize
+    from toolkit.cluster.lightning import fit_lander
+
+    mc, inf = cfg.model, cfg.model.infer
+    fit_idx, val_idx = split_classes(data.train_y, float(mc.train.val_fraction), int(cfg.seed or 0))
+    if len(val_idx) <= int(inf.knn_k):
+        val_idx = val_idx[:0]
+    with run.timer("train_graphs"):
+        try:
+            graphs = training_graphs(data.train_x[fit_idx], data.train_y[fit_idx], list(mc.train.knn_k),
+                                     list(mc.train.levels), knn_kwargs(mc), log)
+        except ValueError as exc:
+            raise InputError("config", "model.train", str(exc)) from None
+        val_graphs = []
+        if len(val_idx):
+            vx = l2_normalize(data.train_x[val_idx])
+            nbrs, sims = knn_search(vx, int(inf.knn_k), **knn_kwargs(mc))
+            val_graphs = [build_graph(vx, vx, nbrs, sims, data.train_y[val_idx])]
+    info = {"train_graphs": len(graphs),
+            "validation_classes": int(len(np.unique(data.train_y[val_idx]))) if len(val_idx) else 0}
+    log(f"training LANDER on {len(graphs)} graphs for up to {mc.train.epochs} epochs "
+        f"({info['validation_classes']} held-out meta-training classes for model selection)")
+    with run.timer("train"):
+        module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
+                            int(cfg.seed or 0), val_graphs if mc.train.select_best else None)
+    model = module.model
+    if str(inf.tau) != "auto":
+        return model, float(inf.tau), {**info, "tau_source": "given"}
+    if not val_graphs:
+        raise InputError("config", "model.infer.tau", "'auto' needs held-out meta-training classes "
+                         "(model.train.val_fraction > 0 and enough classes); give a number instead")
+    with run.timer("tune_tau"):
+        tau, scores = tune_tau(model, data.train_x[val_idx], data.train_y[val_idx], inf, knn_kwargs(mc))
+    log(f"tau = {tau} (best pairwise F on held-out meta-training classes)")
+    return model, tau, {**info, "tau_source": "tuned on held-out meta-training classes (pairwise F)",
+                        "tau_scores": scores}

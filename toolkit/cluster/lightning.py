@@ -71,19 +71,21 @@ class LanderModule(pl.LightningModule):
     Hyper-parameters are primitives only, so checkpoints load with ``weights_only=True``.
 
     Args:
-        feature_dim: D.  hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat: see ``Lander``.
+        feature_dim: D.  hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat, use_edge_sim: see ``Lander``.
         lr: initial SGD learning rate; momentum, weight_decay: SGD settings.
         balance: balanced linkage loss.
         total_steps: optimiser steps of the whole run (cosine schedule length).
     """
 
     def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
-                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True, lr: float = 0.01,
+                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True,
+                 use_edge_sim: bool = False, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 1e-5, balance: bool = True,
                  total_steps: int = 1) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = Lander(feature_dim, hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat)
+        self.model = Lander(feature_dim, hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat,
+                            use_edge_sim)
         self.gen = torch.Generator().manual_seed(0)
 
     def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
@@ -103,6 +105,13 @@ class LanderModule(pl.LightningModule):
         self.log("train/conn_ce", conn / n, on_step=False, on_epoch=True, batch_size=1)
         return total
 
+    def validation_step(self, batch: list, batch_idx: int) -> None:
+        losses = []
+        for g, _mask in batch:
+            logits, pred_den = self.model(g)
+            losses.append(lander_loss(logits, pred_den, g, balance=False)[0])
+        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=1)
+
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
                               weight_decay=self.hparams.weight_decay)
@@ -114,8 +123,13 @@ class LanderModule(pl.LightningModule):
         return batch  # CPU graphs; Lightning's generic collection walk does not know DGL graphs
 
 
-def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0) -> LanderModule:
+def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
+               val_graphs: list | None = None) -> LanderModule:
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/model/hilander.yaml``) and return the module.
+
+    With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss is
+    monitored every epoch and the weights of the best epoch are returned (early model selection);
+    otherwise the last epoch's.
 
     Raises:
         ValueError: empty ``graphs``.
@@ -131,9 +145,21 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     epochs = int(tr.epochs)
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
-                          float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
+                          bool(model_cfg.use_edge_sim), float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
                           total_steps=epochs * len(data))
-    loader = DataLoader(data, batch_size=None, collate_fn=lambda items: items)
-    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir)
-    trainer.fit(module, loader)
+    loader = DataLoader(data, batch_size=None, collate_fn=_identity)
+    val_loader = None
+    if val_graphs:
+        val_loader = DataLoader([[(g, None) for g in val_graphs]], batch_size=None, collate_fn=_identity)
+    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir,
+                           monitor="val/loss" if val_loader is not None else None)
+    trainer.fit(module, loader, val_loader)
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if val_loader is not None else ""
+    if best:
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
     return module.eval()
+
+
+def _identity(items):
+    return items

@@ -75,13 +75,17 @@ class Lander(nn.Module):
         use_gat: attention conv instead of the concat conv.
         gat_heads: attention heads.
         use_cluster_feat: input is ``[features, cluster_features]`` (D' = 2D) instead of ``features``.
+        use_edge_sim: also feed each edge's cosine similarity to the linkage head (our extension, not in
+            the reference: without it the head sees only node embeddings, which on small meta-training
+            sets memorise the training classes; see docs/cluster.md).
 
     Raises:
         ValueError: ``num_conv`` outside 1..4 or ``hidden`` not even.
     """
 
     def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
-                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True) -> None:
+                 use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True,
+                 use_edge_sim: bool = False) -> None:
         super().__init__()
         if not 1 <= num_conv <= 4:
             raise ValueError(f"num_conv must be 1..4, got {num_conv}")
@@ -98,6 +102,7 @@ class Lander(nn.Module):
         out = outs[-1]
         self.src_mlp = nn.Linear(out, hidden // 2)
         self.dst_mlp = nn.Linear(out, hidden // 2)
+        self.sim_mlp = nn.Linear(1, hidden // 2) if use_edge_sim else None
         self.classifier = nn.Sequential(nn.PReLU(hidden // 2), nn.Linear(hidden // 2, hidden // 2),
                                         nn.PReLU(hidden // 2), nn.Linear(hidden // 2, 2))
 
@@ -110,15 +115,22 @@ class Lander(nn.Module):
             h = self.dropout(torch.relu(conv(g, h)))
         return h
 
-    def edge_logits(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """Linkage logits ``[E, 2]`` (index 1 = same class) for edges ``src -> dst`` (int64 ``[E]``)."""
-        return self.classifier(self.src_mlp(h)[src] + self.dst_mlp(h)[dst])
+    def edge_logits(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
+                    sim: torch.Tensor | None = None) -> torch.Tensor:
+        """Linkage logits ``[E, 2]`` (index 1 = same class) for edges ``src -> dst`` (int64 ``[E]``).
+
+        ``sim`` (float32 ``[E]`` cosine similarity) is required when ``use_edge_sim`` is set.
+        """
+        z = self.src_mlp(h)[src] + self.dst_mlp(h)[dst]
+        if self.sim_mlp is not None:
+            z = z + self.sim_mlp(sim[:, None])
+        return self.classifier(z)
 
     def forward(self, g) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(logits [E, 2], pred_den [N])`` for every edge and node of ``g``."""
         h = self.node_embeddings(g)
         src, dst = g.edges()
-        logits = self.edge_logits(h, src, dst)
+        logits = self.edge_logits(h, src, dst, g.edata["raw_affine"])
         p = torch.softmax(logits, dim=1)
         return logits, edge_density(p[:, 1] - p[:, 0], g.edata["raw_affine"], dst, g.num_nodes())
 
@@ -131,10 +143,14 @@ class Lander(nn.Module):
         h = self.node_embeddings(g)
         hs, hd = self.src_mlp(h), self.dst_mlp(h)
         src, dst = g.edges()
+        sim = g.edata["raw_affine"]
         p_same = torch.empty(src.shape[0], dtype=torch.float32)
         for start in range(0, src.shape[0], edge_chunk):
-            s, d = src[start:start + edge_chunk], dst[start:start + edge_chunk]
-            p_same[start:start + edge_chunk] = torch.softmax(self.classifier(hs[s] + hd[d]), dim=1)[:, 1]
+            chunk = slice(start, start + edge_chunk)
+            z = hs[src[chunk]] + hd[dst[chunk]]
+            if self.sim_mlp is not None:
+                z = z + self.sim_mlp(sim[chunk, None])
+            p_same[chunk] = torch.softmax(self.classifier(z), dim=1)[:, 1]
         return p_same, edge_density(2 * p_same - 1, g.edata["raw_affine"], dst, g.num_nodes())
 
 

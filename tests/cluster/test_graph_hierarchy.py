@@ -1,0 +1,113 @@
+"""kNN, graph construction, density, decoding and the hierarchy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from toolkit.cluster.graph import build_graph, gt_density
+from toolkit.cluster.hierarchy import cluster_hierarchy, components, select_parents, training_graphs
+from toolkit.cluster.knn import knn_search, l2_normalize
+
+
+def blobs(n_per=30, classes=4, dim=8, spread=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim))
+    x = np.concatenate([c + spread * rng.normal(size=(n_per, dim)) for c in centres]).astype(np.float32)
+    return x, np.repeat(np.arange(classes), n_per)
+
+
+def test_knn_excludes_self_and_sorts():
+    x = l2_normalize(np.random.default_rng(0).normal(size=(50, 4)))
+    nbrs, sims = knn_search(x, 5)
+    assert nbrs.shape == (50, 4)
+    assert not (nbrs == np.arange(50)[:, None]).any()
+    assert np.all(np.diff(sims, axis=1) <= 1e-6)
+    np.testing.assert_allclose(sims[:, 0], np.sum(x * x[nbrs[:, 0]], axis=1), rtol=1e-5)
+
+
+def test_knn_with_duplicates_drops_self_by_id():
+    x = l2_normalize(np.ones((12, 3), np.float32))
+    nbrs, _ = knn_search(x, 4)
+    assert not (nbrs == np.arange(12)[:, None]).any()
+
+
+def test_hnsw_path_agrees_with_exact():
+    x = l2_normalize(blobs(50, 4, 16)[0])
+    exact, _ = knn_search(x, 6)
+    approx, _ = knn_search(x, 6, exact_max_points=10)
+    overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(exact, approx, strict=True)])
+    assert overlap > 0.95
+
+
+def test_gt_density_hand_computed():
+    nbrs = np.array([[1, 2], [0, 2], [0, 1]])
+    sims = np.array([[0.9, 0.5], [0.9, 0.4], [0.5, 0.4]], np.float32)
+    labels = np.array([0, 0, 1])
+    np.testing.assert_allclose(gt_density(nbrs, sims, labels), [(0.9 - 0.5) / 2, (0.9 - 0.4) / 2, (-0.5 - 0.4) / 2])
+
+
+def test_graph_edges_point_to_centre_and_rows_normalise():
+    x, y = blobs(10, 3)
+    x = l2_normalize(x)
+    nbrs, sims = knn_search(x, 4)
+    g = build_graph(x, x, nbrs, sims, y)
+    src, dst = g.edges()
+    assert g.num_edges() == 30 * 3
+    np.testing.assert_array_equal(dst.numpy(), np.repeat(np.arange(30), 3))
+    np.testing.assert_array_equal(src.numpy(), nbrs.reshape(-1))
+    row = torch.zeros(30).index_add_(0, dst, g.edata["affine"])
+    np.testing.assert_allclose(row.numpy(), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(g.edata["labels_conn"].numpy(), (y[src] == y[dst]).astype(int))
+
+
+def test_select_parents_keeps_best_higher_density_edge():
+    src = np.array([1, 2, 0, 3])
+    dst = np.array([0, 0, 1, 2])
+    dist = np.array([0.3, 0.1, 0.05, 0.9])
+    density = np.array([0.1, 0.5, 0.7, 0.9])
+    parent = select_parents(src, dst, dist, density, tau=0.5, num_nodes=4)
+    # node 0: edges from 1 (d=.3) and 2 (d=.1), both denser -> 2; node 1: from 0 not denser -> none;
+    # node 2: from 3 denser but dist .9 >= 1 - tau -> none
+    np.testing.assert_array_equal(parent, [2, -1, -1, -1])
+
+
+def test_components_of_forest():
+    labels = components(np.array([1, 2]), np.array([0, 3]), 5)
+    assert labels[0] == labels[1] and labels[2] == labels[3] and len(set(labels)) == 3
+
+
+class _OracleModel:
+    """Predicts P_same from the true labels (tests decoding independently of learning)."""
+
+    def __init__(self, x, y):
+        self.lookup = {tuple(np.round(v, 5)): c for v, c in zip(l2_normalize(x), y, strict=True)}
+
+    def __call__(self, g):
+        f = g.ndata["features"].numpy()
+        lab = np.array([self.lookup[tuple(np.round(v, 5))] for v in f])
+        src, dst = (t.numpy() for t in g.edges())
+        p = torch.from_numpy((lab[src] == lab[dst]).astype(np.float32) * 0.98 + 0.01)
+        sims = g.edata["raw_affine"]
+        den = torch.zeros(g.num_nodes()).index_add_(0, g.edges()[1], sims * (2 * p - 1)) / 9
+        return p, den
+
+
+def test_hierarchy_with_oracle_links_recovers_classes():
+    x, y = blobs(40, 5, 16, spread=0.3)
+    labels, stats = cluster_hierarchy(x, _OracleModel(x, y), k=10, tau=0.5, max_levels=5)
+    from toolkit.cluster.metrics import pairwise_f
+
+    assert pairwise_f(y, labels)[2] > 0.95
+    assert stats[0].nodes == 200 and stats[0].edges_added > 0
+
+
+def test_training_graphs_levels_shrink():
+    x, y = blobs(30, 6, 8, spread=0.2)
+    graphs = training_graphs(x, y, [10, 5], [2, 3], {})
+    sizes = [g.num_nodes() for g in graphs]
+    assert sizes.count(180) == 2 and any(s < 180 for s in sizes)  # one level 0 per k, then smaller levels
+    assert all("density" in g.ndata and "mask_conn" in g.edata for g in graphs)
+    with pytest.raises(ValueError, match="differ in length"):
+        training_graphs(x, y, [10, 5], [2], {})

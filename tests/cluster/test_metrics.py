@@ -1,0 +1,59 @@
+"""Clustering metrics against hand-computed cases and scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import fowlkes_mallows_score
+
+from toolkit.cluster.metrics import bcubed_f, cluster_counts, evaluate, pairwise_f
+
+TRUE = np.array([0, 0, 0, 1, 1])
+PRED = np.array([0, 0, 1, 1, 1])
+
+
+def test_pairwise_hand_computed():
+    # ordered same-cluster pairs: pred {3 pairs*2... } -> tk = (4 + 1 + 4) - 5 = 4, pk = (4 + 9) - 5 = 8, qk = (9 + 4) - 5 = 8
+    p, r, f = pairwise_f(TRUE, PRED)
+    assert (p, r) == pytest.approx((0.5, 0.5))
+    assert f == pytest.approx(0.5)
+
+
+def test_bcubed_hand_computed():
+    # precision: items in pred cluster {0,1}: 2 * (2/2); pred cluster {2,3,4}: item2 1/3, items3,4 2/3 each -> (2 + 1/3 + 4/3)/5
+    p, r, f = bcubed_f(TRUE, PRED)
+    assert p == pytest.approx((2 + 1 / 3 + 4 / 3) / 5)
+    # recall: class {0,1,2}: items0,1 2/3 each, item2 1/3; class {3,4}: 1 each -> (4/3 + 1/3 + 2)/5
+    assert r == pytest.approx((4 / 3 + 1 / 3 + 2) / 5)
+    assert f == pytest.approx(2 * p * r / (p + r))
+
+
+def test_pairwise_geometric_mean_matches_sklearn_fmi():
+    rng = np.random.default_rng(0)
+    t, q = rng.integers(0, 20, 2000), rng.integers(0, 30, 2000)
+    p, r, _ = pairwise_f(t, q)
+    assert np.sqrt(p * r) == pytest.approx(fowlkes_mallows_score(t, q))
+
+
+def test_bcubed_matches_naive_loop():
+    rng = np.random.default_rng(1)
+    t, q = rng.integers(0, 7, 300), rng.integers(0, 9, 300)
+    prec = np.mean([np.mean(t[q == q[i]] == t[i]) for i in range(300)])
+    rec = np.mean([np.mean(q[t == t[i]] == q[i]) for i in range(300)])
+    p, r, _ = bcubed_f(t, q)
+    assert (p, r) == pytest.approx((prec, rec))
+
+
+def test_all_singletons_is_defined_not_nan():
+    p, r, f = pairwise_f(np.array([0, 0, 1, 1]), np.arange(4))
+    assert (p, r, f) == (1.0, 0.0, 0.0)
+    m = evaluate(np.array([0, 0, 1, 1]), np.arange(4))
+    assert all(np.isfinite(v) for v in m.values())
+    assert cluster_counts(np.arange(4)) == {"num_clusters": 4, "num_singletons": 4}
+
+
+def test_perfect_clustering_and_unlabelled():
+    m = evaluate(TRUE, TRUE + 10)
+    assert m["pairwise_f"] == m["bcubed_f"] == pytest.approx(1.0)
+    assert m["nmi"] == pytest.approx(1.0) and m["ari"] == pytest.approx(1.0)
+    assert set(evaluate(None, PRED)) == {"num_clusters", "num_singletons"}

@@ -1,0 +1,70 @@
+"""LANDER shapes, gradients, loss and a short training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tests.cluster.test_graph_hierarchy import blobs
+from toolkit.cluster.graph import build_graph
+from toolkit.cluster.knn import knn_search, l2_normalize
+from toolkit.cluster.model import Lander, edge_density, lander_loss
+from toolkit.config import config_dir
+
+
+@pytest.fixture
+def graph():
+    x, y = blobs(20, 3, 8)
+    x = l2_normalize(x)
+    return build_graph(x, x, *knn_search(x, 5), y)
+
+
+@pytest.mark.parametrize("use_gat", [False, True])
+@pytest.mark.parametrize("num_conv", [1, 2, 4])
+def test_shapes_and_gradients(graph, use_gat, num_conv):
+    model = Lander(8, hidden=16, num_conv=num_conv, use_gat=use_gat, gat_heads=2)
+    logits, den = model(graph)
+    assert logits.shape == (graph.num_edges(), 2) and den.shape == (graph.num_nodes(),)
+    loss, parts = lander_loss(logits, den, graph)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert parts["conn_edges"] % 2 == 0
+
+
+def test_predict_matches_forward_in_chunks(graph):
+    model = Lander(8, hidden=16, use_edge_sim=True).eval()
+    logits, den = model(graph)
+    p_same, den2 = model.predict(graph, edge_chunk=7)
+    np.testing.assert_allclose(p_same.numpy(), torch.softmax(logits, 1)[:, 1].detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(den2.numpy(), den.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_edge_density_is_mean_over_in_edges():
+    den = edge_density(torch.tensor([1.0, -1.0, 0.5]), torch.tensor([0.8, 0.6, 1.0]), torch.tensor([0, 0, 2]), 3)
+    np.testing.assert_allclose(den.numpy(), [(0.8 - 0.6) / 2, 0.0, 0.5])
+
+
+def test_loss_without_eligible_edges_is_density_only(graph):
+    model = Lander(8, hidden=16)
+    logits, den = model(graph)
+    graph.edata["mask_conn"] = torch.zeros(graph.num_edges(), dtype=torch.bool)
+    loss, parts = lander_loss(logits, den, graph)
+    assert parts["conn_edges"] == 0
+    assert float(loss) == pytest.approx(parts["density_mse"], rel=1e-5)
+
+
+def test_training_reduces_loss(tmp_path):
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    x, y = blobs(25, 6, 8, spread=0.3)
+    graphs = training_graphs(x, y, [10], [2], {})
+    cfg = OmegaConf.load(config_dir() / "model" / "hilander.yaml")
+    cfg.hidden, cfg.train.epochs = 32, 15
+    before = [lander_loss(*Lander(8, 32, use_edge_sim=True)(g), g, balance=False)[0].item() for g in graphs]
+    module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")
+    after = [lander_loss(*module.model(g), g, balance=False)[0].item() for g in graphs]
+    assert np.mean(after) < np.mean(before)
+    assert (tmp_path / "ckpt" / "last.ckpt").exists()
