@@ -35,7 +35,7 @@ def _reference(z, batches, iterations, lr):
     return w
 
 
-def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr):
+def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr, workers=1):
     sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
     he.save_secret_context(keys, sec)
     he.save_public_context(keys, pub)
@@ -45,7 +45,8 @@ def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr):
     protocol.owner_encrypt(owner, z, batches, job, data, w0, jobp)
     log: list = []
     state = protocol.server_train(pub, data, w0, protocol.read_job(jobp), out,
-                                  protocol.local_refresher(owner, he.load_context(pub, "server"), log))
+                                  protocol.local_refresher(owner, he.load_context(pub, "server"), log),
+                                  workers=workers)
     w, reached = protocol.owner_decrypt(owner, out, job)
     return w, reached, state
 
@@ -60,6 +61,15 @@ def test_low_depth_encrypted_matches_plaintext(tmp_path, low_depth_keys):
     ref = _reference(z, batches, 3, 2.0)
     assert np.abs(ref).max() > 0.05
     np.testing.assert_allclose(w, ref, atol=2e-3)
+
+
+def test_two_worker_processes_give_the_same_result(tmp_path, low_depth_keys):
+    z = _toy(n=300, d=5)
+    batches = minibatch_indices(len(z), 150, 0)
+    w, reached, state = _run_files(tmp_path, low_depth_keys, "low-depth", z, batches, 2, 2.0, workers=2)
+    assert reached == 2 and state["refreshes"] == 1
+    assert [b - a for a, b in state["levels"]] == [3, 3]
+    np.testing.assert_allclose(w, _reference(z, batches, 2, 2.0), atol=2e-3)
 
 
 def test_baseline_encrypted_matches_plaintext(tmp_path):

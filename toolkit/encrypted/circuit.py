@@ -12,8 +12,8 @@ Update (gradient ascent on the log-likelihood with a polynomial sigmoid, Han et 
 
 Circuits (levels = rescales on the critical path from ``w_k`` to ``w_{k+1}``):
 
-* ``baseline`` (depth 5): ``u = Z w`` (1) -> ``c3 u * u^2 + c1 u + c0`` (2) -> ``Z * s`` (1) -> rotate-sum
-  (0) -> multiply by ``gamma = alpha/b`` (1).  This is the Han et al. depth-5 iteration (3 ct-ct + 2
+* ``baseline`` (depth 5): ``u = Z w`` (1) -> ``c3 u * u^2 + c1 u + c0`` (2) -> ``Z * s`` (1) -> multiply by
+  ``gamma = alpha/b`` (1) -> rotate-sum (0).  This is the Han et al. depth-5 iteration (3 ct-ct + 2
   plaintext rescales per iteration, ``logQ`` formula in their ``Params.h``).
 * ``low-depth`` (depth 3), in the spirit of Crockett (WAHC 2020): (a) the learning rate and ``1/b`` are
   folded into the polynomial coefficients; (b) the coefficient multiplications are moved onto *data-only*
@@ -220,62 +220,76 @@ def prepare(be: Any, circuit: str, batch: Minibatch, coeffs: tuple[float, float,
     return batch
 
 
-def _inner(be: Any, batch: Minibatch, w: list[Any]) -> list[Any]:
-    """u = Z w per block: sum_j Z_j * w_j with one relinearisation+rescale per block (one level)."""
+def inner_partial(be: Any, batch: Minibatch, w: list[Any]) -> list[Any]:
+    """Pending (not yet rescaled) ``sum_j Z_j * w_j`` per block over the features held in ``batch``/``w``.
+
+    Partial sums from feature groups (e.g. worker processes) add up to the full ``u = Z w``.
+    """
     out = []
     for b in range(len(batch.z[0])):
         acc = be.mul_lazy(batch.z[0][b], w[0])
         for j in range(1, len(w)):
             acc = be.add(acc, be.mul_lazy(batch.z[j][b], w[j]))
-        out.append(be.finish(acc))
+        out.append(acc)
     return out
 
 
-def iterate_baseline(be: Any, batch: Minibatch, w: list[Any], coeffs: tuple[float, float, float],
-                     learning_rate: float) -> list[Any]:
-    """One depth-5 gradient step; ``w`` holds the weights themselves.  Returns the new ``[d]`` weights."""
+def activation(be: Any, circuit: str, partials: list[list[Any]], coeffs: tuple[float, float, float]) -> list:
+    """Finish ``u = Z w`` from feature-group partials and evaluate the per-sample factors (per block).
+
+    ``baseline``: ``[s_b]`` with ``s = c3 u * u^2 + c1 u + c0`` (levels +3).  ``low-depth``:
+    ``[(u'_b, v_b)]`` with ``v = 1 - u'^2`` (levels +1 and +2).
+    """
     c0, c1, c3 = coeffs
-    u = _inner(be, batch, w)
-    s = []
-    for ub in u:
-        cubic = be.mul(be.mul_const(ub, c3), be.square(ub))
-        s.append(be.add_const(be.add(cubic, be.mul_const(ub, c1)), c0))
-    gamma = learning_rate / batch.n
+    u = []
+    for b in range(len(partials[0])):
+        acc = partials[0][b]
+        for part in partials[1:]:
+            acc = be.add(acc, part[b])
+        u.append(be.finish(acc))
+    if circuit == "baseline":
+        out = []
+        for ub in u:
+            cubic = be.mul(be.mul_const(ub, c3), be.square(ub))
+            out.append(be.add_const(be.add(cubic, be.mul_const(ub, c1)), c0))
+        return out
+    return [(ub, be.add_const(be.neg(be.square(ub)), 1.0)) for ub in u]
+
+
+def update(be: Any, circuit: str, batch: Minibatch, w: list[Any], act: list, learning_rate: float) -> list[Any]:
+    """Gradient and weight update for the features held in ``batch``/``w`` (independent per feature).
+
+    ``baseline``: ``w_j + rotsum(gamma * sum_b Z_jb * s_b)`` (levels +2 after ``s``).  ``low-depth``:
+    ``w_j + rotsum(sum_b (gamma c1 Z_jb * u'_b) * v_b) + c0_j`` (level +1 after ``v``).
+    """
     new_w = []
-    for j, zj in enumerate(batch.z):
-        acc = be.mul_lazy(zj[0], s[0])
-        for b in range(1, len(zj)):
-            acc = be.add(acc, be.mul_lazy(zj[b], s[b]))
-        g = be.mul_const(be.sum_slots(be.finish(acc)), gamma)
-        new_w.append(be.add(w[j], g))
-    return new_w
-
-
-def iterate_low_depth(be: Any, batch: Minibatch, w: list[Any], coeffs: tuple[float, float, float],
-                      learning_rate: float) -> list[Any]:
-    """One depth-3 gradient step; ``w`` holds ``beta * weights``.  Needs :func:`prepare` first."""
+    if circuit == "baseline":
+        gamma = learning_rate / batch.n
+        for j, zj in enumerate(batch.z):
+            acc = be.mul_lazy(zj[0], act[0])
+            for b in range(1, len(zj)):
+                acc = be.add(acc, be.mul_lazy(zj[b], act[b]))
+            # gamma before the rotations: same depth, rotations at the cheaper last level
+            new_w.append(be.add(w[j], be.sum_slots(be.mul_const(be.finish(acc), gamma))))
+        return new_w
     if batch.zc1 is None or batch.c0 is None:
         raise ValueError("call prepare() on the minibatch first")
-    u = _inner(be, batch, w)
-    v = [be.add_const(be.neg(be.square(ub)), 1.0) for ub in u]
-    new_w = []
     for j, zj in enumerate(batch.zc1):
-        acc = be.mul_lazy(be.mul(zj[0], u[0]), v[0])
+        acc = be.mul_lazy(be.mul(zj[0], act[0][0]), act[0][1])
         for b in range(1, len(zj)):
-            acc = be.add(acc, be.mul_lazy(be.mul(zj[b], u[b]), v[b]))
-        g = be.add(be.sum_slots(be.finish(acc)), batch.c0[j])
-        new_w.append(be.add(w[j], g))
+            acc = be.add(acc, be.mul_lazy(be.mul(zj[b], act[b][0]), act[b][1]))
+        new_w.append(be.add(w[j], be.add(be.sum_slots(be.finish(acc)), batch.c0[j])))
     return new_w
 
 
 def iterate(be: Any, circuit: str, batch: Minibatch, w: list[Any], coeffs: tuple[float, float, float],
             learning_rate: float) -> list[Any]:
-    """Dispatch one iteration of ``circuit`` (``baseline`` | ``low-depth``)."""
-    if circuit == "baseline":
-        return iterate_baseline(be, batch, w, coeffs, learning_rate)
-    if circuit == "low-depth":
-        return iterate_low_depth(be, batch, w, coeffs, learning_rate)
-    raise ValueError(f"unknown circuit {circuit!r}; expected one of {CIRCUITS}")
+    """One gradient step of ``circuit`` (``baseline``: ``w`` = weights, depth 5; ``low-depth``:
+    ``w`` = ``beta`` x weights, depth 3, needs :func:`prepare`).  Returns the new ``[d]`` weights."""
+    if circuit not in CIRCUITS:
+        raise ValueError(f"unknown circuit {circuit!r}; expected one of {CIRCUITS}")
+    act = activation(be, circuit, [inner_partial(be, batch, w)], coeffs)
+    return update(be, circuit, batch, w, act, learning_rate)
 
 
 def weight_scale(circuit: str, coeffs: tuple[float, float, float]) -> float:
@@ -331,7 +345,7 @@ def run_schedule(be: Any, circuit: str, batches: list[Minibatch], w: list[Any], 
     """Run ``iterations`` minibatch iterations, refreshing the weights when the chain runs out.
 
     Iteration ``k`` uses minibatch ``k mod len(batches)``.  Before an iteration whose depth would exceed
-    the remaining levels, ``refresh(w) -> w`` (the owner's decrypt/re-encrypt) is called and counted; with
+    the remaining levels, ``refresh(w, k) -> w`` (the owner's decrypt/re-encrypt) is called and counted; with
     ``stop_when_exhausted`` the loop returns instead so a separate owner step can refresh.
 
     Returns:
@@ -352,7 +366,7 @@ def run_schedule(be: Any, circuit: str, batches: list[Minibatch], w: list[Any], 
             if stop_when_exhausted:
                 break
             t0 = time.perf_counter()
-            w = refresh(w)
+            w = refresh(w, k)
             trace.refresh_seconds.append(time.perf_counter() - t0)
             trace.refreshes += 1
             trace.refresh_iterations.append(k)

@@ -76,6 +76,8 @@ def _check_cfg(cfg: Any) -> None:
         raise InputError("config", "train.learning_rate", f"must be > 0, got {t.learning_rate}")
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
         raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
+    if int(cfg.get("workers", 1)) < 1:
+        raise InputError("config", "workers", f"must be >= 1, got {cfg.get('workers')}")
     if t.batch_size is not None and int(t.batch_size) < 1:
         raise InputError("config", "train.batch_size", f"must be >= 1, got {t.batch_size}")
 
@@ -105,7 +107,7 @@ def _prepare_data(cfg: Any, params: CKKSParams) -> dict:
 
     seed = int(cfg.seed or 0)
     data = load_dataset(cfg.data, seed)
-    scaling = Scaling.fit(data.x_train)
+    scaling = Scaling.fit(data.x_train, str(cfg.data.get("scaling", "maxabs")))
     xtr, xte = scaling.apply(data.x_train), scaling.apply(data.x_test)
     z = signed_features(xtr, data.y_train)
     batch_size = cfg.train.batch_size
@@ -215,7 +217,7 @@ def run(cfg: Any, run: Any) -> dict:
     if step == "refresh":
         return {"metrics": {**metrics, **_refresh_step(run, files)}}
     if step in ("all", "train"):
-        metrics.update(_train(run, files, local=step == "all"))
+        metrics.update(_train(run, files, local=step == "all", workers=int(cfg.get("workers", 1))))
         if step == "train":
             return {"metrics": metrics}
     metrics.update(_decrypt(cfg, run, files))
@@ -250,7 +252,7 @@ def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
             "minibatches": len(prep["batches"])}
 
 
-def _train(run: Any, files: _Files, local: bool) -> dict:
+def _train(run: Any, files: _Files, local: bool, workers: int = 1) -> dict:
     from toolkit.encrypted import he
     from toolkit.encrypted.protocol import local_refresher, read_job, server_train
 
@@ -265,7 +267,8 @@ def _train(run: Any, files: _Files, local: bool) -> dict:
         run.existing(STATE) else None
     out_tmp = run.path("server/.encrypted_weights.next.zip")
     with run.timer("train"):
-        state = server_train(files.read(PUBLIC), files.read(DATA), files.read(WEIGHTS), job, out_tmp, refresh)
+        state = server_train(files.read(PUBLIC), files.read(DATA), files.read(WEIGHTS), job, out_tmp, refresh,
+                             workers=workers)
     shutil.move(str(out_tmp), str(run.path(WEIGHTS)))
     if prev_state and not local:  # accumulate across separate train calls
         for key in ("levels", "seconds", "refresh_seconds", "refresh_iterations"):

@@ -45,11 +45,25 @@ class Scaling:
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> Scaling:
-        """Fit on training features float ``[n, d]``: mid-range centre, half-range scale (1 if constant)."""
-        lo, hi = x.min(axis=0), x.max(axis=0)
-        center = (hi + lo) / 2.0
-        half = (hi - lo) / 2.0
+    def fit(cls, x: np.ndarray, method: str = "maxabs") -> Scaling:
+        """Fit on training features float ``[n, d]``.
+
+        ``maxabs`` (Han et al.'s ``normalizeZData``): divide by the column's max |x|, no centring, so
+        zeros (e.g. MNIST background) stay 0.  ``minmax``: mid-range centre and half-range scale.
+        Constant-zero columns get scale 1.
+
+        Raises:
+            InputError: unknown method.
+        """
+        if method == "maxabs":
+            center = np.zeros(x.shape[1])
+            half = np.abs(x).max(axis=0)
+        elif method == "minmax":
+            lo, hi = x.min(axis=0), x.max(axis=0)
+            center = (hi + lo) / 2.0
+            half = (hi - lo) / 2.0
+        else:
+            raise InputError("config", "data.scaling", f"unknown {method!r}; expected maxabs or minmax")
         return cls(center.astype(np.float64), np.where(half > 0, half, 1.0).astype(np.float64))
 
     def apply(self, x: np.ndarray) -> np.ndarray:

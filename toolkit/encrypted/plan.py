@@ -62,7 +62,7 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
     w = [be.encrypt_replicated(0.0) for _ in range(z.shape[1])]
     trace = C.TrainTrace()
     if fits:
-        def refresh(ws_: list) -> list:
+        def refresh(ws_: list, k: int) -> list:
             return C.refresh_weights(be, ws_)[0]
 
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned

@@ -108,13 +108,14 @@ def read_job(path: Path) -> dict:
 
 
 def server_train(public_path: Path, data_path: Path, weights_path: Path, job: dict, out_path: Path,
-                 refresh: Any | None = None) -> dict:
+                 refresh: Any | None = None, workers: int = 1) -> dict:
     """The server's step: public context + encrypted data + encrypted weights -> encrypted weights.
 
     Args:
-        refresh: ``callable(list of ciphertexts, iteration) -> list of ciphertexts`` run by the owner
+        refresh: ``callable(ciphertexts, iteration) -> ciphertexts`` run by the owner
             when the chain is used up.  ``None`` (separate steps): stop there and report
             ``needs_refresh`` so the owner runs ``step=refresh`` and then ``step=train`` again.
+        workers: server processes splitting the features (:mod:`toolkit.encrypted.parallel`).
 
     Returns:
         State dict: ``iteration``, ``needs_refresh``, ``levels`` per iteration, ``seconds`` per
@@ -132,21 +133,22 @@ def server_train(public_path: Path, data_path: Path, weights_path: Path, job: di
         raise InputError(weights_path, "encrypted_weights", f"holds {len(wcts)} weights, the data has {d} features")
     coeffs = tuple(float(c) for c in job["coeffs"])
     lr = float(job["learning_rate"])
-    t0 = time.perf_counter()
-    batches = []
-    for bi, info in enumerate(meta["batches"]):
-        z = [[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)]
-        batches.append(C.prepare(be, job["circuit"], C.Minibatch(z, int(info["n"])), coeffs, lr))
-    prepare_s = time.perf_counter() - t0
     start = int(wmeta.get("iteration", 0))
-    trace = C.TrainTrace()
-    refresh_fn = None
-    if refresh is not None:
-        def refresh_fn(w: list[Any]) -> list[Any]:
-            return refresh(w, start + len(trace.levels))
-    w, trace, k = C.run_schedule(be, job["circuit"], batches, _weights_list(wcts), int(job["iterations"]),
-                                 coeffs, lr, refresh_fn, start_iteration=start,
-                                 stop_when_exhausted=refresh is None, trace=trace)
+    raw = [C.Minibatch([[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)], int(info["n"]))
+           for bi, info in enumerate(meta["batches"])]
+    w0 = _weights_list(wcts)
+    if int(workers) > 1:
+        from toolkit.encrypted.parallel import run_schedule_parallel
+
+        w, trace, k, prepare_s = run_schedule_parallel(be, job["circuit"], raw, w0, int(job["iterations"]), coeffs,
+                                                       lr, refresh, int(workers), start_iteration=start,
+                                                       stop_when_exhausted=refresh is None)
+    else:
+        t0 = time.perf_counter()
+        batches = [C.prepare(be, job["circuit"], mb, coeffs, lr) for mb in raw]
+        prepare_s = time.perf_counter() - t0
+        w, trace, k = C.run_schedule(be, job["circuit"], batches, w0, int(job["iterations"]), coeffs, lr,
+                                     refresh, start_iteration=start, stop_when_exhausted=refresh is None)
     he.save_ciphertexts(out_path, keys, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)}, {"iteration": k})
     return {"iteration": k, "needs_refresh": k < int(job["iterations"]), "levels": trace.levels,
             "seconds": trace.seconds, "refresh_seconds": trace.refresh_seconds, "refreshes": trace.refreshes,
