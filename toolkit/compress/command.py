@@ -83,7 +83,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
 
     with run.timer("pretrain"):
         log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
-        net = P.build_net(arch, data, dim, model_cfg, data.vectors)
+        net = P.build_net(arch, data, dim, model_cfg, data.vectors, seed)
         P.train_classifier(net, data, int(cfg.pretrain.epochs), "constant", pre_cfg, **common)
         base = P.evaluate(net, data, **eval_kw)
     base = _with_ratios(base, base)
@@ -125,7 +125,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
                 with run.timer(name):
                     log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
                     table = P.small_table(data, dim, width, from_svd, seed)
-                    bnet = P.build_net(arch, data, width, model_cfg, table)
+                    bnet = P.build_net(arch, data, width, model_cfg, table, seed)
                     P.train_classifier(bnet, data, budget, "constant", pre_cfg, **common)
                     res[name] = _with_ratios(P.evaluate(bnet, data, **eval_kw), base)
         for method in ("svd_finetune", "svd_no_finetune", "svd_before_training", "small_embedding"):

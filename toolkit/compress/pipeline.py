@@ -276,8 +276,10 @@ def small_table(data: TextData, dim: int, width: int, from_svd: bool, seed: int)
 
 
 def build_net(arch: str, data: TextData, dim: int, model_cfg: Mapping[str, Any] | None,
-              table: torch.Tensor | np.ndarray | None) -> TextClassifier:
-    """A fresh classifier of width ``dim`` over ``data``'s vocabulary and classes."""
+              table: torch.Tensor | np.ndarray | None, seed: int | None = None) -> TextClassifier:
+    """A fresh classifier of width ``dim`` over ``data``'s vocabulary and classes (weights seeded by ``seed``)."""
+    if seed is not None:
+        torch.manual_seed(int(seed))
     pre = None if table is None else torch.as_tensor(table, dtype=torch.float32)
     return build_classifier(arch, len(data.vocab), dim, len(data.classes), dict(model_cfg or {}), pre)
 
