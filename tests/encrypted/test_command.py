@@ -43,12 +43,12 @@ def _bad(runner, tmp_path, args, needle):
 
 def test_plan_prints_one_json_document(runner, tmp_path):
     out = tmp_path / "plan"
-    result = runner.invoke(app, ["train-encrypted", "--plan", "--json", "circuit=baseline", f"output_dir={out}",
+    result = runner.invoke(app, ["train-encrypted", "--plan", "--json", "circuit=low-depth", f"output_dir={out}",
                                  "train.iterations=3", *_csv_args(_csv(tmp_path / "d.csv"))])
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     plan = doc["metrics"]["plan"]
-    assert plan["depth_per_iteration"] == 5 and plan["refreshes"] == 2 and plan["estimated_seconds"] > 0
+    assert plan["depth_per_iteration"] == 3 and plan["refreshes"] == 2 and plan["estimated_seconds"] > 0
     report = json.loads((out / "plan.json").read_text())
     assert report["ranges"] and not report["overflow"]
     assert not (out / "server").exists()  # nothing encrypted
