@@ -1,0 +1,58 @@
+"""Checkpoint formats: toolkit model.pt round trip, TorchScript, plain state_dict with a named architecture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from toolkit.compat.checkpoints import infer, load_model, save_model
+from toolkit.errors import InputError
+from toolkit.models.zoo import build_model
+
+X = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+
+
+def _ref(m, x):
+    with torch.no_grad():
+        return m(torch.from_numpy(x)).numpy(), m.embed(torch.from_numpy(x)).numpy()
+
+
+def test_toolkit_checkpoint_round_trip_with_projection(tmp_path):
+    torch.manual_seed(0)
+    m = build_model("cnn", (1, 8, 8), 4, embed_dim=16, width=8, blocks=2).eval()
+    proj = nn.Linear(16, 5, bias=False)
+    save_model(tmp_path / "m.pt", m, "cnn", {"embed_dim": 16, "width": 8, "blocks": 2}, [1, 8, 8], 4, proj)
+    net, p, info = load_model(tmp_path / "m.pt", "new", (1, 8, 8))
+    assert info == {"arch": "cnn", "num_classes": 4, "embed_dim": 16, "format": "toolkit-compat/1"}
+    lg, emb = infer(net, X, p)
+    ref_lg, ref_emb = _ref(m, X)
+    np.testing.assert_allclose(lg, ref_lg, atol=1e-5)
+    with torch.no_grad():
+        np.testing.assert_allclose(emb, proj(torch.from_numpy(ref_emb)).numpy(), atol=1e-5)
+    with pytest.raises(InputError, match="expects inputs of shape"):
+        load_model(tmp_path / "m.pt", "new", (1, 28, 28))
+
+
+def test_torchscript_classifier(tmp_path):
+    m = build_model("mlp", (1, 8, 8), 10, hidden=16, embed_dim=8).eval()
+    example = torch.rand(2, 1, 8, 8)
+    torch.jit.trace_module(m, {"forward": example, "embed": example}).save(str(tmp_path / "ts.pt"))
+    net, p, info = load_model(tmp_path / "ts.pt", "old.checkpoint", (1, 8, 8))
+    assert info["format"] == "torchscript" and p is None
+    lg, emb = infer(net, X)
+    ref_lg, ref_emb = _ref(m, X)
+    np.testing.assert_allclose(lg, ref_lg, atol=1e-5)
+    np.testing.assert_allclose(emb, ref_emb, atol=1e-5)
+
+
+def test_plain_state_dict_needs_arch_name(tmp_path):
+    m = build_model("mlp", (1, 8, 8), 10)  # configs/model/mlp.yaml sizes
+    torch.save(m.state_dict(), tmp_path / "sd.pt")
+    with pytest.raises(InputError, match="needs a named architecture"):
+        load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8))
+    net, _, info = load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8), "mlp")
+    assert info["format"] == "state_dict" and info["embed_dim"] == 64
+    with pytest.raises(InputError, match="unknown model config"):
+        load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8), "nosuch")
