@@ -1,0 +1,170 @@
+"""`toolkit cluster` through the CLI: JSON output, artifacts, checkpoint reuse, baselines, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.cluster.test_graph_hierarchy import blobs
+from tests.conftest import shared_data
+from toolkit.cli import app
+
+FAST = ["model.hidden=16", "model.train.epochs=2", "model.train.knn_k=[5]", "model.train.levels=[2]", "plot=false"]
+
+
+@pytest.fixture
+def feature_files(tmp_path):
+    x, y = blobs(15, 8, 8, spread=0.2, seed=0)
+    train = y < 5
+    np.save(tmp_path / "tr.npy", x[train])
+    np.save(tmp_path / "tr_y.npy", y[train])
+    np.save(tmp_path / "te.npy", x[~train])
+    np.save(tmp_path / "te_y.npy", y[~train])
+    return tmp_path
+
+
+def _data_args(d, test_labels=True):
+    args = ["data=features", f"data.train_features={d}/tr.npy", f"data.train_labels={d}/tr_y.npy",
+            f"data.test_features={d}/te.npy"]
+    return args + ([f"data.test_labels={d}/te_y.npy"] if test_labels else [])
+
+
+def test_hilander_json_artifacts_and_checkpoint_reuse(runner, feature_files):
+    out = feature_files / "run"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["metrics"]["method"] == "hilander"
+    assert 0.0 <= doc["metrics"]["pairwise_f"] <= 1.0 and "bcubed_f" in doc["metrics"]
+    labels = np.load(out / "labels.npy")
+    assert labels.shape == (45,)
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["num_points"] == 45
+    assert (out / "config.yaml").exists() and (out / "model.ckpt").exists()
+    # reuse the checkpoint on unlabelled data: no training, no metrics needing labels
+    out2 = feature_files / "run2"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files, test_labels=False), "plot=false",
+                                 f"model.checkpoint={out}/model.ckpt", f"output_dir={out2}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    doc2 = json.loads(result.stdout)
+    assert "pairwise_f" not in doc2["metrics"] and doc2["metrics"]["checkpoint"].endswith("model.ckpt")
+    assert not (out2 / "model.ckpt").exists()
+    np.testing.assert_array_equal(np.load(out2 / "labels.npy"), labels)
+
+
+@pytest.mark.parametrize("method", ["kmeans", "hac", "dbscan", "hdbscan"])
+def test_baselines_run_and_beat_chance_on_blobs(runner, feature_files, method):
+    out = feature_files / method
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), f"method={method}", "plot=false",
+                                 f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["pairwise_f"] > 0.8, m
+    if method == "kmeans":
+        assert m["k_source"].startswith("oracle K") and m["k"] == 3
+    else:
+        assert m["param_source"].startswith("tuned on meta-training")
+
+
+def test_plot_written(runner, feature_files):
+    out = feature_files / "plot"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), "method=kmeans", f"output_dir={out}"])
+    assert result.exit_code == 0, result.stderr
+    assert (out / "clusters.png").stat().st_size > 1000
+    assert "pairwise_f" in result.stdout
+
+
+def _bad(runner, tmp_path, args):
+    out = tmp_path / "bad_out"
+    result = runner.invoke(app, ["cluster", *args, *FAST, f"output_dir={out}"])
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
+    return errors[0]
+
+
+def test_bad_missing_file(runner, feature_files):
+    args = _data_args(feature_files)
+    args[1] = f"data.train_features={feature_files}/missing.npy"
+    assert "missing.npy" in _bad(runner, feature_files, args)
+
+
+def test_bad_nan_features(runner, feature_files):
+    x = np.load(feature_files / "te.npy")
+    x[3, 1] = np.nan
+    np.save(feature_files / "te.npy", x)
+    assert "NaN" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_length_mismatch(runner, feature_files):
+    np.save(feature_files / "tr_y.npy", np.load(feature_files / "tr_y.npy")[:-1])
+    assert "labels but the features have" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_one_dimensional_features(runner, feature_files):
+    np.save(feature_files / "te.npy", np.arange(45.0))
+    assert "2-D" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_dimension_mismatch(runner, feature_files):
+    np.save(feature_files / "te.npy", np.zeros((45, 5), np.float32))
+    assert "dimension 5" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_fewer_points_than_k(runner, feature_files):
+    np.save(feature_files / "te.npy", np.load(feature_files / "te.npy")[:6])
+    np.save(feature_files / "te_y.npy", np.load(feature_files / "te_y.npy")[:6])
+    assert "knn_k" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_single_meta_training_class(runner, feature_files):
+    np.save(feature_files / "tr_y.npy", np.zeros(75, np.int64))
+    assert "at least 2 classes" in _bad(runner, feature_files, _data_args(feature_files))
+
+
+def test_bad_unknown_override_key(runner, feature_files):
+    assert "nope" in _bad(runner, feature_files, [*_data_args(feature_files), "model.nope=3"])
+
+
+def test_bad_corrupt_checkpoint(runner, feature_files):
+    (feature_files / "bad.ckpt").write_bytes(b"not a checkpoint")
+    err = _bad(runner, feature_files, [*_data_args(feature_files), f"model.checkpoint={feature_files}/bad.ckpt"])
+    assert "bad.ckpt" in err
+
+
+def test_bad_checkpoint_for_other_dimension(runner, feature_files):
+    import torch
+
+    from toolkit.cluster.command import save_checkpoint
+    from toolkit.cluster.model import Lander
+    from toolkit.config import compose_config
+
+    cfg = compose_config("cluster", ["model.hidden=16"])
+    save_checkpoint(Lander(12, hidden=16, use_edge_sim=True), 12, cfg.model, feature_files / "m12.ckpt", 0.5)
+    assert torch.load(feature_files / "m12.ckpt", weights_only=True)["hparams"]["feature_dim"] == 12
+    err = _bad(runner, feature_files, [*_data_args(feature_files), f"model.checkpoint={feature_files}/m12.ckpt"])
+    assert "12-d" in err
+
+
+@pytest.mark.slow
+def test_default_digits_run(runner, tmp_path):
+    result = runner.invoke(app, ["cluster", f"output_dir={tmp_path / 'out'}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["num_points"] == 896 and m["num_classes"] == 5
+    assert (tmp_path / "out" / "clusters.png").exists()
+
+
+@pytest.mark.slow
+def test_omniglot_end_to_end(runner, tmp_path):
+    root = shared_data("omniglot")
+    result = runner.invoke(app, ["cluster", "data=omniglot", f"data.root={root}", "encoder.epochs=5",
+                                 "plot=false", f"output_dir={tmp_path / 'om'}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["num_classes"] == 106 and m["num_points"] == 2120
+    assert m["pairwise_f"] > 0.05
+    assert (tmp_path / "om" / "encoder.ckpt").exists()
