@@ -1,12 +1,16 @@
 """Benchmark `toolkit train-encrypted` on MNIST 3 vs 8 (14x14): baseline vs low-depth circuit, same iterations.
 
-Runs the full local protocol (keygen, encrypt, server training with owner refreshes, decrypt + plaintext
-references) once per circuit through the CLI, then prints a markdown table and writes
-benchmarks/results/encrypted.json.  Optional: `--workers-sweep` reruns the low-depth circuit with 1 and 2
-worker processes to measure the multi-core speed-up.
+Each run is the full local protocol through the CLI (keygen, encrypt, server training with owner refreshes
+through files, decrypt + plaintext references), one output directory per run under benchmarks/results/.
+Both circuits use the same minibatches and the same number of iterations.  `--workers-sweep` reruns the
+low-depth circuit with 1 and 2 server processes for the multi-core speed-up.  `--report` only re-reads the
+run directories and prints the markdown tables (rows come from each run's metrics.json / config.yaml /
+train_state.json, never typed in).
 
-Usage: .venv/bin/python benchmarks/bench_encrypted.py [--iterations 6] [--workers-sweep] [--quick]
-Needs ../shared/data/mnist (IDX files).  Machine: whatever runs it (the docs state which one).
+Usage:
+  .venv/bin/python benchmarks/bench_encrypted.py [--iterations 6] [--batch-size 8192] [--workers-sweep]
+  .venv/bin/python benchmarks/bench_encrypted.py --report
+Needs ../shared/data/mnist (IDX files).
 """
 
 from __future__ import annotations
@@ -15,97 +19,111 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run(circuit: str, iterations: int, workers: int, extra: list[str]) -> dict:
-    out = RESULTS / f"encrypted_{circuit}_w{workers}"
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    cmd = [str(ROOT / ".venv" / "bin" / "toolkit"), "train-encrypted", "--json", "data=mnist38",
-           f"circuit={circuit}", f"train.iterations={iterations}", f"output_dir={out}", "plot=true",
-           "estimate_time=true", f"workers={workers}", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"benchmark run failed: {' '.join(cmd)}")
-    doc = json.loads(proc.stdout)
-    m = doc["metrics"]
+def collect(out: Path) -> dict:
+    """One table row from a finished run directory."""
+    doc = json.loads((out / "metrics.json").read_text())
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
     state = json.loads((out / "server" / "train_state.json").read_text())
+    m = doc["metrics"]
+    refresh = state["refresh_seconds"]
     return {
-        "circuit": circuit, "workers": workers, "iterations": iterations,
+        "run": out.name, "circuit": cfg["circuit"], "workers": cfg.get("workers", 1),
+        "iterations": cfg["train"]["iterations"], "batch_size": cfg["train"]["batch_size"],
+        "minibatches": m.get("minibatches"),
         "ring": m["params"]["poly_modulus_degree"], "chain": m["params"]["coeff_mod_bit_sizes"],
         "levels_per_iteration": m["depth_per_iteration"], "refreshes": m["refreshes"],
         "s_per_iteration": m["seconds_per_iteration"],
         "s_per_iteration_incl_refresh": m["seconds_per_iteration_incl_refresh"],
-        "refresh_s_mean": (sum(state["refresh_seconds"]) / len(state["refresh_seconds"]))
-        if state["refresh_seconds"] else 0.0,
-        "prepare_s": state["prepare_seconds"],
-        "plan_estimated_s": m["plan"].get("estimated_seconds"),
+        "refresh_s_mean": sum(refresh) / len(refresh) if refresh else 0.0,
+        "prepare_s": state["prepare_seconds"], "plan_estimated_s": m["plan"].get("estimated_seconds"),
         "timings_s": doc["timings_s"], "peak_rss_mb": doc["peak_rss_mb"]["total"],
         "acc_encrypted": m["encrypted"]["accuracy"], "auc_encrypted": m["encrypted"]["auc"],
         "acc_plain_poly": m["plain_poly"]["accuracy"], "auc_plain_poly": m["plain_poly"]["auc"],
         "acc_exact": m["exact_sklearn"]["accuracy"], "auc_exact": m["exact_sklearn"]["auc"],
         "gap_points": m["plaintext_gap_accuracy_points"], "max_abs_weight_diff": m["max_abs_weight_diff"],
         "encrypted_data_mib": m["encrypted_data_mib"], "public_context_mib": m["public_context_mib"],
-        "wall_s": wall,
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime((out / "metrics.json").stat().st_mtime)),
     }
+
+
+def run(circuit: str, iterations: int, workers: int, batch_size: int, extra: list[str]) -> dict:
+    """Run one configuration through the CLI and collect its row."""
+    out = RESULTS / f"encrypted_{circuit}_w{workers}_b{batch_size}_it{iterations}"
+    if out.exists():
+        shutil.rmtree(out)
+    cmd = [str(ROOT / ".venv" / "bin" / "toolkit"), "train-encrypted", "--json", "-q", "data=mnist38",
+           f"circuit={circuit}", f"train.iterations={iterations}", f"train.batch_size={batch_size}",
+           f"workers={workers}", f"output_dir={out}", "plot=true", "estimate_time=true", *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"benchmark run failed: {' '.join(cmd)}")
+    return collect(out)
+
+
+def report() -> None:
+    """Print the markdown tables from every run directory under benchmarks/results/."""
+    rows = [collect(p) for p in sorted(RESULTS.glob("encrypted_*")) if (p / "metrics.json").exists()]
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; data: MNIST 3 vs 8, 14x14 "
+          "(11,982 train / 1,984 test); seed 0")
+    print("\n| run | circuit | workers | batch (minibatches) | ring / chain | levels/iter | refreshes | s/iter "
+          "| refresh s | s/iter incl. refresh | peak RSS MiB | acc enc % | acc plain poly % | acc exact % "
+          "| AUC enc | gap points | finished (UTC) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['run']} | {r['circuit']} | {r['workers']} | {r['batch_size']} ({r['minibatches']}) | "
+              f"{r['ring']} {r['chain']} | {r['levels_per_iteration']:.1f} | {r['refreshes']} | "
+              f"{r['s_per_iteration']:.1f} | {r['refresh_s_mean']:.1f} | {r['s_per_iteration_incl_refresh']:.1f} | "
+              f"{r['peak_rss_mb']:.0f} | {100 * r['acc_encrypted']:.2f} | {100 * r['acc_plain_poly']:.2f} | "
+              f"{100 * r['acc_exact']:.2f} | {r['auc_encrypted']:.4f} | {r['gap_points']:.2f} | "
+              f"{r['finished_utc']} |")
+    by = {(r["circuit"], r["workers"], r["batch_size"], r["iterations"]): r for r in rows}
+    for (circ, workers, batch, its), r in sorted(by.items()):
+        if circ == "low-depth" and ("baseline", workers, batch, its) in by:
+            b = by[("baseline", workers, batch, its)]
+            print(f"\nbatch {batch}, {its} iterations, {workers} worker(s): low-depth speed-up per iteration "
+                  f"{b['s_per_iteration'] / r['s_per_iteration']:.2f}x without refresh, "
+                  f"{b['s_per_iteration_incl_refresh'] / r['s_per_iteration_incl_refresh']:.2f}x including refresh")
+        if circ == "low-depth" and workers == 2 and ("low-depth", 1, batch, its) in by:
+            one = by[("low-depth", 1, batch, its)]
+            print(f"\nlow-depth, batch {batch}, {its} iterations: 1 worker {one['s_per_iteration']:.1f} s/iter, "
+                  f"2 workers {r['s_per_iteration']:.1f} s/iter -> {one['s_per_iteration'] / r['s_per_iteration']:.2f}x")
+    (RESULTS / "encrypted.json").write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
+                                                        "rows": rows}, indent=2))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iterations", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=8192, help="samples per minibatch (same for both circuits)")
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--workers-sweep", action="store_true")
+    ap.add_argument("--workers-sweep", action="store_true", help="low-depth with 1 and 2 workers")
     ap.add_argument("--skip-circuits", action="store_true")
-    ap.add_argument("--quick", action="store_true", help="2000 training samples (smoke run)")
+    ap.add_argument("--report", action="store_true", help="only print the tables from existing runs")
     args = ap.parse_args()
-    if not (ROOT.parent / "shared" / "data" / "mnist").exists():
-        raise SystemExit("needs ../shared/data/mnist")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    extra = ["data.max_train=2000"] if args.quick else []
-    rows, sweep = [], []
-    if not args.skip_circuits:
-        rows = [run(c, args.iterations, args.workers, extra) for c in ("baseline", "low-depth")]
-    if args.workers_sweep:
-        sweep = [run("low-depth", max(2, args.iterations // 3), w, extra) for w in (1, 2)]
-    doc = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "machine": platform.platform(),
-           "cpus": os.cpu_count(), "data": "MNIST 3 vs 8, 14x14 (11,982 train / 1,984 test)", "seed": 0,
-           "rows": rows, "workers_sweep": sweep}
-    name = "encrypted_quick.json" if args.quick else "encrypted.json"
-    path = RESULTS / name
-    if path.exists():
-        old = json.loads(path.read_text())
-        doc["rows"] = rows or old.get("rows", [])
-        doc["workers_sweep"] = sweep or old.get("workers_sweep", [])
-    path.write_text(json.dumps(doc, indent=2))
-    print("| circuit | ring / chain | levels/iter | refreshes | s/iter | s/iter incl. refresh | peak RSS (MiB) "
-          "| acc enc | acc plain poly | acc exact | AUC enc | gap (points) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in doc["rows"]:
-        print(f"| {r['circuit']} | {r['ring']} {r['chain']} | {r['levels_per_iteration']:.1f} | {r['refreshes']} | "
-              f"{r['s_per_iteration']:.1f} | {r['s_per_iteration_incl_refresh']:.1f} | {r['peak_rss_mb']:.0f} | "
-              f"{100 * r['acc_encrypted']:.2f} | {100 * r['acc_plain_poly']:.2f} | {100 * r['acc_exact']:.2f} | "
-              f"{r['auc_encrypted']:.4f} | {r['gap_points']:.2f} |")
-    if len(doc["rows"]) == 2:
-        b, lo = doc["rows"]
-        print(f"\nlow-depth speed-up per iteration incl. refresh: "
-              f"{b['s_per_iteration_incl_refresh'] / lo['s_per_iteration_incl_refresh']:.2f}x")
-    if doc["workers_sweep"]:
-        w1, w2 = doc["workers_sweep"]
-        print(f"\nlow-depth, {w1['iterations']} iterations: 1 worker {w1['s_per_iteration']:.1f} s/iter, "
-              f"2 workers {w2['s_per_iteration']:.1f} s/iter -> speed-up {w1['s_per_iteration'] / w2['s_per_iteration']:.2f}x")
-    print(f"\nwritten {path}")
+    if not args.report:
+        if not (ROOT.parent / "shared" / "data" / "mnist").exists():
+            raise SystemExit("needs ../shared/data/mnist")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        if not args.skip_circuits:
+            for c in ("baseline", "low-depth"):
+                run(c, args.iterations, args.workers, args.batch_size, [])
+        if args.workers_sweep:
+            for w in (1, 2):
+                run("low-depth", max(2, args.iterations // 2), w, args.batch_size, [])
+    report()
 
 
 if __name__ == "__main__":

@@ -188,13 +188,17 @@ def load_context(path: Path, role: str) -> Keys:
 
 
 def save_ciphertexts(path: Path, keys: Keys, kind: str, cts: dict[str, Any], meta: dict | None = None) -> None:
-    """Write named ciphertexts and a manifest (kind, key_id, params, extra ``meta``) to one zip file."""
+    """Write named ciphertexts and a manifest (kind, key_id, params, extra ``meta``) to one zip file.
+
+    Values may be SEAL ``Ciphertext`` objects or bytes already serialised (e.g. seeded symmetric
+    encryptions from :meth:`SealBackend.encrypt_bytes`).
+    """
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("manifest.json", json.dumps({"format": FORMAT, "kind": kind, "key_id": keys.key_id,
                                                  "params": keys.params.to_dict(), "names": list(cts),
                                                  "meta": meta or {}}))
         for name, ct in cts.items():
-            zf.writestr(f"ct/{name}", _seal_bytes(ct))
+            zf.writestr(f"ct/{name}", ct if isinstance(ct, bytes) else _seal_bytes(ct))
 
 
 def load_ciphertexts(path: Path, keys: Keys, kind: str, field: str) -> tuple[dict[str, Any], dict]:
@@ -284,6 +288,33 @@ class SealBackend:
         ct = sealapi.Ciphertext()
         self.encryptor.encrypt(pt, ct)
         return ct
+
+    def encrypt_bytes(self, values: np.ndarray | float) -> bytes:
+        """Owner-side encryption straight to bytes: symmetric (secret key) when available.
+
+        SEAL serialises a symmetric encryption with its second polynomial replaced by a PRNG seed, so the
+        file is half the size and encryption ~2-3x faster than public-key encryption; the result loads as
+        an ordinary ciphertext.  Falls back to public-key encryption without a secret key.
+
+        Args:
+            values: float vector (``<= slots``, zero-padded) or a scalar replicated in every slot.
+        """
+        pt = sealapi.Plaintext()
+        if np.isscalar(values):
+            self.encoder.encode(float(values), self.scale, pt)
+        else:
+            v = np.zeros(self.params.slots)
+            v[: len(values)] = values
+            self.encoder.encode(v.tolist(), self.scale, pt)
+        if self.keys.secret_key is None:
+            ct = sealapi.Ciphertext()
+            self.encryptor.encrypt(pt, ct)
+            return _seal_bytes(ct)
+        if not hasattr(self, "_sym"):
+            self._sym = sealapi.Encryptor(self.ctx, self.keys.secret_key)
+        with tempfile.NamedTemporaryFile(suffix=".seal") as fh:
+            self._sym.encrypt_symmetric(pt).save(fh.name)
+            return Path(fh.name).read_bytes()
 
     def encrypt_replicated(self, value: float) -> Any:
         """Encrypt a scalar replicated in every slot."""

@@ -61,12 +61,12 @@ def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job:
         blocks = int(np.ceil(len(idx) / slots))
         for j in range(z.shape[1]):
             for k in range(blocks):
-                cts[_ct_name(bi, j, k)] = be.encrypt(zb[k * slots:(k + 1) * slots, j])
+                cts[_ct_name(bi, j, k)] = be.encrypt_bytes(zb[k * slots:(k + 1) * slots, j])
         meta_batches.append({"n": int(len(idx)), "blocks": blocks})
     he.save_ciphertexts(data_path, owner, DATA_KIND, cts, {"d": int(z.shape[1]), "batches": meta_batches})
     ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
     w0 = np.asarray(job.get("initial_weights") or np.zeros(z.shape[1]), dtype=np.float64)
-    weights = {f"w{j}": be.encrypt_replicated(ws * w0[j]) for j in range(z.shape[1])}
+    weights = {f"w{j}": be.encrypt_bytes(float(ws * w0[j])) for j in range(z.shape[1])}
     he.save_ciphertexts(weights_path, owner, WEIGHTS_KIND, weights, {"iteration": 0})
     job = {k: v for k, v in job.items() if k != "initial_weights"}
     Path(job_path).write_text(json.dumps(job, indent=2))
@@ -77,16 +77,14 @@ def _weights_list(cts: dict[str, Any]) -> list[Any]:
     return [cts[f"w{j}"] for j in range(len(cts))]
 
 
-def owner_refresh_cts(owner_be: he.SealBackend, w: list[Any]) -> tuple[list[Any], np.ndarray]:
-    """Decrypt and re-encrypt weight ciphertexts (the owner's half of a refresh)."""
-    return C.refresh_weights(owner_be, w)
-
-
 def owner_refresh(owner: he.Keys, weights_path: Path, out_path: Path) -> dict:
-    """File step: refresh the server's weight file; returns ``{"iteration", "weights"}``."""
+    """File step: refresh the server's weight file (decrypt, average the replicated slots, re-encrypt
+    fresh with the secret key); returns ``{"iteration", "weights"}`` (server coordinates)."""
     cts, meta = he.load_ciphertexts(weights_path, owner, WEIGHTS_KIND, "encrypted_weights")
-    fresh, values = owner_refresh_cts(he.SealBackend(owner), _weights_list(cts))
-    he.save_ciphertexts(out_path, owner, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(fresh)}, meta)
+    be = he.SealBackend(owner)
+    values = np.array([float(np.mean(be.decrypt(c))) for c in _weights_list(cts)])
+    he.save_ciphertexts(out_path, owner, WEIGHTS_KIND,
+                        {f"w{j}": be.encrypt_bytes(float(v)) for j, v in enumerate(values)}, meta)
     return {"iteration": int(meta.get("iteration", 0)), "weights": values}
 
 
@@ -162,7 +160,7 @@ def local_refresher(owner: he.Keys, public: he.Keys, log: list) -> Any:
     decrypts, re-encrypts and writes a file the server loads.  ``log`` collects ``(iteration, weights)``.
     """
     def refresh(w: list[Any], iteration: int) -> list[Any]:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
             req, resp = Path(tmp) / "request.zip", Path(tmp) / "response.zip"
             he.save_ciphertexts(req, public, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)},
                                 {"iteration": iteration})
