@@ -117,3 +117,19 @@ def test_ciphertexts_from_another_context_refused(tmp_path, low_depth_keys):
     he.save_ciphertexts(path, other, protocol.WEIGHTS_KIND, {"w0": he.SealBackend(other).encrypt_replicated(1.0)})
     with pytest.raises(InputError, match="another context"):
         he.load_ciphertexts(path, low_depth_keys, protocol.WEIGHTS_KIND, "encrypted_weights")
+
+
+def test_corrupt_ciphertext_refused(tmp_path, low_depth_keys):
+    good = tmp_path / "w.zip"
+    be = he.SealBackend(low_depth_keys)
+    he.save_ciphertexts(good, low_depth_keys, protocol.WEIGHTS_KIND, {"w0": be.encrypt_replicated(1.0)})
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w") as dst:
+        dst.writestr("manifest.json", src.read("manifest.json"))
+        blob = bytearray(src.read("ct/w0"))
+        dst.writestr("ct/w0", bytes(blob[: len(blob) // 2]))  # truncated ciphertext
+    with pytest.raises(InputError, match="not valid for this CKKS context"):
+        he.load_ciphertexts(bad, low_depth_keys, protocol.WEIGHTS_KIND, "encrypted_weights")
+    (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with pytest.raises(InputError, match="zip"):
+        he.load_ciphertexts(tmp_path / "junk.zip", low_depth_keys, protocol.WEIGHTS_KIND, "encrypted_weights")
