@@ -244,12 +244,15 @@ def train_encrypted(overrides: Overrides = None, cfg: CfgFlag = False, json_out:
 
     Examples:
 
-      toolkit train-encrypted                                  # breast cancer, low-depth circuit, all roles
+      toolkit train-encrypted                       # breast cancer, low-depth circuit, all roles
 
       toolkit train-encrypted --plan data=mnist38 circuit=baseline
 
-      toolkit train-encrypted step=keygen output_dir=run1      # owner; then step=encrypt, step=train
-                                                               # (server), step=refresh, step=decrypt
+      toolkit train-encrypted step=keygen output_dir=run1    # owner (then step=encrypt)
+
+      toolkit train-encrypted step=train output_dir=run1     # server (step=refresh: owner)
+
+      toolkit train-encrypted step=decrypt output_dir=run1   # owner: model + evaluation
 
       toolkit train-encrypted data=csv_binary data.path=d.csv data.label_column=y --json
     """
