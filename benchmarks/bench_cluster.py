@@ -1,0 +1,133 @@
+"""Benchmark `toolkit cluster`: Hi-LANDER vs baselines on real data, and inference at scale.
+
+Usage (from the repository root, after `make install`):
+
+    .venv/bin/python benchmarks/bench_cluster.py                       # digits, omniglot, mnist
+    .venv/bin/python benchmarks/bench_cluster.py --datasets digits
+    .venv/bin/python benchmarks/bench_cluster.py --scale 1000000       # 1M x 128-d inference only
+
+Every method runs through the real CLI (`toolkit cluster ... --json`) in its own process, so wall time and
+peak RSS are per run.  Image datasets share one cached encoder/feature set (same output_dir cache).
+Results: benchmarks/results/cluster.json and a markdown table on stdout (paste into docs/cluster.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DATA = ROOT.parent / "shared" / "data"
+METHODS = ["hilander", "kmeans", "hac", "dbscan", "hdbscan"]
+DATASETS = {
+    "digits": [],
+    "omniglot": ["data=omniglot", f"data.root={DATA / 'omniglot'}"],
+    "mnist": ["data=mnist", f"data.root={DATA / 'mnist'}"],
+}
+
+
+def run_cli(args: list[str]) -> tuple[dict, float, float]:
+    """Run `toolkit cluster args --json` in a child process; return (document, wall s, child peak RSS MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "toolkit"), "cluster", *args, "--json", "-q"],
+                          capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"toolkit cluster {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return json.loads(proc.stdout), wall, rss
+
+
+def bench_dataset(name: str, methods: list[str]) -> list[dict]:
+    rows = []
+    cache_dir = RESULTS / "runs" / name / "cache"
+    for method in methods:
+        out = RESULTS / "runs" / name / method
+        args = [*DATASETS[name], f"method={method}", "plot=false", f"output_dir={out}"]
+        if name != "digits":
+            # reuse the encoder features trained once for this dataset
+            args[-1] = f"output_dir={cache_dir}"
+        doc, wall, _ = run_cli(args)
+        m = doc["metrics"]
+        rows.append({"dataset": name, "method": method, "pairwise_f": m.get("pairwise_f"),
+                     "pairwise_precision": m.get("pairwise_precision"), "pairwise_recall": m.get("pairwise_recall"),
+                     "bcubed_f": m.get("bcubed_f"), "nmi": m.get("nmi"), "ari": m.get("ari"),
+                     "num_clusters": m["num_clusters"], "num_classes": m.get("num_classes"),
+                     "param": m.get("tau", m.get("param", m.get("k"))), "seconds": wall,
+                     "command_seconds": doc["timings_s"]["total"],
+                     "peak_rss_mb": max(doc["peak_rss_mb"].values())})
+        print(f"{name:9s} {method:9s} Fp={m.get('pairwise_f', float('nan')):.3f} "
+              f"Fb={m.get('bcubed_f', float('nan')):.3f} clusters={m['num_clusters']} {wall:.0f}s", file=sys.stderr)
+    return rows
+
+
+def bench_scale(n: int, dim: int = 128, classes: int = 10_000, seed: int = 0) -> dict:
+    """Inference-only Hi-LANDER on an n-point Gaussian mixture with varied spreads (model trained on 20k points)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)).astype(np.float32)
+    spreads = rng.uniform(0.3, 0.9, size=classes).astype(np.float32)
+
+    def sample(m: int) -> tuple:
+        y = rng.integers(0, classes, m)
+        x = centres[y] + spreads[y, None] * rng.normal(size=(m, dim)).astype(np.float32)
+        return x.astype(np.float32), y
+
+    work = RESULTS / "scale"
+    work.mkdir(parents=True, exist_ok=True)
+    tx, ty = sample(20_000)
+    sx, sy = sample(n)
+    for arr, name in [(tx, "tr"), (ty, "tr_y"), (sx, "te"), (sy, "te_y")]:
+        np.save(work / f"{name}.npy", arr)
+    del sx
+    files = ["data=features", f"data.train_features={work}/tr.npy", f"data.train_labels={work}/tr_y.npy",
+             f"data.test_features={work}/tr.npy", f"data.test_labels={work}/tr_y.npy"]
+    train_doc, _, _ = run_cli([*files, "plot=false", f"output_dir={work}/train"])
+    files[3:5] = [f"data.test_features={work}/te.npy", f"data.test_labels={work}/te_y.npy"]
+    doc, wall, _ = run_cli([*files, "plot=false", f"model.checkpoint={work}/train/model.ckpt",
+                            f"model.infer.tau={train_doc['metrics']['tau']}", f"output_dir={work}/infer"])
+    return {"points": n, "dim": dim, "classes": classes, "wall_seconds": wall, "timings_s": doc["timings_s"],
+            "peak_rss_mb": doc["peak_rss_mb"], "pairwise_f": doc["metrics"]["pairwise_f"],
+            "bcubed_f": doc["metrics"]["bcubed_f"], "levels": doc["metrics"]["levels"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="digits,omniglot,mnist")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--scale", type=int, default=0, help="also run inference on this many points")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+            "date": time.strftime("%Y-%m-%d")}
+    rows = []
+    for name in [d for d in args.datasets.split(",") if d]:
+        if name != "digits" and not DATA.exists():
+            print(f"skipping {name}: {DATA} not found", file=sys.stderr)
+            continue
+        rows += bench_dataset(name, args.methods.split(","))
+    result = {"meta": meta, "rows": rows}
+    if args.scale:
+        result["scale"] = bench_scale(args.scale)
+    (RESULTS / "cluster.json").write_text(json.dumps(result, indent=2))
+    print("| dataset | method | pairwise F (P / R) | BCubed F | NMI | clusters / classes | param | time (s) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['dataset']} | {r['method']} | {r['pairwise_f']:.3f} ({r['pairwise_precision']:.2f} / "
+              f"{r['pairwise_recall']:.2f}) | {r['bcubed_f']:.3f} | {r['nmi']:.3f} | {r['num_clusters']} / "
+              f"{r['num_classes']} | {r['param']} | {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
+    if args.scale:
+        print(json.dumps(result["scale"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
