@@ -110,3 +110,17 @@ def test_new_classes_get_synthesized_rows(runner, tmp_path):
     assert m["new_classes"] == 5
     assert "old_classes" in m and m["old_classes"]["n"] < m["n"]
     assert m["er_old"] > 0.45  # the old model cannot predict classes 5-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["compat_mnist", "compat_omniglot"])
+def test_real_data_presets(runner, tmp_path, preset):
+    from tests.conftest import shared_data
+
+    shared_data("mnist" if preset == "compat_mnist" else "omniglot")
+    res = runner.invoke(app, ["train-compatible", "--json", "-q", f"data={preset}", "data.max_train=1500",
+                              "data.max_test=500", "train.epochs=2", "bootstrap.n=100", "method=fd-kl",
+                              f"output_dir={tmp_path / 'o'}"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["n"] == 500 and 0.0 <= m["nfr"] <= m["er_new"]
