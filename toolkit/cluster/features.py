@@ -143,8 +143,8 @@ def _image_data(cfg, run: Run) -> ClusterData:
     _, ty = np.unique(ty, return_inverse=True)
     if len(np.unique(ty)) < 2:
         raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
-    train_f, test_f = encode_images(tx, ty, sx, cfg, run)
-    return ClusterData(train_f, ty.astype(np.int64), test_f, sy, str(data.test_images))
+    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run)
+    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images))
 
 
 def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
@@ -156,39 +156,63 @@ def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run) -> tuple[np.ndarray, np.ndarray]:
-    """Train (or reuse from cache) the supervised image encoder and embed both splits.
+def encoder_split(ty: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split meta-training sample indices by class into ``(encoder_idx, meta_idx)``.
+
+    ``fraction`` of the classes (at least 2 on each side) train the encoder; the GNN and the baselines'
+    thresholds are then fitted on the *other* classes, whose embeddings, like the test set's, come from an
+    encoder that never saw them.  ``fraction = 1`` uses every class for both (the reference's setting).
+    """
+    classes = np.unique(ty)
+    if fraction >= 1 or len(classes) < 4:
+        idx = np.arange(len(ty))
+        return idx, idx
+    n_enc = min(max(int(round(fraction * len(classes))), 2), len(classes) - 2)
+    enc_classes = np.random.default_rng(seed).permutation(classes)[:n_enc]
+    is_enc = np.isin(ty, enc_classes)
+    return np.flatnonzero(is_enc), np.flatnonzero(~is_enc)
+
+
+def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train (or reuse from cache) the supervised image encoder and embed the meta-training and test images.
 
     Args:
         tx: float32 ``[N, 1, H, W]`` meta-training images; ty: int64 ``[N]`` labels 0..C-1.
         sx: float32 ``[M, 1, H, W]`` test images.
 
     Returns:
-        ``(train_features [N, E], test_features [M, E])`` float32.
+        ``(meta_features [N', E], meta_labels [N'], test_features [M, E])``: with
+        ``encoder.class_fraction < 1`` only the meta-training classes the encoder did not see (N' < N).
     """
     key = _cache_key(cfg, tx, sx)
     cached = run.existing(f"features/{key}.npz")
     if cached is not None:
         with np.load(cached) as z:
             log(f"reusing cached encoder features {cached}")
-            np.savez(run.path(f"features/{key}.npz"), train=z["train"], test=z["test"])
-            return z["train"], z["test"]
+            np.savez(run.path(f"features/{key}.npz"), **z)
+            return z["train"], z["train_labels"], z["test"]
     from toolkit.models.classifier import predict, train_classifier
 
     enc = cfg.encoder
-    log(f"training the {enc.arch} image encoder on {len(tx)} meta-training images ({int(ty.max()) + 1} classes)")
+    enc_idx, meta_idx = encoder_split(ty, float(enc.class_fraction), int(cfg.seed or 0))
+    _, enc_y = np.unique(ty[enc_idx], return_inverse=True)
+    log(f"training the {enc.arch} image encoder on {len(enc_idx)} images of {int(enc_y.max()) + 1} classes; "
+        f"{len(np.unique(ty[meta_idx]))} other classes ({len(meta_idx)} images) meta-train the clustering")
     with run.timer("encoder"):
         arch_kwargs = {"embed_dim": int(enc.embed_dim)}
         if enc.arch in ("cnn", "resnet"):
             arch_kwargs["width"] = int(enc.width)
-        module = train_classifier(tx, ty, arch=enc.arch, arch_kwargs=arch_kwargs, epochs=int(enc.epochs),
-                                  batch_size=int(enc.batch_size), lr=float(enc.lr), trainer_cfg=cfg.trainer,
-                                  root_dir=run.staging / "encoder", weight_decay=float(enc.weight_decay),
-                                  shift_pixels=int(enc.shift_pixels), seed=int(cfg.seed or 0))
+        module = train_classifier(tx[enc_idx], enc_y, arch=enc.arch, arch_kwargs=arch_kwargs,
+                                  epochs=int(enc.epochs), batch_size=int(enc.batch_size), lr=float(enc.lr),
+                                  trainer_cfg=cfg.trainer, root_dir=run.staging / "encoder",
+                                  weight_decay=float(enc.weight_decay), shift_pixels=int(enc.shift_pixels),
+                                  seed=int(cfg.seed or 0))
         import torch
 
         torch.save({"format": "toolkit.encoder/1", "hparams": dict(module.hparams),
                     "state_dict": module.state_dict()}, run.path("encoder.ckpt"))
-        train_f, test_f = predict(module.net, tx), predict(module.net, sx)
-    np.savez(run.path(f"features/{key}.npz"), train=train_f, test=test_f)
-    return train_f, test_f
+        train_f, test_f = predict(module.net, tx[meta_idx]), predict(module.net, sx)
+    train_y = ty[meta_idx].astype(np.int64)
+    np.savez(run.path(f"features/{key}.npz"), train=train_f, train_labels=train_y, test=test_f)
+    return train_f, train_y, test_f
