@@ -107,22 +107,21 @@ def _load_image_split(path, labels_path, classes, cfg_data, where: str):
     if not path:
         raise InputError("config", f"data.{where}_images", "no path given (a class folder, .zip or IDX file)")
     p = Path(str(path)).expanduser()
-    if p.is_file() and not p.suffix.lower() == ".zip":
+    if p.is_file() and p.suffix.lower() != ".zip":
         x, y = load_idx(p, labels_path)
         if y is None:
             y = np.full(len(x), -1, dtype=np.int64)
         names = None
-        if data_size := int(cfg_data.image_size or 0):
-            if x.shape[-1] != data_size:
-                import torch
+        size = int(cfg_data.image_size or 0)
+        if size and x.shape[-1] != size:
+            import torch
 
-                x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(data_size, data_size),
-                                                    mode="bilinear", align_corners=False).numpy()
+            x = torch.nn.functional.interpolate(torch.from_numpy(x), size=(size, size), mode="bilinear",
+                                                align_corners=False).numpy()
     else:
         x, y, names = load_image_folder(p, int(cfg_data.image_size or 0), 1, bool(cfg_data.invert))
     if classes is not None:
         x, y = _select(x, y, classes, f"data.{where}_classes")
-        names = None if names is None else names
     return x, y, names
 
 
