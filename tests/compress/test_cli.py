@@ -124,3 +124,19 @@ def test_cfg_composes_each_scheduler(runner):
     for name in ("calr", "clr", "triangular2", "cosine-restarts", "constant"):
         result = runner.invoke(app, ["compress", "--cfg", "data=sst2", f"scheduler={name}"])
         assert result.exit_code == 0 and f"name: {name}" in result.stdout
+
+
+@pytest.mark.slow
+def test_compress_trec_real_data_end_to_end(runner, tmp_path):
+    from tests.conftest import shared_data
+
+    shared_data("text", "trec")
+    out = tmp_path / "trec"
+    result = runner.invoke(app, ["compress", "data=trec", "model=dan", "pretrain.epochs=2", "finetune.epochs=1",
+                                 "baselines.from_scratch=false", "compression=0.9", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["data"]["test"] == 500 and m["data"]["classes"] == 6
+    assert 0.2 < m["data"]["vectors"]["vocab_coverage"] < 0.3
+    assert m["svd_finetune"]["embedding_param_compression"] >= 0.9
+    assert m["accuracy_after"] > 0.4
