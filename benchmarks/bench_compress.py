@@ -183,6 +183,7 @@ def summarize(rows: list[dict], args: dict, wall: float, cell_seconds: dict) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the grid (or rebuild the summary) and write the results; returns the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS))
     ap.add_argument("--archs", nargs="+", default=["lstm", "dan"])
