@@ -143,3 +143,31 @@ def test_labels_other_than_0_1_refused(runner, tmp_path):
 
 def test_nan_features_refused(runner, tmp_path):
     _bad(runner, tmp_path, _csv_args(_csv(tmp_path / "d.csv", nan=True)), "NaN")
+
+
+def test_mnist38_plan_on_real_data(runner, tmp_path):
+    from tests.conftest import shared_data
+
+    shared_data("mnist", "train-images-idx3-ubyte.gz")
+    out = tmp_path / "mnist_plan"
+    r = runner.invoke(app, ["train-encrypted", "--plan", "--json", "data=mnist38", "data.root=../shared/data/mnist",
+                            "train.iterations=4", "estimate_time=false", f"output_dir={out}"])
+    assert r.exit_code == 0, r.stderr
+    plan = json.loads(r.stdout)["metrics"]["plan"]
+    assert plan["depth_per_iteration"] == 3 and plan["data_ciphertexts"] == 197 * 2 * 2  # 2 batches x 2 blocks
+    assert not plan["overflow"] and plan["u_max"] < plan["sigmoid_range"]
+
+
+@pytest.mark.slow
+def test_mnist38_encrypted_training_end_to_end(runner, tmp_path):
+    from tests.conftest import shared_data
+
+    shared_data("mnist", "train-images-idx3-ubyte.gz")
+    out = tmp_path / "mnist_run"
+    r = runner.invoke(app, ["train-encrypted", "--json", "data=mnist38", "data.root=../shared/data/mnist",
+                            "data.max_train=1500", "train.iterations=2", *FAST, f"output_dir={out}"])
+    assert r.exit_code == 0, r.stderr
+    m = json.loads(r.stdout)["metrics"]
+    assert m["features"] == 196 and m["refreshes"] == 1
+    assert abs(m["plaintext_gap_accuracy_points"]) <= 0.5
+    assert m["encrypted"]["accuracy"] > 0.8
