@@ -70,7 +70,7 @@ def test_plan_reports_ranges_per_level_and_sizes():
     assert set(report["ranges"]) == {str(lv) for lv in range(params.levels + 1)}
     for entry in report["ranges"].values():
         assert 0 <= entry["max_abs"] < entry["headroom"]
-    assert report["ciphertexts"]["data"] == z.shape[1]  # one block per feature
+    assert report["ciphertexts"]["data"] == 2 * z.shape[1]  # one block + the column sum per feature
     assert report["ciphertexts"]["fresh_bytes"] == 2 * 8192 * 4 * 8
 
 
@@ -86,3 +86,17 @@ def test_circuit_deeper_than_chain_does_not_fit():
     params = validate_params(8192, [49, 39, 39, 39, 49], 39)
     report = simulate(params, "baseline", z, minibatch_indices(len(z), None, 0), 2, COEFFS, 1.0)
     assert not report["fits_chain"]
+
+
+def test_prepare_with_owner_column_sums_equals_rotation_sums():
+    from toolkit.encrypted.plan import plain_batches
+
+    z = _toy(n=300)
+    be = C.PlainBackend(choose_params(3))
+    with_sums = plain_batches(be, z, [np.arange(300)])[0]
+    without = C.Minibatch(with_sums.z, with_sums.n)
+    a = C.prepare(be, "low-depth", with_sums, COEFFS, 1.0)
+    b = C.prepare(be, "low-depth", without, COEFFS, 1.0)
+    for ca, cb in zip(a.c0, b.c0, strict=True):
+        np.testing.assert_allclose(ca.values, cb.values, atol=1e-12)
+        assert ca.level == cb.level == 1

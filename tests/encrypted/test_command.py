@@ -154,7 +154,7 @@ def test_mnist38_plan_on_real_data(runner, tmp_path):
                             "train.iterations=4", "estimate_time=false", f"output_dir={out}"])
     assert r.exit_code == 0, r.stderr
     plan = json.loads(r.stdout)["metrics"]["plan"]
-    assert plan["depth_per_iteration"] == 3 and plan["data_ciphertexts"] == 197 * 2 * 2  # 2 batches x 2 blocks
+    assert plan["depth_per_iteration"] == 3 and plan["data_ciphertexts"] == 197 * 2 * 3  # 2 batches x (2 blocks + sum)
     assert not plan["overflow"] and plan["u_max"] < plan["sigmoid_range"]
 
 

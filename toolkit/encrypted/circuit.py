@@ -190,19 +190,23 @@ class Minibatch:
         n: number of real samples (padding slots hold 0 and add nothing).
         zc1: low-depth only: ``gamma c1 z`` copies, ``[d][blocks]`` (level 1).
         c0: low-depth only: ``[d]`` data-only terms ``beta gamma c0 sum_i z_ij`` (level 1, replicated).
+        colsum: optional ``[d]`` encrypted column sums ``sum_i z_ij`` (replicated) supplied by the owner;
+            without them :func:`prepare` computes them by rotate-and-add.
     """
 
     z: list[list[Any]]
     n: int
     zc1: list[list[Any]] | None = None
     c0: list[Any] | None = None
+    colsum: list[Any] | None = None
 
 
 def prepare(be: Any, circuit: str, batch: Minibatch, coeffs: tuple[float, float, float],
             learning_rate: float) -> Minibatch:
     """Precompute the data-only terms of ``circuit`` for one minibatch (off the critical path).
 
-    For ``low-depth``: ``zc1 = (alpha/b) c1 z`` and ``c0 = beta (alpha/b) c0 sum_i z_i``.  Nothing for
+    For ``low-depth``: ``zc1 = (alpha/b) c1 z`` and ``c0 = beta (alpha/b) c0 sum_i z_i`` (from the
+    owner's encrypted column sums when present, else by rotate-and-add).  Nothing for
     ``baseline``.  Returns the same :class:`Minibatch`, filled in.
     """
     if circuit == "baseline":
@@ -211,6 +215,9 @@ def prepare(be: Any, circuit: str, batch: Minibatch, coeffs: tuple[float, float,
     gamma = learning_rate / batch.n
     beta = beta_for(coeffs)
     batch.zc1 = [[be.mul_const(zb, gamma * c1) for zb in zj] for zj in batch.z]
+    if batch.colsum is not None:  # owner-supplied column sums: one plaintext multiplication each
+        batch.c0 = [be.mul_const(cs, beta * gamma * c0) for cs in batch.colsum]
+        return batch
     batch.c0 = []
     for zj in batch.z:
         acc = be.mul_const(zj[0], beta * gamma * c0)

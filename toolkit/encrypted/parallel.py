@@ -93,7 +93,9 @@ class FeatureWorkers:
         self.conns, self.procs = [], []
         for g in self.groups:
             parent, child = ctx.Pipe()
-            sub = [C.Minibatch([mb.z[j] for j in g], mb.n) for mb in batches]
+            sub = [C.Minibatch([mb.z[j] for j in g], mb.n,
+                               colsum=[mb.colsum[j] for j in g] if mb.colsum is not None else None)
+                   for mb in batches]
             p = ctx.Process(target=_worker, args=(child, be, circuit, sub, [w[j] for j in g], coeffs, lr),
                             daemon=True)
             p.start()

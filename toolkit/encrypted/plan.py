@@ -20,14 +20,16 @@ from toolkit.encrypted.params import CKKSParams
 
 
 def plain_batches(be: C.PlainBackend, z: np.ndarray, batches: list[np.ndarray]) -> list[C.Minibatch]:
-    """Pack ``z`` float64 ``[n, d]`` into per-feature, per-block slot vectors for each minibatch."""
+    """Pack ``z`` float64 ``[n, d]`` into per-feature, per-block slot vectors for each minibatch, plus the
+    owner's replicated column sums (as :func:`toolkit.encrypted.protocol.owner_encrypt` does)."""
     slots = be.params.slots
     out = []
     for idx in batches:
         zb = z[idx]
         blocks = int(np.ceil(len(idx) / slots))
         cts = [[be.encrypt(zb[k * slots:(k + 1) * slots, j]) for k in range(blocks)] for j in range(z.shape[1])]
-        out.append(C.Minibatch(cts, len(idx)))
+        sums = [be.encrypt_replicated(float(zb[:, j].sum())) for j in range(z.shape[1])]
+        out.append(C.Minibatch(cts, len(idx), colsum=sums))
     return out
 
 
@@ -85,7 +87,7 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
         "overflow": sorted(set(be.overflow)),
         "u_max": u_max,
     })
-    n_data = sum(len(mb.z) * len(mb.z[0]) for mb in mbs)
+    n_data = sum(len(mb.z) * (len(mb.z[0]) + 1) for mb in mbs)
     report["ciphertexts"] = {
         "data": n_data, "weights": z.shape[1],
         "fresh_bytes": params.ciphertext_bytes(0),

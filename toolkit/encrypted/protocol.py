@@ -41,7 +41,9 @@ def _ct_name(batch: int, feature: int, block: int) -> str:
 
 def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job: dict,
                   data_path: Path, weights_path: Path, job_path: Path) -> dict:
-    """Encrypt the label-signed features per minibatch, feature and slot block, and the initial weights.
+    """Encrypt the label-signed features per minibatch, feature and slot block, the column sums
+    ``sum_i z_ij`` per minibatch (a data-only aggregate the low-depth circuit needs; replicated), and the
+    initial weights.
 
     Args:
         owner: the owner's keys (only the public key is used to encrypt).
@@ -62,6 +64,7 @@ def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job:
         for j in range(z.shape[1]):
             for k in range(blocks):
                 cts[_ct_name(bi, j, k)] = be.encrypt_bytes(zb[k * slots:(k + 1) * slots, j])
+            cts[f"b{bi}_f{j}_sum"] = be.encrypt_bytes(float(zb[:, j].sum()))  # data-only aggregate
         meta_batches.append({"n": int(len(idx)), "blocks": blocks})
     he.save_ciphertexts(data_path, owner, DATA_KIND, cts, {"d": int(z.shape[1]), "batches": meta_batches})
     ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
@@ -132,7 +135,8 @@ def server_train(public_path: Path, data_path: Path, weights_path: Path, job: di
     coeffs = tuple(float(c) for c in job["coeffs"])
     lr = float(job["learning_rate"])
     start = int(wmeta.get("iteration", 0))
-    raw = [C.Minibatch([[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)], int(info["n"]))
+    raw = [C.Minibatch([[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)], int(info["n"]),
+                       colsum=[data[f"b{bi}_f{j}_sum"] for j in range(d)] if f"b{bi}_f0_sum" in data else None)
            for bi, info in enumerate(meta["batches"])]
     w0 = _weights_list(wcts)
     if int(workers) > 1:
