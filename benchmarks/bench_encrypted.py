@@ -73,6 +73,38 @@ def run(circuit: str, iterations: int, workers: int, batch_size: int, extra: lis
     return collect(out)
 
 
+def core_check(repeats: int = 150) -> dict:
+    """How much parallel throughput the machine offers right now: the same SEAL ct-ct multiply loop in 1
+    process, then in 2 processes at once (N=8192).  ~2x means two free cores; ~1x means one."""
+    import multiprocessing as mp
+
+    import numpy as np
+
+    from toolkit.encrypted import he
+    from toolkit.encrypted.params import choose_params
+
+    be = he.SealBackend(he.keygen(choose_params(3)))
+    a = be.encrypt(np.linspace(-1, 1, 4096))
+
+    def work() -> None:
+        for _ in range(repeats):
+            be.finish(be.mul_lazy(a, a))
+
+    t0 = time.perf_counter()
+    work()
+    one = time.perf_counter() - t0
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=work) for _ in range(2)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    two = time.perf_counter() - t0
+    return {"one_process_s": one, "two_processes_s": two, "throughput_speedup": 2 * one / two,
+            "load_average": os.getloadavg()[0], "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+
+
 def report() -> None:
     """Print the markdown tables from every run directory under benchmarks/results/."""
     rows = [collect(p) for p in sorted(RESULTS.glob("encrypted_*")) if (p / "metrics.json").exists()]
@@ -112,7 +144,18 @@ def main() -> None:
     ap.add_argument("--workers-sweep", action="store_true", help="low-depth with 1 and 2 workers")
     ap.add_argument("--skip-circuits", action="store_true")
     ap.add_argument("--report", action="store_true", help="only print the tables from existing runs")
+    ap.add_argument("--core-check", action="store_true", help="measure 1- vs 2-process SEAL throughput now")
     args = ap.parse_args()
+    if args.core_check:
+        check = core_check()
+        print(f"core check ({check['utc']} UTC, load average {check['load_average']:.1f}): same SEAL loop "
+              f"1 process {check['one_process_s']:.2f} s, 2 processes at once {check['two_processes_s']:.2f} s "
+              f"-> throughput {check['throughput_speedup']:.2f}x")
+        path = RESULTS / "encrypted_core_check.json"
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        history = json.loads(path.read_text()) if path.exists() else []
+        path.write_text(json.dumps(history + [check], indent=2))
+        return
     if not args.report:
         if not (ROOT.parent / "shared" / "data" / "mnist").exists():
             raise SystemExit("needs ../shared/data/mnist")
