@@ -155,18 +155,22 @@ def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+MIN_SPLIT_CLASSES = 5
+
+
 def encoder_split(ty: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split meta-training sample indices by class into ``(encoder_idx, meta_idx)``.
 
-    ``fraction`` of the classes (at least 2 on each side) train the encoder; the GNN and the baselines'
-    thresholds are then fitted on the *other* classes, whose embeddings, like the test set's, come from an
-    encoder that never saw them.  ``fraction = 1`` uses every class for both (the reference's setting).
+    ``fraction`` of the classes train the encoder; the GNN and the baselines' thresholds are then fitted on the
+    *other* classes, whose embeddings, like the test set's, come from an encoder that never saw them.
+    ``fraction = 1``, or fewer than ``2 * MIN_SPLIT_CLASSES`` classes (an encoder of 2-3 classes embeds
+    nothing useful, e.g. MNIST 0-4), uses every class for both (the reference's setting).
     """
     classes = np.unique(ty)
-    if fraction >= 1 or len(classes) < 4:
+    if fraction >= 1 or len(classes) < 2 * MIN_SPLIT_CLASSES:
         idx = np.arange(len(ty))
         return idx, idx
-    n_enc = min(max(int(round(fraction * len(classes))), 2), len(classes) - 2)
+    n_enc = min(max(int(round(fraction * len(classes))), MIN_SPLIT_CLASSES), len(classes) - MIN_SPLIT_CLASSES)
     enc_classes = np.random.default_rng(seed).permutation(classes)[:n_enc]
     is_enc = np.isin(ty, enc_classes)
     return np.flatnonzero(is_enc), np.flatnonzero(~is_enc)
