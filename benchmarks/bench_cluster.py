@@ -8,7 +8,7 @@ Usage (from the repository root, after `make install`):
 
 Every method runs through the real CLI (`toolkit cluster ... --json`) in its own process, so wall time and
 peak RSS are per run.  Image datasets share one cached encoder/feature set (same output_dir cache).
-Results: benchmarks/results/cluster.json (cluster_scale.json with --no-datasets) and a markdown table on stdout (paste into docs/cluster.md).
+Results: benchmarks/results/cluster.json (rows of rerun datasets are replaced, others kept) and a markdown table on stdout (paste into docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -128,18 +128,22 @@ def main() -> None:
             print(f"skipping {name}: {DATA} not found", file=sys.stderr)
             continue
         rows += bench_dataset(name, args.methods.split(","))
-    result = {"meta": meta, "rows": rows}
+    out = RESULTS / "cluster.json"
+    result = json.loads(out.read_text()) if out.exists() else {"rows": []}
+    rerun = {r["dataset"] for r in rows}
+    result["rows"] = [r for r in result.get("rows", []) if r["dataset"] not in rerun] + rows
+    result["meta"] = meta
     if args.scale:
         result["scale"] = bench_scale(args.scale)
-    name = "cluster_scale.json" if args.no_datasets else "cluster.json"
-    (RESULTS / name).write_text(json.dumps(result, indent=2))
+    out.write_text(json.dumps(result, indent=2))
+    rows = result["rows"]
     print("| dataset | method | pairwise F (P / R) | BCubed F | NMI | clusters / classes | param | time (s) | peak RSS (MiB) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['method']} | {r['pairwise_f']:.3f} ({r['pairwise_precision']:.2f} / "
               f"{r['pairwise_recall']:.2f}) | {r['bcubed_f']:.3f} | {r['nmi']:.3f} | {r['num_clusters']} / "
               f"{r['num_classes']} | {r['param']} | {r['seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
-    if args.scale:
+    if "scale" in result:
         print(json.dumps(result["scale"], indent=2))
 
 
