@@ -172,8 +172,10 @@ def _hilander(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
         labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
                                           knn_kwargs(mc), log)
-    info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters}
-                      for s in stats]
+    info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
+                       "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
+    for stage in ("knn", "graph", "gnn", "decode"):
+        run.timings[f"cluster.{stage}"] = sum(s.seconds[stage] for s in stats)
     return labels, info
 
 
