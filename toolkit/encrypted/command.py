@@ -63,23 +63,43 @@ def resolve_params(ckks: Any, circuit: str) -> CKKSParams:
     return params
 
 
+def _number(value: Any, key: str, kind: type, minimum: float, strict: bool = False) -> int | float:
+    """``value`` as ``kind`` (int or float) >= ``minimum`` (> with ``strict``), else a one-line InputError."""
+    bound = f"{'>' if strict else '>='} {minimum:g}"
+    try:
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        out = kind(value)
+    except (TypeError, ValueError):
+        what = "an integer" if kind is int else "a number"
+        raise InputError("config", key, f"expected {what} {bound}, got {value!r}") from None
+    if not (out > minimum if strict else out >= minimum):  # also rejects NaN
+        raise InputError("config", key, f"must be {bound}, got {value!r}")
+    return out
+
+
 def _check_cfg(cfg: Any) -> None:
+    """Validate the top-level and ``train`` keys (one-line InputError naming the key, exit 2).
+
+    Raises:
+        InputError: unknown step/circuit/sigmoid; non-numeric or out-of-range iterations, learning rate,
+            batch size, workers or seed.
+    """
     step = str(cfg.get("step"))
     if step not in STEPS:
         raise InputError("config", "step", f"unknown {step!r}; expected one of {', '.join(STEPS)}")
     if str(cfg.circuit) not in C.CIRCUITS:
         raise InputError("config", "circuit", f"unknown {cfg.circuit!r}; expected baseline or low-depth")
     t = cfg.train
-    if int(t.iterations) < 1:
-        raise InputError("config", "train.iterations", f"must be >= 1, got {t.iterations}")
-    if not float(t.learning_rate) > 0:
-        raise InputError("config", "train.learning_rate", f"must be > 0, got {t.learning_rate}")
+    _number(t.iterations, "train.iterations", int, 1)
+    _number(t.learning_rate, "train.learning_rate", float, 0, strict=True)
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
         raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
-    if int(cfg.get("workers", 1)) < 1:
-        raise InputError("config", "workers", f"must be >= 1, got {cfg.get('workers')}")
-    if t.batch_size is not None and int(t.batch_size) < 1:
-        raise InputError("config", "train.batch_size", f"must be >= 1, got {t.batch_size}")
+    _number(cfg.get("workers", 1), "workers", int, 1)
+    if t.batch_size is not None:
+        _number(t.batch_size, "train.batch_size", int, 1)
+    if cfg.get("seed") is not None:
+        _number(cfg.get("seed"), "seed", int, 0)
 
 
 class _Files:
@@ -89,6 +109,11 @@ class _Files:
         self.run = run
 
     def read(self, name: str) -> Path:
+        """Path of ``name`` (e.g. ``server/job.json``) written by this run or an earlier step.
+
+        Raises:
+            InputError: the file does not exist (earlier steps not run into this output_dir).
+        """
         staged = self.run.staging / name
         if staged.exists():
             return staged
@@ -99,6 +124,7 @@ class _Files:
         return found
 
     def write(self, name: str) -> Path:
+        """Path to write ``name`` to (in the run's staging dir; published only if the step succeeds)."""
         return self.run.path(name)
 
 
@@ -331,7 +357,8 @@ def _decrypt(cfg: Any, run: Any, files: _Files) -> dict:
         log(f"warning: the encrypted model reached iteration {reached} of {job['iterations']} (refresh pending)")
     prep = _prepare_data(cfg, owner.params)
     saved = Scaling.from_dict(json.loads(files.read(SCALING).read_text()))
-    if saved.center.shape != prep["scaling"].center.shape or not np.allclose(saved.center, prep["scaling"].center):
+    if saved.center.shape != prep["scaling"].center.shape or not np.allclose(saved.center, prep["scaling"].center) \
+            or not np.allclose(saved.scale, prep["scaling"].scale):
         raise InputError(files.read(SCALING), "scaling", "does not match the configured data (same data.* and "
                          "seed as the encrypt step expected)")
     coeffs = tuple(job["coeffs"])

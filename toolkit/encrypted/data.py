@@ -117,6 +117,8 @@ def read_csv(path: str | Path, label_column: str, field: str) -> tuple[np.ndarra
     Raises:
         InputError: missing file, no header/label column, non-numeric cells, NaN features, labels not 0/1.
     """
+    if path is None or not str(path).strip():
+        raise InputError("config", field, "required: the path of a CSV file with a header row and a 0/1 label column")
     p = Path(str(path)).expanduser()
     if not p.is_file():
         raise InputError(p, field, "file not found")

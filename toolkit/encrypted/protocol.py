@@ -46,10 +46,14 @@ def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job:
     initial weights.
 
     Args:
-        owner: the owner's keys (only the public key is used to encrypt).
+        owner: the owner's keys; the owner encrypts symmetrically with the secret key
+            (:meth:`toolkit.encrypted.he.SealBackend.encrypt_bytes`: seeded, half-size ciphertexts).
+            The secret key itself is never written to the server's files.
         z: float64 ``[n, d]`` label-signed features ``y'(1, x)``.
         batches: index arrays of the minibatches.
-        job: training settings for the server (circuit, coeffs, learning_rate, iterations).
+        job: training settings for the server (circuit, coeffs, learning_rate, iterations; optional
+            ``initial_weights`` float ``[d]``, model coordinates, not written to ``job.json``).
+        data_path, weights_path, job_path: the server's files to write.
 
     Returns:
         Counts for the report: ``{"ciphertexts", "blocks_per_batch"}``.

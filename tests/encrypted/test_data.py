@@ -1,0 +1,88 @@
+"""Datasets for encrypted LR: breast cancer (default), MNIST 3 vs 8 (14x14), CSV; scaling; minibatches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from toolkit.encrypted.data import Scaling, load_dataset, minibatch_indices, read_csv, signed_features
+from toolkit.errors import InputError
+
+
+def test_breast_cancer_default_split_and_scaling():
+    cfg = OmegaConf.load("configs/data/breast_cancer.yaml")
+    data = load_dataset(cfg, seed=0)
+    assert data.x_train.shape[1] == 30 == len(data.feature_names)
+    assert len(data.y_train) + len(data.y_test) == 569
+    assert set(np.unique(data.y_train)) == {0, 1} and data.y_train.dtype == np.int64
+    s = Scaling.fit(data.x_train, str(cfg.scaling))
+    xs = s.apply(data.x_train)
+    assert np.abs(xs).max() <= 1.0 + 1e-12 and np.isclose(np.abs(xs).max(), 1.0)
+    again = Scaling.from_dict(s.to_dict())
+    np.testing.assert_array_equal(again.apply(data.x_test), s.apply(data.x_test))
+
+
+def test_maxabs_keeps_zeros_and_constant_columns():
+    x = np.array([[0.0, 2.0, 0.0], [0.0, -4.0, 0.0], [0.0, 1.0, 0.0]])
+    s = Scaling.fit(x, "maxabs")
+    np.testing.assert_array_equal(s.scale, [1.0, 4.0, 1.0])
+    np.testing.assert_array_equal(s.apply(x)[:, 1], [0.5, -1.0, 0.25])
+    with pytest.raises(InputError, match="data.scaling"):
+        Scaling.fit(x, "zscore")
+
+
+def test_signed_features_and_minibatches():
+    x = np.array([[0.5, -0.5], [1.0, 0.0]])
+    z = signed_features(x, np.array([1, 0]))
+    np.testing.assert_array_equal(z, [[1.0, 0.5, -0.5], [-1.0, -1.0, -0.0]])
+    parts = minibatch_indices(10, 4, seed=0)
+    assert [len(p) for p in parts] == [4, 3, 3]
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(10))
+    assert len(minibatch_indices(10, None, 0)) == 1 and len(minibatch_indices(10, 50, 0)) == 1
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_read_csv_bad_inputs(tmp_path):
+    ok = _write(tmp_path / "ok.csv", "a,b,label\n1,2,0\n3,4,1\n")
+    x, y, names = read_csv(ok, "label", "data.path")
+    assert x.shape == (2, 2) and names == ["a", "b"] and y.tolist() == [0, 1]
+    with pytest.raises(InputError, match="no column named 'y'"):
+        read_csv(ok, "y", "data.path")
+    with pytest.raises(InputError, match="labels must be 0 or 1"):
+        read_csv(_write(tmp_path / "l.csv", "a,label\n1,0\n2,2\n"), "label", "data.path")
+    with pytest.raises(InputError, match="NaN"):
+        read_csv(_write(tmp_path / "n.csv", "a,label\n1,0\nnan,1\n"), "label", "data.path")
+    with pytest.raises(InputError, match="NaN"):  # a non-numeric cell parses as NaN and is refused
+        read_csv(_write(tmp_path / "s.csv", "a,label\n1,0\nabc,1\n"), "label", "data.path")
+    with pytest.raises(InputError, match="file not found"):
+        read_csv(tmp_path / "missing.csv", "label", "data.path")
+    with pytest.raises(InputError, match="data.path: required"):
+        read_csv(None, "label", "data.path")
+
+
+def test_single_class_refused(tmp_path):
+    path = _write(tmp_path / "one.csv", "a,label\n" + "".join(f"{i},1\n" for i in range(10)))
+    with pytest.raises(InputError, match="class"):
+        load_dataset(OmegaConf.create({"kind": "csv", "path": str(path), "label_column": "label"}), 0)
+
+
+def test_unknown_kind_refused():
+    with pytest.raises(InputError, match="data.kind"):
+        load_dataset(OmegaConf.create({"kind": "iris"}), 0)
+
+
+def test_mnist38_is_14x14_three_vs_eight():
+    from tests.conftest import shared_data
+
+    root = shared_data("mnist", "train-images-idx3-ubyte.gz").parent
+    cfg = OmegaConf.load("configs/data/mnist38.yaml")
+    cfg.root = str(root)
+    data = load_dataset(cfg, seed=0)
+    assert data.x_train.shape == (11982, 196) and data.x_test.shape == (1984, 196)
+    assert np.bincount(data.y_test).tolist() == [1010, 974]  # 3 -> 0, 8 -> 1 (HELR's MNIST_test.txt)
+    assert data.x_train.min() >= 0 and 0.9 < data.x_train.max() <= 1.0  # 2x2 means of pixels in [0, 1]
