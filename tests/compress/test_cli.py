@@ -66,6 +66,19 @@ def test_rank_override(runner, tiny_text):
     assert json.loads(result.stdout)["metrics"]["rank"] == 2
 
 
+@pytest.mark.parametrize("model", ["lstm", "textcnn"])
+def test_other_models_run_end_to_end(runner, tiny_text, model):
+    out = tiny_text["dir"] / model
+    args = [*fast_overrides(tiny_text, out), f"model={model}", "compression=0.5", "baselines.enabled=false",
+            "pretrain.epochs=1", "--json"]
+    result = runner.invoke(app, ["compress", *args])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["svd_finetune"]["embedding_params"] == m["rank"] * sum(m["embedding_shape"])
+    ckpt = torch.load(out / "compressed.pt", weights_only=True)
+    assert ckpt["arch"] == {"lstm": "lstm", "textcnn": "cnn"}[model]
+
+
 def test_no_data_says_how_to_point_at_one(runner, tmp_path):
     out = tmp_path / "out"
     line = _bad(runner, [f"output_dir={out}"], out, "data=")
@@ -86,6 +99,26 @@ def test_compression_outside_open_interval(runner, tiny_text, value):
 def test_rank_larger_than_min_v_d(runner, tiny_text):
     out = tiny_text["dir"] / "out"
     _bad(runner, [*fast_overrides(tiny_text, out), "rank=5"], out, "rank")
+
+
+def test_compression_leaving_rank_zero(runner, tiny_text):
+    out = tiny_text["dir"] / "out"
+    line = _bad(runner, [*fast_overrides(tiny_text, out), "compression=0.95"], out, "leaves rank 0")
+    assert line.startswith("error: compression:")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["optimizer.name=rmsprop"], "optimizer.name: expected adam or sgd"),
+    (["scheduler.min_lr=0.1", "scheduler.max_lr=0.01"], "scheduler: calr: need 0 <= min_lr < max_lr"),
+    (["scheduler=triangular2", "scheduler.max_lr=-1"], "scheduler"),
+    (["baselines.quantize_bits=[8,3]"], "baselines.quantize_bits: expected a list of 16, 8 and/or 4"),
+    (["data.vectors=null", "model.embedding_dim=5"], "4-bit quantization needs an even embedding dimension"),
+    (["pretrain.lr=0"], "pretrain.lr: expected a positive number"),
+])
+def test_bad_training_settings_fail_before_training(runner, tiny_text, args, needle):
+    # caught up front (exit 2), not minutes into training as a runtime error (exit 1)
+    out = tiny_text["dir"] / "out"
+    _bad(runner, [*fast_overrides(tiny_text, out), "compression=0.5", *args], out, needle)
 
 
 def test_empty_dataset(runner, tiny_text):

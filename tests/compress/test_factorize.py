@@ -93,3 +93,10 @@ def test_footprint_hand_computed():
     # 4-bit: ceil(50 * 4 / 8) = 25 bytes per row + 8
     assert embedding_footprint(1000, 50, bits=4, row_param_bytes=8)["bytes"] == 33000
     assert math.isclose(1 - 21000 / 200000, 0.895)
+
+
+def test_rank_formula_is_exact_near_integers():
+    # (1 - 0.900000000001) * 100 * 100 / 200 = 4.99999999995: floor 4 (5 would exceed the budget)
+    assert rank_for_compression(100, 100, 0.900000000001) == 4
+    # (1 - 0.8) * 1000 * 1000 / 2000 = 100 exactly, although 1 - 0.8 = 0.19999999999999996 in floats
+    assert rank_for_compression(1000, 1000, 0.8) == 100

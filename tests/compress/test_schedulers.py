@@ -106,3 +106,28 @@ def test_build_scheduler_variants_hand_points():
     assert calr[3] == pytest.approx(1.0) and calr[11] == pytest.approx(0.5)
     with pytest.raises(ValueError):
         build_scheduler("nope", _opt(), cfg, 8)
+
+
+@pytest.mark.parametrize(("name", "cfg"), [
+    ("clr", {"max_lr": -1.0, "min_lr": 0.0}),
+    ("triangular2", {"max_lr": 0.1, "min_lr": 0.2}),
+    ("cosine-restarts", {"max_lr": 0.1, "min_lr": 0.0, "cycle_epochs": 0}),
+    ("calr", {"max_lr": 0.1, "min_lr": 0.0, "decay": 1.5}),
+    ("constant", {"max_lr": 0.0}),
+])
+def test_build_scheduler_rejects_bad_values(name, cfg):
+    with pytest.raises(ValueError):
+        build_scheduler(name, _opt(), cfg, 8)
+
+
+def test_calr_anneals_every_k_cycles_and_keeps_restart_floor():
+    # anneal every 2 cycles (8 updates at half-cycle 2): peak 1 for 8 updates, .1 for 8, then .01 reaches
+    # the floor .01 -> restart at 1 with the restart floor .001
+    opt = _opt()
+    s = CyclicallyAnnealedLR(opt, max_lr=1.0, min_lr=0.01, step_size=2, decay=0.1, anneal_every=8,
+                             restart_min_lr=0.001)
+    got = [v for n in (1, 5, 9, 13, 17) for v in s.bounds(n)]
+    assert got == pytest.approx([0.01, 1.0, 0.01, 1.0, 0.01, 0.1, 0.01, 0.1, 0.001, 1.0])
+    # after the restart the floor is 0.001: peaks 1, .1, .01, then restart again (3 anneals later)
+    assert [s.bounds(n)[1] for n in (17, 25, 33, 41)] == pytest.approx([1.0, 0.1, 0.01, 1.0])
+    assert s.lr_at(20) == pytest.approx(0.001)  # c = 20 mod 4 = 0: the floor

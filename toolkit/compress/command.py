@@ -37,11 +37,63 @@ def _with_ratios(m: dict, base: dict) -> dict:
     return m
 
 
+def check_training_config(cfg: DictConfig, dim: int | None = None) -> None:
+    """Validate the optimizer, schedule and baseline settings before any training starts.
+
+    Without this, a bad value would only surface as a runtime error (exit 1) minutes into training.
+
+    Args:
+        cfg: the composed ``compress`` config.
+        dim: the embedding dimension d once known (checks that 4-bit quantization gets an even d).
+
+    Raises:
+        InputError: unknown ``optimizer.name``; non-positive ``batch_size`` or ``pretrain.lr``; scheduler
+            values the scheduler rejects (e.g. ``min_lr >= max_lr``, ``decay`` outside (0, 1]);
+            ``baselines.quantize_bits`` other than 16, 8, 4, or 4 with an odd d.
+    """
+    import torch
+
+    from toolkit.compress.schedulers import build_scheduler
+
+    name = str(cfg.optimizer.get("name", "adam"))
+    if name not in ("adam", "sgd"):
+        raise InputError("optimizer.name", None, f"expected adam or sgd, got {name!r}")
+    for key, value in (("batch_size", cfg.get("batch_size")), ("pretrain.lr", cfg.pretrain.get("lr"))):
+        try:
+            ok = float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise InputError(key, None, f"expected a positive number, got {value!r}")
+    sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
+    sched_name = str(sched_cfg.pop("name", ""))
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    try:
+        build_scheduler(sched_name, opt, sched_cfg, steps_per_epoch=10)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError("scheduler", sched_name or None, str(exc).strip("'\"")) from None
+    if cfg.baselines.enabled:
+        for bits in _as_list(cfg.baselines.quantize_bits):
+            if isinstance(bits, bool) or bits not in (16, 8, 4):
+                raise InputError("baselines.quantize_bits", None, f"expected a list of 16, 8 and/or 4, got {bits!r}")
+            if bits == 4 and dim is not None and dim % 2:
+                raise InputError("baselines.quantize_bits", None, f"4-bit quantization needs an even embedding "
+                                 f"dimension, got d = {dim}; use baselines.quantize_bits=[16,8]")
+
+
 def run(cfg: DictConfig, run: Run) -> dict:
     """Run one compression experiment (or a sweep over compression/rank values).
 
+    Args:
+        cfg: the composed ``compress`` config (``configs/compress.yaml``).
+        run: staged output directory; nothing is committed if this raises.
+
+    Returns:
+        ``{"metrics": ...}``: see ``docs/compress.md`` (Outputs).
+
     Raises:
-        InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range.
+        InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
+            bad optimizer / scheduler / baseline settings (:func:`check_training_config`).
     """
     data_cfg = cfg.get("data")
     if data_cfg is None or not data_cfg.get("train"):
@@ -50,6 +102,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
     comps = [] if ranks else [P.check_compression(c) for c in _as_list(cfg.get("compression"))]
     if not ranks and not comps:
         raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
+    check_training_config(cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     arch = str(model_cfg.get("arch", "lstm"))
     dim_cfg = model_cfg.get("embedding_dim")
@@ -63,6 +116,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
         data = P.load_text_data(OmegaConf.to_container(data_cfg, resolve=True), dim_cfg, seed)
     dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
     vsize = len(data.vocab)
+    check_training_config(cfg, dim)
     points = ([(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in ranks] if ranks else
               [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in comps])
     if "vectors" in data.info:

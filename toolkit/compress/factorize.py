@@ -12,6 +12,7 @@ V^T) by rows; that is not the truncated SVD.  We implement the correct E_k = U_k
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import torch
 from torch import nn
@@ -39,12 +40,26 @@ def rank_for_compression(vocab_size: int, dim: int, compression: float) -> int:
         raise ValueError(f"compression must be in (0, 1), got {compression}")
     if vocab_size <= 0 or dim <= 0:
         raise ValueError(f"table shape must be positive, got {vocab_size} x {dim}")
-    # small epsilon so that e.g. (1-0.9)*V*d/(V+d) = 4.9999999 due to rounding still floors to 5
-    return int(math.floor((1.0 - float(compression)) * vocab_size * dim / (vocab_size + dim) + 1e-9))
+    # exact rational arithmetic on the decimal the user typed (str(0.9) == "0.9"): in floats
+    # (1 - 0.9) * V d / (V + d) can land just below an integer (4.999... for V = d = 100) and floor
+    # one too low, while an epsilon could push a value just below an integer over the budget.
+    p = Fraction(str(float(compression)))
+    return int(math.floor((1 - p) * vocab_size * dim / (vocab_size + dim)))
 
 
 def compression_of_rank(vocab_size: int, dim: int, rank: int) -> float:
-    """Fraction of the V x d table's parameters removed by a rank-k factorization: 1 - k(V+d)/(V d)."""
+    """Fraction of the V x d table's parameters removed by a rank-k factorization.
+
+    p = 1 - k (V + d) / (V d)  (the inverse of :func:`rank_for_compression` before flooring).
+
+    Args:
+        vocab_size: V (> 0).
+        dim: d (> 0).
+        rank: k (>= 0).
+
+    Returns:
+        float; negative when k (V + d) > V d (the factorization is larger than the table).
+    """
     return 1.0 - rank * (vocab_size + dim) / (vocab_size * dim)
 
 

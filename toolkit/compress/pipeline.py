@@ -189,6 +189,13 @@ def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler
 def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, latency_repeats: int = 20) -> dict:
     """Test-split metrics of ``net``: accuracy, macro/per-class F1, size, parameters and CPU latency.
 
+    Args:
+        net: a :class:`TextClassifier` (its ``embedding`` is measured by
+            :func:`~toolkit.compress.metrics.model_size`).
+        data: encoded data; the test split is used.
+        latency_batch: test sentences in the timed forward pass.
+        latency_repeats: timed repeats (median reported); 0 skips timing (latency None).
+
     Returns:
         dict with ``accuracy``, ``macro_f1``, ``per_class_f1``, ``params``, ``bytes``,
         ``embedding_params``, ``embedding_bytes``, ``latency_ms_per_batch``, ``latency_batch``.
@@ -239,22 +246,40 @@ def check_compression(value: Any) -> float:
 
 
 def factorized_copy(net: TextClassifier, rank: int) -> TextClassifier:
-    """Deep copy of ``net`` whose embedding is replaced by its rank-``rank`` truncated SVD."""
+    """Deep copy of ``net`` whose dense embedding E [V, d] is replaced by its rank-``rank`` truncated SVD.
+
+    The copy's embedding is a :class:`FactorizedEmbedding` holding U_k [V, k] and S_k V_k^T [k, d]
+    (Acharya et al. 2019), so before any update it computes exactly the rank-k approximation of E;
+    every other layer keeps its trained weights.  ``net`` is not modified.
+
+    Raises:
+        ValueError: if ``rank`` is outside [1, min(V, d)] (see :func:`~toolkit.compress.factorize.truncated_svd`).
+    """
     new = copy.deepcopy(net)
     new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank))
     return new
 
 
 def quantized_copy(net: TextClassifier, bits: int) -> TextClassifier:
-    """Deep copy of ``net`` with its embedding quantized to ``bits`` (16, 8 or 4)."""
+    """Deep copy of ``net`` with its embedding quantized to ``bits`` (16, 8 or 4); ``net`` is not modified.
+
+    Raises:
+        ValueError: on other bit widths, or 4 bits with an odd embedding dimension
+            (see :class:`~toolkit.compress.quantize.QuantizedEmbedding`).
+    """
     new = copy.deepcopy(net)
     new.replace_embedding(QuantizedEmbedding(net.embedding.weight.detach(), bits))
     return new
 
 
 def equal_params_dim(vocab_size: int, dim: int, rank: int) -> int:
-    """Width d' of a plain V x d' table with no more parameters than a rank-k factorization: floor(k(V+d)/V)."""
-    return max(1, (rank * (vocab_size + dim)) // vocab_size)
+    """Width d' of a plain V x d' table with no more parameters than a rank-k factorization.
+
+    d' = min(d, floor(k (V + d) / V)), at least 1.  The cap at d matters only for an explicit ``rank``
+    close to d on a small vocabulary (k (V + d) / V > d when k > d V / (V + d), i.e. a factorization
+    larger than the table itself): the SVD of a V x d table has only d coordinates to keep.
+    """
+    return max(1, min(int(dim), (rank * (vocab_size + dim)) // vocab_size))
 
 
 def small_table(data: TextData, dim: int, width: int, from_svd: bool, seed: int) -> torch.Tensor | None:

@@ -131,10 +131,21 @@ def build_scheduler(name: str, optimizer: torch.optim.Optimizer, cfg: Mapping[st
         A ``torch.optim.lr_scheduler.LRScheduler`` to step after every update.
 
     Raises:
-        ValueError: on an unknown name or bad values.
+        ValueError: on an unknown name or bad values (``max_lr <= 0``; for the cyclical schedules
+            ``min_lr`` outside [0, max_lr) or ``cycle_epochs <= 0``; CALR's ``decay`` outside (0, 1]).
     """
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {', '.join(SCHEDULERS)}")
     max_lr, min_lr = float(cfg["max_lr"]), float(cfg.get("min_lr", 0.0) or 0.0)
-    step_size = max(1, round(float(cfg.get("cycle_epochs", 1.0)) * steps_per_epoch / 2))
+    if not max_lr > 0:
+        raise ValueError(f"max_lr must be > 0, got {max_lr}")
+    cycle_epochs = float(cfg.get("cycle_epochs", 1.0))
+    if name != "constant":
+        if not 0 <= min_lr < max_lr:
+            raise ValueError(f"need 0 <= min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
+        if not cycle_epochs > 0:
+            raise ValueError(f"cycle_epochs must be > 0, got {cycle_epochs}")
+    step_size = max(1, round(cycle_epochs * steps_per_epoch / 2))
     for group in optimizer.param_groups:
         group["lr"] = max_lr
         group.pop("initial_lr", None)
