@@ -116,3 +116,44 @@ def test_compare_models_length_mismatch(runner, tmp_path):
 
 def test_unknown_method(runner, tmp_path):
     _fails(runner, tmp_path, "method=magic", match="unknown method")
+
+
+def test_old_head_file_rows_not_matching_checkpoint(runner, ckpts):
+    np.save(ckpts / "head7.npy", np.ones((7, 32), np.float32))
+    _fails(runner, ckpts, f"old.checkpoint={ckpts / 'old.pt'}", f"old.head={ckpts / 'head7.npy'}",
+           match="head has 7 rows but the old model gives 10 logits")
+
+
+def test_torchscript_for_other_inputs(runner, tmp_path):
+    m = build_model("mlp", (1, 8, 8), 3, hidden=8, embed_dim=4).eval()
+    torch.jit.trace(m, torch.rand(2, 1, 8, 8)).save(str(tmp_path / "ts.pt"))
+    x = np.random.default_rng(0).normal(size=(30, 5)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.arange(30) % 3)
+    _fails(runner, tmp_path, "data=features", f"data.train_features={tmp_path / 'x.npy'}",
+           f"data.train_labels={tmp_path / 'y.npy'}", f"old.checkpoint={tmp_path / 'ts.pt'}",
+           match="cannot run the model on inputs of shape [5]")
+
+
+def test_negative_labels(runner, tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32))
+    np.save(tmp_path / "y.npy", np.arange(20) % 3 - 1)
+    _fails(runner, tmp_path, "data=features", f"data.train_features={tmp_path / 'x.npy'}",
+           f"data.train_labels={tmp_path / 'y.npy'}", match="negative label")
+
+
+def test_negative_loss_weight(runner, tmp_path):
+    _fails(runner, tmp_path, "fd.beta=-1", match="fd.beta: must be >= 0")
+
+
+def test_compare_models_label_or_id_mismatch(runner, tmp_path):
+    p = np.zeros(4, np.int64)
+    np.savez(tmp_path / "a.npz", predictions=p, labels=np.array([0, 1, 0, 1]), ids=np.arange(4))
+    np.savez(tmp_path / "b.npz", predictions=p, labels=np.array([1, 1, 0, 1]), ids=np.arange(4))
+    np.savez(tmp_path / "c.npz", predictions=p, labels=np.array([0, 1, 0, 1]), ids=np.arange(1, 5))
+    for other, key in (("b.npz", "labels"), ("c.npz", "ids")):
+        out = tmp_path / f"cmp_{key}"
+        res = runner.invoke(app, ["compare-models", str(tmp_path / "a.npz"), str(tmp_path / other), "-q",
+                                  f"output_dir={out}"])
+        assert res.exit_code == 2 and f"{key}: differ from the {key}" in res.stderr, res.stderr
+        assert not out.exists()

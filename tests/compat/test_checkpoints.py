@@ -56,3 +56,28 @@ def test_plain_state_dict_needs_arch_name(tmp_path):
     assert info["format"] == "state_dict" and info["embed_dim"] == 64
     with pytest.raises(InputError, match="unknown model config"):
         load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8), "nosuch")
+
+
+def test_lightning_checkpoint_of_compat_module(tmp_path):
+    """A Lightning .ckpt written while training CompatModule loads weights-only, with its projection."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from toolkit.compat.lightning import CompatModule
+    from toolkit.training import make_trainer
+
+    torch.manual_seed(0)
+    module = CompatModule("mlp", [1, 8, 8], 3, {"hidden": 16, "embed_dim": 8}, method="bct", old_head_rows=3,
+                          old_embed_dim=4)
+    y = torch.randint(0, 3, (32,))
+    ds = TensorDataset(torch.rand(32, 1, 8, 8), y, y, torch.ones(32, dtype=torch.bool), torch.zeros(32, 3))
+    trainer = make_trainer({"max_epochs": 1, "progress": "false"}, tmp_path / "r", checkpoint_dir=tmp_path / "ck")
+    trainer.fit(module, DataLoader(ds, batch_size=16))
+    net, proj, info = load_model(tmp_path / "ck" / "last.ckpt", "old.checkpoint", (1, 8, 8))
+    assert info == {"arch": "mlp", "num_classes": 3, "embed_dim": 8, "format": "lightning"}
+    assert proj is not None and proj.weight.shape == (4, 8)
+    module.eval()
+    lg, emb = infer(net, X, proj)
+    with torch.no_grad():
+        x = torch.from_numpy(X)
+        np.testing.assert_allclose(lg, module(x).numpy(), atol=1e-5)
+        np.testing.assert_allclose(emb, module.compatible_embedding(x).numpy(), atol=1e-5)

@@ -112,6 +112,48 @@ def test_new_classes_get_synthesized_rows(runner, tmp_path):
     assert m["er_old"] > 0.45  # the old model cannot predict classes 5-9
 
 
+def test_torchscript_old_model_with_label_map(trained, runner, tmp_path):
+    """The fixture's old model as TorchScript with permuted head rows, undone by a label map (JSON file).
+
+    The old model has no ``head`` attribute: BCT synthesizes its head from per-class mean old embeddings.
+    Old error and old/old retrieval must equal the fixture's (same model, same data).
+    """
+    from toolkit.compat.checkpoints import load_model
+
+    out, doc = trained
+    net, _, _ = load_model(out / "old_model.pt", "old", (1, 8, 8))
+    perm = [(r + 1) % 10 for r in range(10)]  # real class r is old-head row (r + 1) % 10
+    with torch.no_grad():
+        w, b = net.head.weight.clone(), net.head.bias.clone()
+        net.head.weight[perm] = w
+        net.head.bias[perm] = b
+    example = torch.rand(2, 1, 8, 8)
+    torch.jit.trace_module(net, {"forward": example, "embed": example}).save(str(tmp_path / "old_ts.pt"))
+    (tmp_path / "map.json").write_text(json.dumps({str(r): perm[r] for r in range(10)}))
+    res = runner.invoke(app, ["train-compatible", "--json", "-q", f"old.checkpoint={tmp_path / 'old_ts.pt'}",
+                              f"old.label_map={tmp_path / 'map.json'}", f"output_dir={tmp_path / 'o'}", *TINY])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["old_source"] == "checkpoint (torchscript)" and m["new_classes"] == 0
+    assert m["er_old"] == pytest.approx(doc["metrics"]["er_old"])
+    assert m["retrieval"]["old_old"]["top1"] == pytest.approx(doc["metrics"]["retrieval"]["old_old"]["top1"])
+
+
+def test_torchscript_without_embed_gives_no_retrieval(trained, runner, tmp_path):
+    from toolkit.compat.checkpoints import load_model
+
+    out, doc = trained
+    net, _, _ = load_model(out / "old_model.pt", "old", (1, 8, 8))
+    torch.jit.trace(net, torch.rand(2, 1, 8, 8)).save(str(tmp_path / "old_ts.pt"))
+    base = ["train-compatible", "--json", "-q", f"old.checkpoint={tmp_path / 'old_ts.pt'}", *TINY]
+    res = runner.invoke(app, [*base, "method=fd-kl", f"output_dir={tmp_path / 'o'}"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["er_old"] == pytest.approx(doc["metrics"]["er_old"]) and "retrieval" not in m
+    bad = runner.invoke(app, [*base, "method=bct", f"output_dir={tmp_path / 'b'}"])
+    assert bad.exit_code == 2 and "BCT needs the old classifier head" in bad.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["compat_mnist", "compat_omniglot"])
 def test_real_data_presets(runner, tmp_path, preset):

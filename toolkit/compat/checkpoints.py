@@ -58,9 +58,11 @@ class ScriptedClassifier(nn.Module):
         self.has_embed = hasattr(scripted, "embed")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, C]`` float32 of inputs ``x`` ``[B, ...]`` (the script's ``forward``)."""
         return self.scripted(x)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Embedding ``[B, E]`` from the script's ``embed``; the logits ``[B, C]`` when it has none."""
         return self.scripted.embed(x) if self.has_embed else self.scripted(x)
 
 

@@ -108,12 +108,26 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
 
         kw = OmegaConf.to_container(oc.kwargs, resolve=True) if oc.get("kwargs") else None
         net, _, info = load_model(ck, "old.checkpoint", split.in_shape, oc.get("model"), kw)
-        with run.timer("old_inference"):
-            tr_l, tr_e = infer(net, split.x_train)
-            te_l, te_e = infer(net, split.x_test)
+        try:
+            with run.timer("old_inference"):
+                tr_l, tr_e = infer(net, split.x_train)
+                te_l, te_e = infer(net, split.x_test)
+        except RuntimeError as exc:  # e.g. a TorchScript model made for another input shape
+            raise InputError(ck, "old.checkpoint", f"cannot run the model on inputs of shape "
+                             f"{list(split.in_shape)} ({str(exc).strip().splitlines()[0][:160]})") from None
+        if info["format"] == "torchscript" and not getattr(net, "has_embed", False):
+            tr_e = te_e = None  # its logits are not an embedding: no retrieval matrix, no head synthesis
         head = getattr(net, "head", None)
         hw = head.weight.detach().numpy().copy() if head is not None else None
         hb = head.bias.detach().numpy().copy() if head is not None and head.bias is not None else None
+        if oc.get("head"):  # an explicit head file (e.g. for a TorchScript model) replaces the module's
+            hw, hb = _load_head(oc.head)
+            if hw.shape[0] != tr_l.shape[1]:
+                raise InputError(oc.head, "old.head", f"head has {hw.shape[0]} rows but the old model gives "
+                                 f"{tr_l.shape[1]} logits")
+            if tr_e is not None and hw.shape[1] != tr_e.shape[1]:
+                raise InputError(oc.head, "old.head", f"head has {hw.shape[1]} columns but old embeddings have "
+                                 f"{tr_e.shape[1]} dimensions")
         out = OldOutputs(tr_l, te_l, tr_e, te_e, hw, hb, int(tr_l.shape[1]), source=f"checkpoint ({info['format']})")
     elif oc.get("train_logits") or oc.get("train_embeddings"):
         tr_e = _load_matrix(oc.train_embeddings, "old.train_embeddings", n_tr, "training set") \
@@ -320,6 +334,10 @@ def _validate(cfg: Any) -> None:
         raise InputError("fd.lm_reduction", None, "expected sum or mean")
     if float(fd.temperature) <= 0:
         raise InputError("fd.temperature", None, "must be > 0")
+    for key, value in (("fd.alpha", fd.alpha), ("fd.beta", fd.beta), ("fd.weight", fd.weight),
+                       ("bct.weight", cfg.bct.weight), ("naive.weight", cfg.naive.weight)):
+        if float(value) < 0:
+            raise InputError(key, None, f"must be >= 0, got {value}")
     frac = cfg.old.get("train_fraction")
     if frac is not None and not 0 < float(frac) <= 1:
         raise InputError("old.train_fraction", None, "must be in (0, 1]")
@@ -354,10 +372,24 @@ def run(cfg: Any, run: Any) -> dict:
     ext_map = class_map.copy()
     new_classes = np.flatnonzero(class_map < 0)
     head_w, head_b = old.head_w, old.head_b
+    if old.test_logits is None:  # checked before training, not after
+        raise InputError("old.test_logits", None, "needed to measure flips (or old.test_embeddings with a head)")
     if uses_bct:
+        if head_w is None and old.train_emb is not None:  # e.g. TorchScript with embed(): class-mean head
+            mapped = split.y_train[class_map[split.y_train] >= 0]
+            missing = sorted(set(range(k)) - set(class_map[mapped].tolist()))
+            if missing:
+                raise InputError("old", "head", f"cannot synthesize the old head: old classes {missing[:10]} have "
+                                 "no training sample (give old.head or old.label_map)")
+            from toolkit.compat.losses import synthesize_head_rows
+
+            tr_map = torch.from_numpy(class_map[split.y_train])
+            head_w = synthesize_head_rows(torch.from_numpy(old.train_emb), tr_map, k, torch.arange(k)).numpy()
+            head_b = np.zeros(k, np.float32)
+            log("old head synthesized from per-class mean old embeddings (the checkpoint has no head)")
         if head_w is None:
             raise InputError("old", "head", "BCT needs the old classifier head (a zoo checkpoint, old.head, or "
-                             "old.train_embeddings to synthesize it)")
+                             "old embeddings to synthesize it)")
         if head_w.shape[0] != k:
             raise InputError("old", "head", f"old head has {head_w.shape[0]} rows but the old model has {k} classes")
         if len(new_classes) and cfg.bct.synthesize_new and old.train_emb is not None:
@@ -409,8 +441,6 @@ def run(cfg: Any, run: Any) -> dict:
     with run.timer("evaluate"):
         new_logits, new_emb = infer(module.net, split.x_test, module.projection)
         pred_new = new_logits.argmax(1)
-        if old.test_logits is None:
-            raise InputError("old.test_logits", None, "needed to measure flips (or old.test_embeddings with a head)")
         pred_old = old_to_new[old.test_logits.argmax(1)]  # old classes without a new counterpart: -1 (wrong)
         old_mask = class_map[split.y_test] >= 0
         metrics = evaluate_update(split.y_test, pred_old, pred_new, split.ids_test, old.test_emb, new_emb,
@@ -501,6 +531,11 @@ def compare(cfg: Any, run: Any) -> dict:
     n_old, n_new = len(sides["old"]["predictions"]), len(sides["new"]["predictions"])
     if n_old != n_new:
         raise InputError(cfg.new, "new", f"has {n_new} predictions but {cfg.old} has {n_old}")
+    for key in ("ids",) + (() if cfg.get("labels") else ("labels",)):
+        a, b = sides["old"].get(key), sides["new"].get(key)
+        if a is not None and b is not None and (len(a) != len(b) or not np.array_equal(a, b)):
+            raise InputError(cfg.new, key, f"differ from the {key} in {cfg.old}; both must list the same samples "
+                             "in the same order")
     if cfg.get("labels"):
         from toolkit.data import check_labels, load_labels
 

@@ -74,7 +74,8 @@ def load_split(data_cfg: Any, seed: int = 0) -> Split:
     ``max_test`` (stratified subsample, null = all); kind-specific file keys (see ``configs/data``).
 
     Raises:
-        InputError: unknown kind, missing files or labels, NaN features, mismatched row counts, or the
+        InputError: unknown kind, missing files or labels, NaN features, mismatched row counts, negative
+            labels, a class with no training sample, or the
             cluster command's class-split keys (``train_classes``/``test_classes``), which mean
             something else there.
     """
@@ -96,9 +97,16 @@ def load_split(data_cfg: Any, seed: int = 0) -> Split:
         x = (d.images.astype(np.float32) / 16.0)[:, None]
         xtr, ytr, xte, yte, ids_test = _stratified_split(x, d.target.astype(np.int64), frac, seed)
     elif kind == "images":
-        xtr, ytr = _load_images(data_cfg, "train")
+        xtr, ytr, names_tr = _load_images(data_cfg, "train")
         if _get(data_cfg, "test_images"):
-            xte, yte = _load_images(data_cfg, "test")
+            xte, yte, names_te = _load_images(data_cfg, "test")
+            if names_tr is not None and names_te is not None:  # folders: match test classes by name
+                index = {n: i for i, n in enumerate(names_tr)}
+                unknown = [n for n in names_te if n not in index]
+                if unknown:
+                    raise InputError(_get(data_cfg, "test_images"), "test_images", f"class folders {unknown[:5]} "
+                                     "do not occur in the training images")
+                yte = np.array([index[n] for n in names_te], np.int64)[yte]
         else:
             xtr, ytr, xte, yte, ids_test = _stratified_split(xtr, ytr, frac, seed)
     elif kind == "features":
@@ -121,6 +129,9 @@ def load_split(data_cfg: Any, seed: int = 0) -> Split:
     xte, yte, ids_test = _subsample(xte, yte, _get(data_cfg, "max_test"), seed, ids_test)
     if xtr.shape[1:] != xte.shape[1:]:
         raise InputError("data", "test", f"test inputs have shape {xte.shape[1:]}, training inputs {xtr.shape[1:]}")
+    if min(int(ytr.min()), int(yte.min())) < 0:
+        which = "train_labels" if int(ytr.min()) < 0 else "test_labels"
+        raise InputError("data", which, "labels must be integers 0..C-1; found a negative label")
     num_classes = int(max(ytr.max(), yte.max())) + 1
     missing = sorted(set(range(num_classes)) - set(np.unique(ytr).tolist()))
     if missing:
@@ -137,15 +148,17 @@ def _req(cfg: Any, key: str) -> str:
     return str(value)
 
 
-def _load_images(cfg: Any, which: str) -> tuple[np.ndarray, np.ndarray]:
+def _load_images(cfg: Any, which: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
+    """Images ``[N, 1, H, W]``, labels ``[N]`` and the class folder names (None for IDX files)."""
     path = Path(_req(cfg, f"{which}_images")).expanduser()
     if path.is_dir() or path.suffix.lower() == ".zip":
-        x, y, _ = load_image_folder(path, int(_get(cfg, "image_size", 28) or 0), 1, bool(_get(cfg, "invert")))
-        return x, y
+        x, y, names = load_image_folder(path, int(_get(cfg, "image_size", 28) or 0), 1,
+                                        bool(_get(cfg, "invert")))
+        return x, y, list(names)
     x, y = load_idx(path, _req(cfg, f"{which}_labels"))
     if y is None:  # pragma: no cover - load_idx returns labels when a path is given
         raise InputError(path, "labels", "missing")
-    return x, y
+    return x, y, None
 
 
 def check_finite(x: np.ndarray, source: str) -> None:

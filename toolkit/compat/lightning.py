@@ -132,6 +132,7 @@ class CompatModule(pl.LightningModule):
         return total, parts
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        """Scalar training loss of one batch; logs the total and each part (``train/ce``, ``train/fd`` ...)."""
         total, parts = self.compute_loss(batch)
         self.log("train/loss", total, prog_bar=True, on_epoch=True, on_step=False)
         for k, v in parts.items():
@@ -139,6 +140,10 @@ class CompatModule(pl.LightningModule):
         return total
 
     def configure_optimizers(self) -> Any:
+        """AdamW (``lr``, ``weight_decay``) with a per-step one-cycle cosine schedule (15% warm-up).
+
+        The frozen old head and the FD column map are buffers, so they are never optimised.
+        """
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         steps = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps,

@@ -1,0 +1,94 @@
+"""CompatModule: method parsing, frozen old head, and the loss wiring of every method."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from toolkit.compat.lightning import METHODS, CompatModule, method_parts
+from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
+
+
+def test_method_parts():
+    assert method_parts("none") == (False, None, False)
+    assert method_parts("bct") == (True, None, False)
+    assert method_parts("naive") == (False, None, True)
+    assert method_parts("fd-kl") == (False, "kl", False)
+    assert method_parts("fd-lm") == (False, "lm", False)
+    assert method_parts("bct+fd") == (True, "lm", False)
+    assert method_parts("bct+fd", "kl") == (True, "kl", False)
+    with pytest.raises(ValueError, match="unknown method"):
+        method_parts("fd")
+
+
+def _batch():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 1, 4, 4, generator=g)
+    y = torch.tensor([0, 1, 2, 3, 0, 3])  # class 3 is new: no old counterpart
+    y_old = torch.tensor([0, 1, 2, 3, 0, 3])  # 3 = synthesized BCT row (>= old_classes = 3)
+    old_correct = torch.tensor([True, False, True, False, True, False])
+    old_logits = torch.randn(6, 3, generator=g)
+    return x, y, y_old, old_correct, old_logits
+
+
+def _module(method: str, **kw) -> CompatModule:
+    torch.manual_seed(0)
+    m = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 6, "dropout": 0.0}, method=method,
+                     old_head_rows=4, old_embed_dim=5, fd_columns=3, old_classes=3, bct_weight=0.7,
+                     naive_weight=0.3, fd_weight=0.5, alpha=1.0, beta=5.0, temperature=4.0, **kw)
+    if m.uses_bct:
+        m.set_old_head(torch.randn(4, 5), torch.randn(4))
+    if m.fd_kind is not None:
+        m.set_fd_index(torch.tensor([2, 0, 1]))  # old class j is new class fd_index[j]
+    return m.eval()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_compute_loss_matches_the_loss_functions(method):
+    m = _module(method)
+    x, y, y_old, old_correct, old_logits = _batch()
+    total, parts = m.compute_loss((x, y, y_old, old_correct, old_logits))
+    emb = m.net.embed(x)
+    logits = m.net.head(emb)
+    expected = {}
+    if method == "naive":
+        expected["ce+naive"] = naive_congruent_loss(logits, y, old_correct, 0.3)
+    else:
+        expected["ce"] = F.cross_entropy(logits, y)
+    if method in ("bct", "bct+fd"):
+        expected["bct"] = 0.7 * bct_influence_loss(emb, y_old, m.old_weight, m.old_bias, m.projection)
+    if method in ("fd-kl", "fd-lm", "bct+fd"):
+        kind = "kl" if method == "fd-kl" else "lm"
+        mask = torch.tensor([True, True, True, False, True, False])  # new-class samples are not distilled
+        expected["fd"] = 0.5 * focal_distillation_loss(logits[:, [2, 0, 1]], old_logits, old_correct, kind=kind,
+                                                       alpha=1.0, beta=5.0, temperature=4.0, mask=mask)
+    assert set(parts) == set(expected)
+    for k, v in expected.items():
+        assert parts[k].item() == pytest.approx(v.item(), rel=1e-6), k
+    assert total.item() == pytest.approx(sum(v.item() for v in expected.values()), rel=1e-6)
+
+
+def test_old_head_is_frozen_buffer_and_projection_only_when_needed():
+    m = _module("bct")
+    names = {n for n, _ in m.named_parameters()}
+    assert not any(n.startswith("old_") for n in names)
+    assert {"old_weight", "old_bias"} <= {n for n, _ in m.named_buffers()}
+    assert m.projection is not None and m.projection.weight.shape == (5, 6)  # E_new 6 -> E_old 5
+    x, y, y_old, old_correct, old_logits = _batch()
+    total, _ = m.compute_loss((x, y, y_old, old_correct, old_logits))
+    total.backward()
+    assert m.projection.weight.grad is not None
+    same = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 5}, method="bct", old_head_rows=4,
+                        old_embed_dim=5)
+    assert same.projection is None
+    forced = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 5}, method="bct", old_head_rows=4,
+                          old_embed_dim=5, projection=True)
+    assert forced.projection is not None
+
+
+def test_missing_old_parts_raise():
+    with pytest.raises(ValueError, match="old_head_rows"):
+        CompatModule("mlp", [1, 4, 4], 4, method="bct")
+    with pytest.raises(ValueError, match="fd_columns"):
+        CompatModule("mlp", [1, 4, 4], 4, method="fd-kl")
