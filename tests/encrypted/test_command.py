@@ -116,6 +116,24 @@ def test_all_steps_locally_match_plaintext(runner, tmp_path):
     assert len(model["weights"]) == 4 and len(model["scaling"]["scale"]) == 3 == len(model["scaling"]["center"])
 
 
+def test_all_steps_with_nesterov_momentum_match_plaintext(runner, tmp_path):
+    out = tmp_path / "run_momentum"
+    args = ["train-encrypted", "--json", f"output_dir={out}", "train.iterations=3", "train.momentum=0.8",
+            "train.momentum_schedule=nesterov", *FAST, *_csv_args(_csv(tmp_path / "d.csv"))]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["refreshes"] == 2 and m["depth_per_iteration"] == 3  # momentum adds no depth
+    assert m["plan"]["depth_per_iteration"] == 3 and m["plan"]["momentum"] == 0.8
+    assert m["max_abs_weight_diff"] < 5e-3  # vs the LightningModule with the same Nesterov update
+    job = json.loads((out / "server" / "job.json").read_text())
+    assert job["momentum"] == {"mu": 0.8, "schedule": "nesterov"}
+    with zipfile.ZipFile(out / "server" / "encrypted_weights.zip") as zf:
+        assert sum(n.startswith("ct/v") for n in zf.namelist()) == 4  # v kept encrypted on the server
+    assert len(json.loads((out / "owner" / "refresh_log.json").read_text())) == 2
+    assert json.loads((out / "model.json").read_text())["momentum"]["mu"] == 0.8
+
+
 def test_separate_roles_server_sees_only_its_files(runner, tmp_path):
     data = _csv(tmp_path / "d.csv")
     owner_dir, server_dir = tmp_path / "owner_side", tmp_path / "server_side"
@@ -182,6 +200,11 @@ def test_train_step_without_earlier_steps(runner, tmp_path):
     (["workers=two"], "workers"),
     (["train.batch_size=0"], "train.batch_size"),
     (["ckks.poly_modulus_degree=8192", "ckks.coeff_mod_bit_sizes=[60,forty,60]"], "ckks"),
+    (["train.momentum=1.0"], "train.momentum: must be a number in [0, 1)"),
+    (["train.momentum=-0.1"], "train.momentum: must be a number in [0, 1)"),
+    (["train.momentum=1.5"], "train.momentum: must be a number in [0, 1)"),
+    (["train.momentum=fast"], "train.momentum: must be a number in [0, 1)"),
+    (["train.momentum=0.5", "train.momentum_schedule=adam"], "train.momentum_schedule"),
 ])
 def test_bad_parameters_refused(runner, tmp_path, args, needle):
     n = 6000 if "train.batch_size=40000" in args else 400

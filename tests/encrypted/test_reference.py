@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from omegaconf import OmegaConf
 
 from toolkit.encrypted import circuit as C
@@ -46,3 +47,21 @@ def test_exact_logistic_regression_and_metrics():
     assert m["accuracy"] > 0.85 and m["auc"] > 0.9 and m["log_loss"] > 0
     zero = evaluate(np.zeros(4), x, y)
     assert np.isclose(zero["log_loss"], np.log(2)) and np.isclose(zero["auc"], 0.5)
+
+
+def test_lightning_module_with_nesterov_momentum_performs_the_circuit_update(tmp_path):
+    x, y = _toy()
+    z = signed_features(x, y)
+    batches = minibatch_indices(len(z), 80, 0)
+    coeffs = C.SIGMOID_COEFFS["han16"]
+    plain = train_poly_reference(z, batches, 6, coeffs, 2.0, TRAINER, tmp_path / "plain")
+    for momentum in (C.Momentum(0.6), C.Momentum(0.9, "nesterov")):
+        traj = train_poly_reference(z, batches, 6, coeffs, 2.0, TRAINER, tmp_path / momentum.schedule, momentum)
+        w = np.zeros(4)
+        v = w.copy()
+        for k in range(6):
+            w, v = C.nesterov_step(w, v, z[batches[k % len(batches)]], coeffs, 2.0, momentum.mu_at(k))
+            np.testing.assert_allclose(traj[k], v, rtol=0, atol=1e-12)
+        assert np.abs(traj[-1] - plain[-1]).max() > 1e-3
+    with pytest.raises(ValueError):
+        C.Momentum(1.0)

@@ -82,8 +82,8 @@ def _check_cfg(cfg: Any) -> None:
     """Validate the top-level and ``train`` keys (one-line InputError naming the key, exit 2).
 
     Raises:
-        InputError: unknown step/circuit/sigmoid; non-numeric or out-of-range iterations, learning rate,
-            batch size, workers or seed.
+        InputError: unknown step/circuit/sigmoid/momentum schedule; non-numeric or out-of-range iterations,
+            learning rate, momentum (outside [0, 1)), batch size, workers or seed.
     """
     step = str(cfg.get("step"))
     if step not in STEPS:
@@ -95,11 +95,33 @@ def _check_cfg(cfg: Any) -> None:
     _number(t.learning_rate, "train.learning_rate", float, 0, strict=True)
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
         raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
+    _momentum(cfg)
     _number(cfg.get("workers", 1), "workers", int, 1)
     if t.batch_size is not None:
         _number(t.batch_size, "train.batch_size", int, 1)
     if cfg.get("seed") is not None:
         _number(cfg.get("seed"), "seed", int, 0)
+
+
+def _momentum(cfg: Any) -> C.Momentum:
+    """``train.momentum`` (mu in [0, 1), 0 = off) and ``train.momentum_schedule`` as a Momentum.
+
+    Raises:
+        InputError: momentum not a number in [0, 1), or an unknown schedule (one line, exit 2).
+    """
+    t = cfg.train
+    raw = t.get("momentum", 0.0)
+    try:
+        mu = _number(raw, "train.momentum", float, 0)
+    except InputError:
+        mu = float("nan")
+    if not 0.0 <= mu < 1.0:  # also NaN
+        raise InputError("config", "train.momentum", f"must be a number in [0, 1) (0 = off), got {raw!r}")
+    schedule = str(t.get("momentum_schedule", "fixed"))
+    if schedule not in C.MOMENTUM_SCHEDULES:
+        raise InputError("config", "train.momentum_schedule",
+                         f"unknown {schedule!r}; expected one of {', '.join(C.MOMENTUM_SCHEDULES)}")
+    return C.Momentum(float(mu), schedule)
 
 
 class _Files:
@@ -154,7 +176,7 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
     costs = measure_op_costs(params) if cfg.get("estimate_time", True) else None
     report = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations), coeffs,
-                      float(cfg.train.learning_rate), costs)
+                      float(cfg.train.learning_rate), costs, momentum=_momentum(cfg))
     report["sigmoid_range"] = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
     report["minibatches"] = [int(len(b)) for b in prep["batches"]]
     return report
@@ -178,6 +200,9 @@ def _plan_summary(report: dict) -> dict:
     keys = ("circuit", "depth_per_iteration", "levels", "refreshes", "iterations_per_refresh", "u_max",
             "sigmoid_range", "estimated_seconds")
     out = {k: report.get(k) for k in keys if report.get(k) is not None}
+    if report.get("momentum"):
+        out["momentum"] = report["momentum"]["mu"]
+        out["momentum_schedule"] = report["momentum"]["schedule"]
     out["overflow"] = bool(report["overflow"])
     out["data_ciphertexts"] = report["ciphertexts"]["data"]
     out["data_mib"] = report["ciphertexts"]["data_bytes"] / 2 ** 20
@@ -266,7 +291,8 @@ def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
         prep = _prepare_data(cfg, owner.params)
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
     job = {"circuit": str(cfg.circuit), "coeffs": list(coeffs), "learning_rate": float(cfg.train.learning_rate),
-           "iterations": int(cfg.train.iterations), "sigmoid": str(cfg.train.sigmoid)}
+           "iterations": int(cfg.train.iterations), "sigmoid": str(cfg.train.sigmoid),
+           "momentum": _momentum(cfg).to_dict()}
     with run.timer("encrypt"):
         info = owner_encrypt(owner, prep["z"], prep["batches"], job, files.write(DATA), files.write(WEIGHTS),
                              files.write(JOB))
@@ -280,15 +306,16 @@ def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
 
 def _train(run: Any, files: _Files, local: bool, workers: int = 1) -> dict:
     from toolkit.encrypted import he
-    from toolkit.encrypted.protocol import local_refresher, read_job, server_train
+    from toolkit.encrypted.protocol import job_momentum, local_refresher, read_job, server_train
 
     job = read_job(files.read(JOB))
+    momentum = job_momentum(job)
     refresh = None
     refresh_log: list = []
     if local:
         owner = he.load_context(files.read(SECRET), "owner")
         public = he.load_context(files.read(PUBLIC), "server")
-        refresh = local_refresher(owner, public, refresh_log)
+        refresh = local_refresher(owner, public, refresh_log, momentum.enabled)
     prev_state = json.loads(files.read(STATE).read_text()) if (run.staging / STATE).exists() or \
         run.existing(STATE) else None
     out_tmp = run.path("server/.encrypted_weights.next.zip")
@@ -303,9 +330,9 @@ def _train(run: Any, files: _Files, local: bool, workers: int = 1) -> dict:
         state["prepare_seconds"] = prev_state.get("prepare_seconds", 0.0) + state["prepare_seconds"]
     run.write_json(STATE, state)
     if local:
-        ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
-        run.write_json(REFRESH_LOG, [{"iteration": k, "weights": (np.asarray(v) / ws).tolist()}
-                                     for k, v in refresh_log])
+        coeffs = tuple(job["coeffs"])
+        run.write_json(REFRESH_LOG, [{"iteration": k, "weights": C.model_coordinates(
+            v, job["circuit"], coeffs, momentum, k).tolist()} for k, v in refresh_log])
     if state["needs_refresh"]:
         log(f"chain used up after iteration {state['iteration']}: run step=refresh (owner), then step=train again")
     sec = state["seconds"]
@@ -320,7 +347,7 @@ def _train(run: Any, files: _Files, local: bool, workers: int = 1) -> dict:
 
 def _refresh_step(run: Any, files: _Files) -> dict:
     from toolkit.encrypted import he
-    from toolkit.encrypted.protocol import owner_refresh, read_job
+    from toolkit.encrypted.protocol import job_momentum, owner_refresh, read_job
 
     owner = he.load_context(files.read(SECRET), "owner")
     job = read_job(files.read(JOB))
@@ -329,8 +356,9 @@ def _refresh_step(run: Any, files: _Files) -> dict:
         out = owner_refresh(owner, files.read(WEIGHTS), out_tmp)
     shutil.move(str(out_tmp), str(run.path(WEIGHTS)))
     logged = json.loads(files.read(REFRESH_LOG).read_text()) if run.existing(REFRESH_LOG) else []
-    ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
-    logged.append({"iteration": out["iteration"], "weights": (out["weights"] / ws).tolist()})
+    model = C.model_coordinates(out["weights"], job["circuit"], tuple(job["coeffs"]), job_momentum(job),
+                                out["iteration"])
+    logged.append({"iteration": out["iteration"], "weights": model.tolist()})
     run.write_json(REFRESH_LOG, logged)
     state_path = run.existing(STATE)
     if state_path is not None:
@@ -346,11 +374,12 @@ def _decrypt(cfg: Any, run: Any, files: _Files) -> dict:
     from toolkit.encrypted import he
     from toolkit.encrypted.data import Scaling
     from toolkit.encrypted.metrics import evaluate
-    from toolkit.encrypted.protocol import owner_decrypt, read_job
+    from toolkit.encrypted.protocol import job_momentum, owner_decrypt, read_job
     from toolkit.encrypted.reference import exact_logistic_regression, train_poly_reference
 
     owner = he.load_context(files.read(SECRET), "owner")
     job = read_job(files.read(JOB))
+    momentum = job_momentum(job)
     with run.timer("decrypt"):
         w_enc, reached = owner_decrypt(owner, files.read(WEIGHTS), job)
     if reached < int(job["iterations"]):
@@ -365,7 +394,7 @@ def _decrypt(cfg: Any, run: Any, files: _Files) -> dict:
     iterations = min(reached, int(job["iterations"])) or 1
     with run.timer("reference_poly"):
         traj = train_poly_reference(prep["z"], prep["batches"], iterations, coeffs, float(job["learning_rate"]),
-                                    cfg.trainer, run.staging / "reference")
+                                    cfg.trainer, run.staging / "reference", momentum)
     shutil.rmtree(run.staging / "reference", ignore_errors=True)
     with run.timer("reference_exact"):
         w_exact = exact_logistic_regression(prep["x_train"], prep["data"].y_train, int(cfg.seed or 0))
@@ -375,6 +404,7 @@ def _decrypt(cfg: Any, run: Any, files: _Files) -> dict:
     m_exact = evaluate(w_exact, prep["x_test"], y_te)
     model = {"weights": w_enc.tolist(), "bias_first": True, "scaling": saved.to_dict(),
              "circuit": job["circuit"], "sigmoid": job.get("sigmoid"), "coeffs": list(coeffs),
+             "momentum": momentum.to_dict(),
              "iterations": reached, "feature_names": prep["data"].feature_names}
     run.write_json("model.json", model)
     history = {"iteration": list(range(1, len(traj) + 1)),

@@ -5,8 +5,9 @@ The circuit's heavy work is independent per feature (the ``Z_j`` products, the r
 the weight updates), so the features are split into ``workers`` groups, each owned by a forked process
 that holds its share of the data and weight ciphertexts.  Per iteration the workers send their pending
 partial sums of ``u = Z w`` (one ciphertext per block), the main process finishes ``u`` and the
-activation, sends it back, and each worker updates its own weights.  Ciphertexts travel as SEAL
-serialisations through pipes.  Fork start method only (Linux); with ``workers=1`` nothing is forked.
+activation, sends it back, and each worker updates its own weights (and, with Nesterov momentum, its
+own momentum state ``v'``).  Ciphertexts travel as SEAL serialisations through pipes.  Fork start method
+only (Linux); with ``workers=1`` nothing is forked.
 """
 
 from __future__ import annotations
@@ -51,17 +52,21 @@ def _act_from_bytes(ctx: Any, act: list) -> list:
 
 
 def _worker(conn: Any, be: Any, circuit: str, batches: list[C.Minibatch], w: list[Any],
-            coeffs: tuple[float, float, float], lr: float) -> None:
+            coeffs: tuple[float, float, float], lr: float, momentum: C.Momentum = C.NO_MOMENTUM,
+            start: int = 0) -> None:
+    """Worker loop; ``w`` is this group's state (weights, then ``v'`` with momentum)."""
     ctx = be.ctx
-    batches = [C.prepare(be, circuit, mb, coeffs, lr) for mb in batches]
+    batches = [C.prepare(be, circuit, mb, coeffs, lr, momentum.grad_factor(start)) for mb in batches]
     conn.send("ready")
+    nw = len(w) // 2 if momentum.enabled else len(w)
     while True:
         cmd, arg = conn.recv()
         if cmd == "inner":
-            conn.send([to_bytes(c) for c in C.inner_partial(be, batches[arg % len(batches)], w)])
+            conn.send([to_bytes(c) for c in C.inner_partial(be, batches[arg % len(batches)], w[:nw])])
         elif cmd == "update":
             k, act = arg
-            w = C.update(be, circuit, batches[k % len(batches)], w, _act_from_bytes(ctx, act), lr)
+            w = C.update(be, circuit, batches[k % len(batches)], w, _act_from_bytes(ctx, act), lr, coeffs,
+                         momentum, k)
             conn.send(be.level(w[0]))
         elif cmd == "get":
             conn.send([to_bytes(c) for c in w])
@@ -80,14 +85,18 @@ class FeatureWorkers:
         be: the server's :class:`toolkit.encrypted.he.SealBackend` (inherited by the forked workers).
         circuit, coeffs, lr: as in :func:`toolkit.encrypted.circuit.iterate`.
         batches: minibatches with all features (``z[j][block]``), not yet prepared.
-        w: ``[d]`` weight ciphertexts.
+        w: server state: ``[d]`` weight ciphertexts, or ``[2d]`` (weights then ``v'``) with momentum.
         workers: number of processes (>= 2).
+        momentum: Nesterov momentum; start: first iteration (for the initial momentum factor).
     """
 
     def __init__(self, be: Any, circuit: str, batches: list[C.Minibatch], w: list[Any],
-                 coeffs: tuple[float, float, float], lr: float, workers: int) -> None:
+                 coeffs: tuple[float, float, float], lr: float, workers: int,
+                 momentum: C.Momentum = C.NO_MOMENTUM, start: int = 0) -> None:
         self.be, self.circuit, self.coeffs, self.lr = be, circuit, coeffs, lr
-        d = len(w)
+        self.momentum = momentum
+        d = len(w) // 2 if momentum.enabled else len(w)
+        self.d = d
         self.groups = [g for g in np.array_split(np.arange(d), min(workers, d)) if len(g)]
         ctx = mp.get_context("fork")
         self.conns, self.procs = [], []
@@ -96,8 +105,8 @@ class FeatureWorkers:
             sub = [C.Minibatch([mb.z[j] for j in g], mb.n,
                                colsum=[mb.colsum[j] for j in g] if mb.colsum is not None else None)
                    for mb in batches]
-            p = ctx.Process(target=_worker, args=(child, be, circuit, sub, [w[j] for j in g], coeffs, lr),
-                            daemon=True)
+            args = (child, be, circuit, sub, self._group_state(w, g), coeffs, lr, momentum, start)
+            p = ctx.Process(target=_worker, args=args, daemon=True)
             p.start()
             child.close()
             self.conns.append(parent)
@@ -106,6 +115,13 @@ class FeatureWorkers:
             if c.recv() != "ready":
                 raise RuntimeError("worker failed to start")
         self._level = be.level(w[0])
+
+    def _group_state(self, state: list[Any], g: Any) -> list[Any]:
+        """The part of ``state`` for feature group ``g``: its weights, then its ``v'`` (momentum)."""
+        out = [state[j] for j in g]
+        if self.momentum.enabled:
+            out += [state[self.d + j] for j in g]
+        return out
 
     def level(self) -> int:
         """Level of the weight ciphertexts."""
@@ -122,17 +138,19 @@ class FeatureWorkers:
         self._level = [c.recv() for c in self.conns][0]
 
     def get_weights(self) -> list[Any]:
-        """All ``[d]`` weight ciphertexts, in feature order."""
-        out = []
-        for c in self.conns:
+        """The whole state in feature order: ``[d]`` weights, then ``[d]`` ``v'`` with momentum."""
+        ws, vs = [], []
+        for c, g in zip(self.conns, self.groups, strict=True):
             c.send(("get", None))
-            out.extend(from_bytes(self.be.ctx, b) for b in c.recv())
-        return out
+            part = [from_bytes(self.be.ctx, b) for b in c.recv()]
+            ws.extend(part[:len(g)])
+            vs.extend(part[len(g):])
+        return ws + vs
 
     def set_weights(self, w: list[Any]) -> None:
-        """Replace the weights (after a refresh)."""
+        """Replace the state (after a refresh), layout as :meth:`get_weights`."""
         for c, g in zip(self.conns, self.groups, strict=True):
-            c.send(("set", [to_bytes(w[j]) for j in g]))
+            c.send(("set", [to_bytes(x) for x in self._group_state(w, g)]))
         self._level = [c.recv() for c in self.conns][0]
 
     def close(self) -> None:
@@ -151,8 +169,11 @@ class FeatureWorkers:
 
 def run_schedule_parallel(be: Any, circuit: str, batches: list[C.Minibatch], w: list[Any], iterations: int,
                           coeffs: tuple[float, float, float], lr: float, refresh: Any, workers: int,
-                          start_iteration: int = 0, stop_when_exhausted: bool = False) -> tuple:
+                          start_iteration: int = 0, stop_when_exhausted: bool = False,
+                          momentum: C.Momentum = C.NO_MOMENTUM) -> tuple:
     """:func:`toolkit.encrypted.circuit.run_schedule` with the features split over worker processes.
+
+    ``w`` is the server state (``[d]`` weights, or ``[2d]`` weights then ``v'`` with ``momentum``).
 
     Returns:
         ``(weights, trace, next_iteration, prepare_seconds)``.
@@ -162,7 +183,7 @@ def run_schedule_parallel(be: Any, circuit: str, batches: list[C.Minibatch], w: 
         raise ValueError(f"{circuit} needs {depth} levels per iteration; the chain has {be.params.levels}")
     trace = C.TrainTrace()
     t0 = time.perf_counter()
-    pool = FeatureWorkers(be, circuit, batches, w, coeffs, lr, workers)
+    pool = FeatureWorkers(be, circuit, batches, w, coeffs, lr, workers, momentum, start_iteration)
     prepare_s = time.perf_counter() - t0
     try:
         k = start_iteration

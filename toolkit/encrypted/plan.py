@@ -35,7 +35,7 @@ def plain_batches(be: C.PlainBackend, z: np.ndarray, batches: list[np.ndarray]) 
 
 def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.ndarray], iterations: int,
              coeffs: tuple[float, float, float], learning_rate: float,
-             op_costs: dict | None = None) -> dict:
+             op_costs: dict | None = None, momentum: C.Momentum = C.NO_MOMENTUM) -> dict:
     """Simulate training and return the plan report.
 
     Args:
@@ -44,24 +44,31 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
         z: float64 ``[n, d]`` label-signed features; batches: minibatch index arrays.
         iterations: minibatch iterations.
         op_costs: optional ``{(op, level): seconds}`` from :func:`measure_op_costs`.
+        momentum: Nesterov momentum (:class:`~toolkit.encrypted.circuit.Momentum`); when on, the server
+            state also holds ``v'`` (``2d`` weight ciphertexts) and is refreshed with the weights.
 
     Returns:
         dict with ``depth_per_iteration``, ``levels`` (chain levels), ``levels_used`` per iteration,
         ``refreshes``, ``ranges`` (per level: max |value|, headroom), ``overflow`` (list of findings),
         ``fits_chain``, ``u_max`` (largest |z.w| seen vs the sigmoid range), ``ciphertexts``
         (counts and bytes), ``estimated_seconds`` (when ``op_costs`` given), ``weights`` (final, model
-        coordinates, float64 ``[d]``) and ``trajectory`` (``[iterations, d]`` weights after each step).
+        coordinates, float64 ``[d]``) and ``trajectory`` (``[iterations, d]`` weights after each step;
+        with momentum the plain-step sequence ``v_k``, the model the owner decrypts), ``momentum``.
     """
     be = C.PlainBackend(params)
     depth = C.DEPTH_PER_ITERATION[circuit]
     fits = depth <= params.levels
     report: dict[str, Any] = {"circuit": circuit, "depth_per_iteration_nominal": depth,
-                              "levels": params.levels, "fits_chain": fits, "params": params.to_dict()}
+                              "levels": params.levels, "fits_chain": fits, "params": params.to_dict(),
+                              "momentum": momentum.to_dict()}
     ws = C.weight_scale(circuit, coeffs)
-    mbs = [C.prepare(be, circuit, mb, coeffs, learning_rate) for mb in plain_batches(be, z, batches)]
+    d = z.shape[1]
+    mbs = [C.prepare(be, circuit, mb, coeffs, learning_rate, momentum.grad_factor(0))
+           for mb in plain_batches(be, z, batches)]
     trajectory = []
     u_max = 0.0
-    w = [be.encrypt_replicated(0.0) for _ in range(z.shape[1])]
+    n_state = 2 * d if momentum.enabled else d  # weights, then v' = w at the start
+    w = [be.encrypt_replicated(0.0) for _ in range(n_state)]
     trace = C.TrainTrace()
     if fits:
         def refresh(ws_: list, k: int) -> list:
@@ -69,12 +76,13 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
 
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported, not warned
             for k in range(iterations):
-                current = np.array([c.values[0] for c in w]) / ws
+                current = np.array([c.values[0] for c in w[:d]]) / ws  # the point the sigmoid sees
                 u_max = max(u_max, float(np.nan_to_num(np.max(np.abs(z[batches[k % len(batches)]] @ current)),
                                                        nan=np.inf)))
                 w, trace, _ = C.run_schedule(be, circuit, mbs, w, k + 1, coeffs, learning_rate, refresh,
-                                             start_iteration=k, trace=trace)
-                trajectory.append(np.array([c.values[0] for c in w]) / ws)
+                                             start_iteration=k, trace=trace, momentum=momentum)
+                trajectory.append(C.model_coordinates(np.array([c.values[0] for c in w]), circuit, coeffs,
+                                                      momentum, k + 1))
     report.update({
         "depth_per_iteration": trace.depth_per_iteration,
         "levels_used": [list(t) for t in trace.levels],
@@ -89,17 +97,17 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
     })
     n_data = sum(len(mb.z) * (len(mb.z[0]) + 1) for mb in mbs)
     report["ciphertexts"] = {
-        "data": n_data, "weights": z.shape[1],
+        "data": n_data, "weights": n_state,
         "fresh_bytes": params.ciphertext_bytes(0),
         "data_bytes": n_data * params.ciphertext_bytes(0),
-        "weights_bytes": z.shape[1] * params.ciphertext_bytes(0),
+        "weights_bytes": n_state * params.ciphertext_bytes(0),
     }
     report["op_counts"] = {f"{op}@{lv}": c for (op, lv), c in sorted(be.ops.items())}
     if op_costs is not None:
         est = 0.0
         for (op, lv), count in be.ops.items():
             est += count * op_costs.get((op, lv), op_costs.get((op, 0), 0.0))
-        est += (n_data + z.shape[1] * (1 + trace.refreshes)) * op_costs.get(("encrypt", 0), 0.0)
+        est += (n_data + n_state * (1 + trace.refreshes)) * op_costs.get(("encrypt", 0), 0.0)
         report["estimated_seconds"] = est
     report["weights"] = trajectory[-1] if trajectory else np.zeros(z.shape[1])
     report["trajectory"] = np.array(trajectory)

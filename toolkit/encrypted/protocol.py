@@ -6,6 +6,11 @@ the server's files (``public_context.zip``, ``encrypted_data.zip``, ``encrypted_
 when the weights' modulus chain is used up, the server hands the weight ciphertexts to the owner, who
 decrypts them, re-encrypts them fresh and hands them back (TenSEAL Tutorial 1 does the same every epoch);
 each refresh is counted.  Decrypted values go only to the key holder (Li-Micciancio, eprint 2020/1533).
+
+Weight files (kind ``weights``) hold ``w0 .. w{d-1}`` and, with Nesterov momentum on, the server's
+momentum state ``v0 .. v{d-1}`` (``v'`` of :mod:`toolkit.encrypted.circuit`, server coordinates); the
+manifest meta carries ``iteration`` (iterations done).  A refresh decrypts and re-encrypts every member, so
+the momentum state travels with the weights.
 """
 
 from __future__ import annotations
@@ -51,8 +56,10 @@ def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job:
             The secret key itself is never written to the server's files.
         z: float64 ``[n, d]`` label-signed features ``y'(1, x)``.
         batches: index arrays of the minibatches.
-        job: training settings for the server (circuit, coeffs, learning_rate, iterations; optional
-            ``initial_weights`` float ``[d]``, model coordinates, not written to ``job.json``).
+        job: training settings for the server (circuit, coeffs, learning_rate, iterations, optional
+            ``momentum`` dict (:meth:`toolkit.encrypted.circuit.Momentum.to_dict`); optional
+            ``initial_weights`` float ``[d]``, model coordinates, not written to ``job.json``).  With
+            momentum on, ``v0..v{d-1}`` = the initial weights are written too (``v_0 = w_0``).
         data_path, weights_path, job_path: the server's files to write.
 
     Returns:
@@ -74,24 +81,56 @@ def owner_encrypt(owner: he.Keys, z: np.ndarray, batches: list[np.ndarray], job:
     ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
     w0 = np.asarray(job.get("initial_weights") or np.zeros(z.shape[1]), dtype=np.float64)
     weights = {f"w{j}": be.encrypt_bytes(float(ws * w0[j])) for j in range(z.shape[1])}
+    if C.Momentum.from_dict(job.get("momentum")).enabled:
+        weights.update({f"v{j}": be.encrypt_bytes(float(ws * w0[j])) for j in range(z.shape[1])})
     he.save_ciphertexts(weights_path, owner, WEIGHTS_KIND, weights, {"iteration": 0})
     job = {k: v for k, v in job.items() if k != "initial_weights"}
     Path(job_path).write_text(json.dumps(job, indent=2))
     return {"ciphertexts": len(cts) + len(weights), "blocks_per_batch": [b["blocks"] for b in meta_batches]}
 
 
-def _weights_list(cts: dict[str, Any]) -> list[Any]:
-    return [cts[f"w{j}"] for j in range(len(cts))]
+def state_names(d: int, momentum: bool) -> list[str]:
+    """Member names of a weight file in state order: ``w0..w{d-1}`` then (momentum) ``v0..v{d-1}``."""
+    return [f"w{j}" for j in range(d)] + ([f"v{j}" for j in range(d)] if momentum else [])
+
+
+def _weights_list(cts: dict[str, Any], path: Path | str = "weights",
+                  field: str = "encrypted_weights") -> list[Any]:
+    """The server state (list in :func:`state_names` order) from a loaded weight file.
+
+    Raises:
+        InputError: the members are not ``w0..w{d-1}`` (and ``v0..v{d-1}``).
+    """
+    d = sum(1 for name in cts if name.startswith("w"))
+    momentum = any(name.startswith("v") for name in cts)
+    names = state_names(d, momentum)
+    if sorted(names) != sorted(cts):
+        raise InputError(path, field, f"unexpected members {sorted(cts)[:4]}...; expected w0..w{d - 1}"
+                         f"{' and v0..v' + str(d - 1) if momentum else ''}")
+    return [cts[n] for n in names]
+
+
+def _state_dict(state: list[Any], momentum: bool) -> dict[str, Any]:
+    d = len(state) // 2 if momentum else len(state)
+    return dict(zip(state_names(d, momentum), state, strict=True))
 
 
 def owner_refresh(owner: he.Keys, weights_path: Path, out_path: Path) -> dict:
     """File step: refresh the server's weight file (decrypt, average the replicated slots, re-encrypt
-    fresh with the secret key); returns ``{"iteration", "weights"}`` (server coordinates)."""
+    fresh with the secret key), momentum state ``v`` included.
+
+    Returns:
+        ``{"iteration", "weights"}``: iterations done and the decrypted state, float64 ``[d]`` or
+        ``[2d]`` (weights then ``v'``), server coordinates
+        (:func:`toolkit.encrypted.circuit.model_coordinates` turns it into the model).
+    """
     cts, meta = he.load_ciphertexts(weights_path, owner, WEIGHTS_KIND, "encrypted_weights")
     be = he.SealBackend(owner)
-    values = np.array([float(np.mean(be.decrypt(c))) for c in _weights_list(cts)])
-    he.save_ciphertexts(out_path, owner, WEIGHTS_KIND,
-                        {f"w{j}": be.encrypt_bytes(float(v)) for j, v in enumerate(values)}, meta)
+    state = _weights_list(cts, weights_path)
+    momentum = any(name.startswith("v") for name in cts)
+    values = np.array([float(np.mean(be.decrypt(c))) for c in state])
+    fresh = [be.encrypt_bytes(float(v)) for v in values]
+    he.save_ciphertexts(out_path, owner, WEIGHTS_KIND, _state_dict(fresh, momentum), meta)
     return {"iteration": int(meta.get("iteration", 0)), "weights": values}
 
 
@@ -109,7 +148,16 @@ def read_job(path: Path) -> dict:
             raise InputError(p, key, "missing")
     if job["circuit"] not in C.CIRCUITS:
         raise InputError(p, "circuit", f"unknown {job['circuit']!r}; expected one of {C.CIRCUITS}")
+    try:
+        C.Momentum.from_dict(job.get("momentum"))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InputError(p, "momentum", str(exc)) from None
     return job
+
+
+def job_momentum(job: dict) -> C.Momentum:
+    """The job's :class:`~toolkit.encrypted.circuit.Momentum` (off when the key is absent)."""
+    return C.Momentum.from_dict(job.get("momentum"))
 
 
 def server_train(public_path: Path, data_path: Path, weights_path: Path, job: dict, out_path: Path,
@@ -121,68 +169,82 @@ def server_train(public_path: Path, data_path: Path, weights_path: Path, job: di
             when the chain is used up.  ``None`` (separate steps): stop there and report
             ``needs_refresh`` so the owner runs ``step=refresh`` and then ``step=train`` again.
         workers: server processes splitting the features (:mod:`toolkit.encrypted.parallel`).
+        job: as written by :func:`owner_encrypt`; its ``momentum`` decides whether the weight file must
+            also hold the momentum state ``v``.
 
     Returns:
         State dict: ``iteration``, ``needs_refresh``, ``levels`` per iteration, ``seconds`` per
         iteration, ``refresh_seconds``, ``refreshes``, ``refresh_iterations``, ``prepare_seconds``.
 
     Raises:
-        InputError: files missing/invalid or from another context.
+        InputError: files missing/invalid or from another context, or a weight file whose ciphertext
+            count does not match the features and the momentum setting.
     """
     keys = he.load_context(public_path, "server")
     be = he.SealBackend(keys)
     data, meta = he.load_ciphertexts(data_path, keys, DATA_KIND, "encrypted_data")
     wcts, wmeta = he.load_ciphertexts(weights_path, keys, WEIGHTS_KIND, "encrypted_weights")
     d = int(meta["d"])
-    if len(wcts) != d:
-        raise InputError(weights_path, "encrypted_weights", f"holds {len(wcts)} weights, the data has {d} features")
+    momentum = job_momentum(job)
+    if len(wcts) != (2 * d if momentum.enabled else d):
+        what = f"{d} weights and {d} momentum states (v)" if momentum.enabled else f"{d} weights"
+        raise InputError(weights_path, "encrypted_weights", f"holds {len(wcts)} ciphertexts, expected {what} "
+                         "(momentum setting differs from the encrypt step?)")
     coeffs = tuple(float(c) for c in job["coeffs"])
     lr = float(job["learning_rate"])
     start = int(wmeta.get("iteration", 0))
     raw = [C.Minibatch([[data[_ct_name(bi, j, k)] for k in range(info["blocks"])] for j in range(d)], int(info["n"]),
                        colsum=[data[f"b{bi}_f{j}_sum"] for j in range(d)] if f"b{bi}_f0_sum" in data else None)
            for bi, info in enumerate(meta["batches"])]
-    w0 = _weights_list(wcts)
+    w0 = _weights_list(wcts, weights_path)
     if int(workers) > 1:
         from toolkit.encrypted.parallel import run_schedule_parallel
 
         w, trace, k, prepare_s = run_schedule_parallel(be, job["circuit"], raw, w0, int(job["iterations"]), coeffs,
                                                        lr, refresh, int(workers), start_iteration=start,
-                                                       stop_when_exhausted=refresh is None)
+                                                       stop_when_exhausted=refresh is None, momentum=momentum)
     else:
         t0 = time.perf_counter()
-        batches = [C.prepare(be, job["circuit"], mb, coeffs, lr) for mb in raw]
+        batches = [C.prepare(be, job["circuit"], mb, coeffs, lr, momentum.grad_factor(start)) for mb in raw]
         prepare_s = time.perf_counter() - t0
         w, trace, k = C.run_schedule(be, job["circuit"], batches, w0, int(job["iterations"]), coeffs, lr,
-                                     refresh, start_iteration=start, stop_when_exhausted=refresh is None)
-    he.save_ciphertexts(out_path, keys, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)}, {"iteration": k})
+                                     refresh, start_iteration=start, stop_when_exhausted=refresh is None,
+                                     momentum=momentum)
+    he.save_ciphertexts(out_path, keys, WEIGHTS_KIND, _state_dict(w, momentum.enabled), {"iteration": k})
     return {"iteration": k, "needs_refresh": k < int(job["iterations"]), "levels": trace.levels,
             "seconds": trace.seconds, "refresh_seconds": trace.refresh_seconds, "refreshes": trace.refreshes,
             "refresh_iterations": trace.refresh_iterations, "prepare_seconds": prepare_s}
 
 
-def local_refresher(owner: he.Keys, public: he.Keys, log: list) -> Any:
+def local_refresher(owner: he.Keys, public: he.Keys, log: list, momentum: bool = False) -> Any:
     """Refresh callback for a local run, going through files exactly as a remote owner would.
 
     The server's ciphertexts are written to a file, the owner loads them with the secret context,
-    decrypts, re-encrypts and writes a file the server loads.  ``log`` collects ``(iteration, weights)``.
+    decrypts, re-encrypts and writes a file the server loads.  ``log`` collects ``(iteration, values)``
+    (decrypted state, server coordinates).  With ``momentum`` the state is ``[w] + [v']`` and both travel.
     """
     def refresh(w: list[Any], iteration: int) -> list[Any]:
         with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
             req, resp = Path(tmp) / "request.zip", Path(tmp) / "response.zip"
-            he.save_ciphertexts(req, public, WEIGHTS_KIND, {f"w{j}": c for j, c in enumerate(w)},
-                                {"iteration": iteration})
+            he.save_ciphertexts(req, public, WEIGHTS_KIND, _state_dict(w, momentum), {"iteration": iteration})
             out = owner_refresh(owner, req, resp)
             log.append((iteration, out["weights"]))
             cts, _ = he.load_ciphertexts(resp, public, WEIGHTS_KIND, "refresh_response")
-        return _weights_list(cts)
+        return _weights_list(cts, resp)
     return refresh
 
 
 def owner_decrypt(owner: he.Keys, weights_path: Path, job: dict) -> tuple[np.ndarray, int]:
-    """Decrypt the final weights into model coordinates: float64 ``[d]`` and the iteration reached."""
+    """Decrypt the final state into model coordinates: float64 ``[d]`` and the iteration reached.
+
+    With momentum the model is the plain-step sequence ``v`` (decoded from ``v'``), see
+    :func:`toolkit.encrypted.circuit.model_coordinates`.
+    """
     cts, meta = he.load_ciphertexts(weights_path, owner, WEIGHTS_KIND, "encrypted_model")
     be = he.SealBackend(owner)
-    ws = C.weight_scale(job["circuit"], tuple(job["coeffs"]))
-    w = np.array([float(np.mean(be.decrypt(c))) for c in _weights_list(cts)]) / ws
-    return w, int(meta.get("iteration", 0))
+    values = np.array([float(np.mean(be.decrypt(c))) for c in _weights_list(cts, weights_path, "encrypted_model")])
+    reached = int(meta.get("iteration", 0))
+    momentum = job_momentum(job)
+    if momentum.enabled != any(name.startswith("v") for name in cts):
+        raise InputError(weights_path, "encrypted_model", "momentum state does not match job.json")
+    return C.model_coordinates(values, job["circuit"], tuple(job["coeffs"]), momentum, reached), reached
