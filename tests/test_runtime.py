@@ -38,3 +38,15 @@ def test_failure_leaves_nothing(tmp_path, exc):
     with pytest.raises(type(exc)):
         execute("demo", _cfg(tmp_path), body)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_json_outputs_are_strict_without_nan():
+    import json
+    import math
+
+    from toolkit.runtime import to_jsonable
+
+    doc = to_jsonable({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf"), "e": 2}})
+    assert doc == {"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}
+    text = json.dumps(doc, allow_nan=False)  # raises if anything non-finite survived
+    assert not any(isinstance(v, float) and not math.isfinite(v) for v in json.loads(text)["b"])

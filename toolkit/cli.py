@@ -101,7 +101,9 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
         raise fail(f"{type(exc).__name__}: {msg} (set TOOLKIT_DEBUG=1 for the traceback)",
                    EXIT_RUNTIME) from None
     if json_out:
-        sys.stdout.write(json.dumps(doc, indent=2, allow_nan=True) + "\n")
+        from toolkit.runtime import to_jsonable
+
+        sys.stdout.write(json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n")
     else:
         print_metrics(doc)
     return doc

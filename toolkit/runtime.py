@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import resource
 import shutil
@@ -87,9 +88,9 @@ class Run:
             self.peak_rss[stage] = peak_rss_mb()
 
     def write_json(self, name: str, obj: Any) -> Path:
-        """Write ``obj`` as indented JSON to staging artifact ``name``."""
+        """Write ``obj`` as indented, strict JSON to staging artifact ``name`` (NaN and infinities as ``null``)."""
         p = self.path(name)
-        p.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
+        p.write_text(json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n")
         return p
 
     def commit(self) -> list[str]:
@@ -126,9 +127,23 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def to_jsonable(obj: Any) -> Any:
-    """Round-trip ``obj`` through JSON with numpy/path support (NaN kept as ``NaN``)."""
-    return json.loads(json.dumps(obj, default=_json_default))
+    """Round-trip ``obj`` through JSON with numpy/path support; NaN and infinities become ``None``.
+
+    The result always serialises as strict JSON (RFC 8259 has no NaN), so ``jq`` and other strict
+    parsers read ``metrics.json`` and ``--json`` output.
+    """
+    return _finite(json.loads(json.dumps(obj, default=_json_default)))
 
 
 def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:

@@ -22,6 +22,26 @@ def test_encoder_split_is_class_disjoint():
     assert len(enc1) == len(meta1) == len(y)
 
 
+def test_encoder_split_keeps_groups_whole_and_is_closest_to_the_fraction():
+    # 4 groups with 2, 6, 4 and 8 classes (20 classes, 2 samples each)
+    sizes = [2, 6, 4, 8]
+    y = np.repeat(np.arange(sum(sizes)), 2)
+    group_of_class = np.repeat(np.array(["a", "b", "c", "d"]), sizes)
+    groups = group_of_class[y]
+    for seed in range(5):
+        enc, meta = encoder_split(y, 0.5, seed=seed, groups=groups)
+        assert set(groups[enc]).isdisjoint(groups[meta])  # no group on both sides
+        assert len(set(groups[enc])) >= 1 and len(set(groups[meta])) >= 1
+        assert len(enc) + len(meta) == len(y)
+        order = np.random.default_rng(seed).permutation(np.unique(groups))
+        prefix = np.cumsum([sizes["abcd".index(g)] for g in order])[:-1]
+        best = prefix[np.argmin(np.abs(prefix - 10))]
+        assert len(set(y[enc])) == best  # the prefix closest to half of the 20 classes
+    # one group only: falls back to a class split
+    enc, meta = encoder_split(y, 0.5, seed=0, groups=np.full(len(y), "a"))
+    assert set(y[enc]).isdisjoint(y[meta]) and len(set(y[enc])) == 10
+
+
 def _write_folder(root, classes, per_class, rng):
     for c in range(classes):
         d = root / f"group{c % 2}" / f"class{c:02d}"

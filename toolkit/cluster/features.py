@@ -139,10 +139,13 @@ def _image_data(cfg, run: Run) -> ClusterData:
         log(f"kept {len(keep_classes)} test classes whose groups are unseen in meta-training")
     if data.test_unlabelled or (sy is not None and (sy < 0).all()):
         sy = None
+    groups = None
+    if tnames is not None and all("/" in n for n in tnames):
+        groups = np.asarray([n.split("/")[0] for n in tnames])[ty]  # alphabet of each sample (Omniglot layout)
     _, ty = np.unique(ty, return_inverse=True)
     if len(np.unique(ty)) < 2:
         raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
-    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run)
+    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run, groups)
     return ClusterData(train_f, train_y, test_f, sy, str(data.test_images))
 
 
@@ -158,31 +161,56 @@ def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
 MIN_SPLIT_CLASSES = 5
 
 
-def encoder_split(ty: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def encoder_split(ty: np.ndarray, fraction: float, seed: int, groups: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Split meta-training sample indices by class into ``(encoder_idx, meta_idx)``.
 
     ``fraction`` of the classes train the encoder; the GNN and the baselines' thresholds are then fitted on the
     *other* classes, whose embeddings, like the test set's, come from an encoder that never saw them.
     ``fraction = 1``, or fewer than ``2 * MIN_SPLIT_CLASSES`` classes (an encoder of 2-3 classes embeds
     nothing useful, e.g. MNIST 0-4), uses every class for both (the reference's setting).
+
+    With ``groups`` (str or int ``[N]``, e.g. the Omniglot alphabet of each sample) and at least two groups,
+    whole groups go to one side, so the meta-training classes also come from groups the encoder never saw,
+    as the test classes do (Omniglot: unseen alphabets).  Groups are shuffled and the encoder takes the
+    prefix whose class count is closest to ``fraction`` of the classes; each side keeps at least one group.
+
+    Args:
+        ty: int64 ``[N]`` class labels.  fraction: share of classes for the encoder, in (0, 1].
+        seed: RNG seed of the draw.  groups: optional ``[N]`` group of each sample.
+
+    Returns:
+        Two int64 index arrays into ``ty``; identical (all samples) when no split is made.
     """
     classes = np.unique(ty)
     if fraction >= 1 or len(classes) < 2 * MIN_SPLIT_CLASSES:
         idx = np.arange(len(ty))
         return idx, idx
+    rng = np.random.default_rng(seed)
+    if groups is not None and len(np.unique(groups)) >= 2:
+        names = rng.permutation(np.unique(groups))
+        per_group = np.array([len(np.unique(ty[groups == g])) for g in names])
+        target = fraction * len(classes)
+        # the prefix of the shuffled groups whose class count is closest to the target; one group at least
+        # on each side
+        n_groups = int(np.argmin(np.abs(np.cumsum(per_group)[:-1] - target))) + 1
+        is_enc = np.isin(groups, names[:n_groups])
+        return np.flatnonzero(is_enc), np.flatnonzero(~is_enc)
     n_enc = min(max(int(round(fraction * len(classes))), MIN_SPLIT_CLASSES), len(classes) - MIN_SPLIT_CLASSES)
-    enc_classes = np.random.default_rng(seed).permutation(classes)[:n_enc]
+    enc_classes = rng.permutation(classes)[:n_enc]
     is_enc = np.isin(ty, enc_classes)
     return np.flatnonzero(is_enc), np.flatnonzero(~is_enc)
 
 
-def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
+                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train (or reuse from cache) the supervised image encoder and embed the meta-training and test images.
 
     Args:
         tx: float32 ``[N, 1, H, W]`` meta-training images; ty: int64 ``[N]`` labels 0..C-1.
         sx: float32 ``[M, 1, H, W]`` test images.
+        groups: optional ``[N]`` group (e.g. alphabet) of each meta-training image; with
+            ``encoder.split_by=group`` the encoder/meta-training split keeps groups whole.
 
     Returns:
         ``(meta_features [N', E], meta_labels [N'], test_features [M, E])``: with
@@ -198,7 +226,11 @@ def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run
     from toolkit.models.classifier import predict, train_classifier
 
     enc = cfg.encoder
-    enc_idx, meta_idx = encoder_split(ty, float(enc.class_fraction), int(cfg.seed or 0))
+    split_by = str(enc.get("split_by", "group"))
+    if split_by not in ("group", "class"):
+        raise InputError("config", "encoder.split_by", f"expected 'group' or 'class', got '{split_by}'")
+    enc_idx, meta_idx = encoder_split(ty, float(enc.class_fraction), int(cfg.seed or 0),
+                                      groups if split_by == "group" else None)
     _, enc_y = np.unique(ty[enc_idx], return_inverse=True)
     log(f"training the {enc.arch} image encoder on {len(enc_idx)} images of {int(enc_y.max()) + 1} classes; "
         f"{len(np.unique(ty[meta_idx]))} other classes ({len(meta_idx)} images) meta-train the clustering")
