@@ -68,3 +68,22 @@ def test_training_reduces_loss(tmp_path):
     after = [lander_loss(*module.model(g), g, balance=False)[0].item() for g in graphs]
     assert np.mean(after) < np.mean(before)
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
+
+
+def test_seed_edge_subset_gives_the_same_seed_loss_as_the_full_graph(graph):
+    """Training scores only the seeds' in-edges; seeds' densities and their edges' logits must not change."""
+    torch.manual_seed(0)
+    model = Lander(8, hidden=16, use_edge_sim=True)
+    seeds = torch.zeros(graph.num_nodes(), dtype=torch.bool)
+    seeds[::3] = True
+    dst = graph.edges()[1]
+    edge_ids = torch.nonzero(seeds[dst]).flatten()
+    logits_all, den_all = model(graph)
+    logits_sub, den_sub = model(graph, edge_ids)
+    np.testing.assert_allclose(logits_sub.detach().numpy(), logits_all[edge_ids].detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(den_sub[seeds].detach().numpy(), den_all[seeds].detach().numpy(), rtol=1e-5,
+                               atol=1e-6)
+    full, parts_full = lander_loss(logits_all, den_all, graph, seeds, seeds[dst], balance=False)
+    sub, parts_sub = lander_loss(logits_sub, den_sub, graph, seeds, None, balance=False, edge_ids=edge_ids)
+    assert parts_sub["conn_edges"] == parts_full["conn_edges"] > 0
+    assert float(sub) == pytest.approx(float(full), rel=1e-5)

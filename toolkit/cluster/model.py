@@ -126,13 +126,27 @@ class Lander(nn.Module):
             z = z + self.sim_mlp(sim[:, None])
         return self.classifier(z)
 
-    def forward(self, g) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(logits [E, 2], pred_den [N])`` for every edge and node of ``g``."""
+    def forward(self, g, edge_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Linkage logits and predicted density.
+
+        Args:
+            g: DGL graph with ``features``, ``cluster_features`` (node) and ``affine``, ``raw_affine`` (edge).
+            edge_ids: optional int64 ``[E']`` edges to score.  Training passes the in-edges of a mini-batch's
+                seed nodes: the seeds' densities are then exact (every in-edge of a seed is scored) and the
+                linkage head, the costliest part, skips the other edges of the sampled neighbourhood.
+
+        Returns:
+            ``(logits [E' or E, 2], pred_den [N])``; ``pred_den`` is exact for nodes whose in-edges are all in
+            ``edge_ids`` (0 for nodes with none).
+        """
         h = self.node_embeddings(g)
         src, dst = g.edges()
-        logits = self.edge_logits(h, src, dst, g.edata["raw_affine"])
+        sim = g.edata["raw_affine"]
+        if edge_ids is not None:
+            src, dst, sim = src[edge_ids], dst[edge_ids], sim[edge_ids]
+        logits = self.edge_logits(h, src, dst, sim)
         p = torch.softmax(logits, dim=1)
-        return logits, edge_density(p[:, 1] - p[:, 0], g.edata["raw_affine"], dst, g.num_nodes())
+        return logits, edge_density(p[:, 1] - p[:, 0], sim, dst, g.num_nodes())
 
     @torch.no_grad()
     def predict(self, g, edge_chunk: int = 1 << 20) -> tuple[torch.Tensor, torch.Tensor]:
@@ -173,7 +187,8 @@ def edge_density(e_hat: torch.Tensor, raw_affine: torch.Tensor, dst: torch.Tenso
 
 def lander_loss(logits: torch.Tensor, pred_den: torch.Tensor, g, node_mask: torch.Tensor | None = None,
                 edge_mask: torch.Tensor | None = None, balance: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                generator: torch.Generator | None = None,
+                edge_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Density MSE + linkage cross-entropy on edges toward higher ground-truth density.
 
     Args:
@@ -183,6 +198,8 @@ def lander_loss(logits: torch.Tensor, pred_den: torch.Tensor, g, node_mask: torc
         edge_mask: bool ``[E]`` edges eligible for the linkage loss (in-edges of seeds); all if None.
         balance: drop random positive or negative eligible edges until both counts are equal.
         generator: RNG for the balancing.
+        edge_ids: int64 ``[E']`` when ``logits`` score only these edges (``Lander.forward(g, edge_ids)``);
+            ``edge_mask`` then has ``E'`` entries too.
 
     Returns:
         ``(loss, parts)`` with ``parts = {"density_mse", "conn_ce", "conn_edges"}``.  With no eligible
@@ -194,9 +211,11 @@ def lander_loss(logits: torch.Tensor, pred_den: torch.Tensor, g, node_mask: torc
     else:
         den_loss = nn.functional.mse_loss(pred_den, gt)
     mask = g.edata["mask_conn"].bool()
+    labels = g.edata["labels_conn"]
+    if edge_ids is not None:
+        mask, labels = mask[edge_ids], labels[edge_ids]
     if edge_mask is not None:
         mask = mask & edge_mask
-    labels = g.edata["labels_conn"]
     if balance:
         pos = torch.nonzero(mask & (labels == 1)).flatten()
         neg = torch.nonzero(mask & (labels == 0)).flatten()
