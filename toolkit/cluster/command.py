@@ -35,7 +35,7 @@ def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) 
                 "tau": float(tau)}, path)
 
 
-TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 
 
 def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict) -> tuple[float, dict[str, float]]:
@@ -212,11 +212,16 @@ def _train(cfg, run: Run, data):
     model = module.model
     if str(inf.tau) != "auto":
         return model, float(inf.tau), {**info, "tau_source": "given"}
-    if not val_graphs:
-        raise InputError("config", "model.infer.tau", "'auto' needs held-out meta-training classes "
-                         "(model.train.val_fraction > 0 and enough classes); give a number instead")
+    tau_on = str(mc.train.get("tau_on", "all"))
+    if tau_on not in ("all", "heldout"):
+        raise InputError("config", "model.train.tau_on", f"expected 'all' or 'heldout', got '{tau_on}'")
+    if tau_on == "heldout" and not val_graphs:
+        raise InputError("config", "model.infer.tau", "'auto' with model.train.tau_on=heldout needs held-out "
+                         "meta-training classes (model.train.val_fraction > 0 and enough classes)")
+    idx = val_idx if tau_on == "heldout" else np.arange(len(data.train_y))
     with run.timer("tune_tau"):
-        tau, scores = tune_tau(model, data.train_x[val_idx], data.train_y[val_idx], inf, knn_kwargs(mc))
-    log(f"tau = {tau} (best pairwise F on held-out meta-training classes)")
-    return model, tau, {**info, "tau_source": "tuned on held-out meta-training classes (pairwise F)",
-                        "tau_scores": scores}
+        tau, scores = tune_tau(model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc))
+    where = "held-out meta-training classes" if tau_on == "heldout" else \
+        "all meta-training classes (GNN-trained and held-out)"
+    log(f"tau = {tau} (best pairwise F on {where})")
+    return model, tau, {**info, "tau_source": f"tuned on {where} (pairwise F)", "tau_scores": scores}

@@ -130,6 +130,9 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
                val_graphs: list | None = None) -> LanderModule:
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/model/hilander.yaml``) and return the module.
 
+    The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
+    optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
+
     With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss is
     monitored every epoch and the weights of the best epoch are returned (early model selection);
     otherwise the last epoch's.
@@ -145,7 +148,9 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     tr = model_cfg.train
     feature_dim = int(graphs[0].ndata["features"].shape[1])
     data = SeedBatches(graphs, tr.batch_size, model_cfg.num_conv + 1, seed)
-    epochs = int(tr.epochs)
+    # at least ``min_steps`` optimiser steps: a small meta-training set has one step per epoch, and 20 steps
+    # leave P(same) squeezed into a narrow band where no tau separates classes
+    epochs = max(int(tr.epochs), math.ceil(int(tr.get("min_steps", 0)) / len(data)))
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
                           bool(model_cfg.use_edge_sim), float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
