@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from toolkit.compress import pipeline as P
+from toolkit.compress.factorize import compression_of_rank
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff
 from toolkit.console import log
 from toolkit.errors import InputError
@@ -34,7 +35,57 @@ def _with_ratios(m: dict, base: dict) -> dict:
     m = dict(m)
     m["embedding_param_compression"] = 1.0 - m["embedding_params"] / base["embedding_params"]
     m["embedding_byte_compression"] = 1.0 - m["embedding_bytes"] / base["embedding_bytes"]
+    if "dense_params" in m and "dense_params" in base:
+        m["dense_param_compression"] = 1.0 - m["dense_params"] / base["dense_params"]
+        m["dense_byte_compression"] = 1.0 - m["dense_bytes"] / base["dense_bytes"]
     return m
+
+
+DENSE_LAYER = {"dan": "encoder.0 (first Linear of the MLP)", "lstm": "encoder (LSTM input weights W_ih, b_ih)",
+               "cnn": "head (output Linear)"}
+
+
+def dense_settings(cfg: DictConfig) -> tuple[bool, Any, Any]:
+    """``(factorize, compression, rank)`` of the ``dense`` config group (absent: off).
+
+    Raises:
+        InputError: ``dense.factorize`` not a boolean.
+    """
+    dense = cfg.get("dense") or {}
+    on = dense.get("factorize", False)
+    if not isinstance(on, bool):
+        raise InputError("dense.factorize", None, f"expected true or false, got {on!r}")
+    return on, dense.get("compression"), dense.get("rank")
+
+
+def dense_ranks(shape: tuple[int, int], points: list[tuple[str, float | None, int]], vocab_size: int, dim: int,
+                compression: Any, rank: Any) -> list[tuple[int, float | None]]:
+    """Rank of the factorized first dense layer for every (label, p, k) point of the sweep.
+
+    ``dense.rank`` wins, then ``dense.compression``; when both are null the point's embedding compression p is
+    used, or, for an explicit embedding ``rank=k``, the compression that rank achieves, 1 - k (V + d) / (V d).
+
+    Returns:
+        One ``(dense rank, dense compression used or None for dense.rank)`` per point.
+
+    Raises:
+        InputError: naming ``dense.rank`` or ``dense.compression`` (see
+            :func:`toolkit.compress.pipeline.resolve_dense_rank`).
+    """
+    out = []
+    for _, p, k in points:
+        if rank is not None:
+            out.append((P.resolve_dense_rank(shape, None, rank), None))
+        elif compression is not None:
+            pd = P.check_compression(compression, "dense.compression", "dense layer")
+            out.append((P.resolve_dense_rank(shape, pd, None), pd))
+        else:
+            pd = p if p is not None else compression_of_rank(vocab_size, dim, k)
+            if not 0.0 < pd < 1.0:
+                raise InputError("dense.compression", None, f"the embedding's rank {k} removes {pd:.3g} of its "
+                                 "parameters, not a fraction in (0, 1); set dense.compression or dense.rank")
+            out.append((P.resolve_dense_rank(shape, pd, None), float(pd)))
+    return out
 
 
 def check_training_config(cfg: DictConfig, dim: int | None = None) -> None:
@@ -93,6 +144,8 @@ def run(cfg: DictConfig, run: Run) -> dict:
 
     Raises:
         InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
+            with ``dense.factorize=true`` a ``dense.compression`` outside (0, 1) or leaving rank 0, or a
+            ``dense.rank`` outside [1, min(m, n)] (checked before any training),
             bad optimizer / scheduler / baseline settings (:func:`check_training_config`).
     """
     data_cfg = cfg.get("data")
@@ -103,6 +156,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
     if not ranks and not comps:
         raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
     check_training_config(cfg)
+    dense_on, dense_p, dense_k = dense_settings(cfg)
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
     arch = str(model_cfg.get("arch", "lstm"))
     dim_cfg = model_cfg.get("embedding_dim")
@@ -119,6 +173,17 @@ def run(cfg: DictConfig, run: Run) -> dict:
     check_training_config(cfg, dim)
     points = ([(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in ranks] if ranks else
               [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in comps])
+    dense_shape, ranks_d = None, []
+    if dense_on:  # checked like the embedding's rank, before any output or training (exit 2, one line)
+        probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes are used
+        try:
+            dense_shape = probe.first_dense_shape()
+        except ValueError as exc:
+            raise InputError("dense.factorize", None, str(exc)) from None
+        ranks_d = dense_ranks(dense_shape, points, vsize, dim, dense_p, dense_k)
+        del probe
+    elif dense_p is not None or dense_k is not None:
+        log("dense.factorize is false: dense.compression / dense.rank are ignored")
     if "vectors" in data.info:
         v = data.info["vectors"]
         log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
@@ -130,7 +195,8 @@ def run(cfg: DictConfig, run: Run) -> dict:
     common = dict(optim_cfg=OmegaConf.to_container(cfg.optimizer, resolve=True),
                   trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
                   batch_size=int(cfg.batch_size), seed=seed)
-    eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats))
+    eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats),
+                   dense=dense_on)
     pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
     sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
     sched_name = str(sched_cfg.pop("name"))
@@ -142,6 +208,9 @@ def run(cfg: DictConfig, run: Run) -> dict:
         base = P.evaluate(net, data, **eval_kw)
     base = _with_ratios(base, base)
     metrics: dict[str, Any] = {"data": data.info, "embedding_shape": [vsize, dim], "uncompressed": base}
+    if dense_on:
+        metrics["dense_layer"] = DENSE_LAYER[arch]
+        metrics["dense_shape"] = list(dense_shape)
     curves: dict[str, list[tuple[float, float]]] = {}
 
     bl = cfg.baselines
@@ -155,20 +224,27 @@ def run(cfg: DictConfig, run: Run) -> dict:
 
     runs: dict[str, Any] = {}
     budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
-    for label, p, k in points:
+    for i, (label, p, k) in enumerate(points):
         sub = f"{label}/" if len(points) > 1 else ""
         res: dict[str, Any] = {"rank": k, "requested_compression": p}
+        kd = ranks_d[i][0] if dense_on else None
+        if dense_on:
+            res["dense_rank"], res["requested_dense_compression"] = ranks_d[i]
         with run.timer("factorize"):
-            fnet = P.factorized_copy(net, k)
+            fnet = P.factorized_copy(net, k, dense_rank=kd)
             res["svd_no_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
         with run.timer("finetune"):
-            log(f"{label}: rank {k}, fine-tuning {cfg.finetune.epochs} epochs with scheduler={sched_name}")
+            dense_note = f", first dense layer {dense_shape[0]} x {dense_shape[1]} at rank {kd}" if dense_on else ""
+            log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
+                f"scheduler={sched_name}")
             lrs = P.train_classifier(fnet, data, int(cfg.finetune.epochs), sched_name, sched_cfg, **common)
             res["svd_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
         res["accuracy_before"] = base["accuracy"]
         res["accuracy_after"] = res["svd_finetune"]["accuracy"]
-        P.save_checkpoint(run.path(sub + "compressed.pt"), fnet, data,
-                          {"rank": k, "compression": p, "model": model_cfg})
+        extra = {"rank": k, "compression": p, "model": model_cfg}
+        if dense_on:
+            extra["dense_rank"] = kd
+        P.save_checkpoint(run.path(sub + "compressed.pt"), fnet, data, extra)
         if cfg.plot:
             spe = -(-data.info["train"] // int(cfg.batch_size))
             plot_lr_schedule(run.path(sub + "lr_schedule.png"), lrs, spe,

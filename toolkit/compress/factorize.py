@@ -7,6 +7,10 @@ removed, k(V + d) <= (1 - p) V d gives the rank k = floor((1 - p) V d / (V + d))
 
 Note: the authors' released TensorFlow code slices the third output of ``tf.svd`` (which is V, not
 V^T) by rows; that is not the truncated SVD.  We implement the correct E_k = U_k S_k V_k^T.
+
+Optionally (issue 4, item 4) the first dense layer after the embedding is factorized the same way:
+:class:`FactorizedLinear` (a ``nn.Linear``) and :class:`LowRankInputLSTM` (an LSTM's input weight W_ih),
+with the same rank formula on the layer's m x n weight; :func:`dense_footprint` counts their size.
 """
 
 from __future__ import annotations
@@ -161,3 +165,142 @@ def embedding_footprint(vocab_size: int, dim: int, *, rank: int | None = None, b
         params = rank * (vocab_size + dim)
         nbytes = math.ceil(params * bits / 8)
     return {"params": int(params), "bytes": int(nbytes)}
+
+
+# --- the optional factorized first dense layer (issue 4, item 4) -----------------------------------------------
+#
+# The same truncated SVD applied to a dense weight W (m x n, m outputs, n inputs): W ~ U_k (S_k V_k^T), so the
+# affine map x -> W x + b becomes two layers, x -> (S_k V_k^T) x (n -> k, no bias) then z -> U_k z + b (k -> m),
+# with k = floor((1 - p) m n / (m + n)) from :func:`rank_for_compression`.  Acharya et al.'s code has this form
+# only as the ``MLP_LR`` variant (first dense layer of a bag-of-words MLP, built from random weights); here it
+# is an SVD of the *trained* layer, as for the embedding.
+
+
+class FactorizedLinear(nn.Module):
+    """Low-rank affine layer y = U (D x) + b replacing a dense ``nn.Linear(n, m)``; both factors train.
+
+    ``forward`` maps float [..., n] to float [..., m].
+
+    Args:
+        in_features: n.
+        out_features: m.
+        rank: k (>= 1).
+        bias: whether the second layer has a bias (the original layer's bias goes there).
+
+    Attributes:
+        down: ``nn.Linear(n, k, bias=False)``, weight [k, n] = S_k V_k^T.
+        up: ``nn.Linear(k, m, bias=bias)``, weight [m, k] = U_k, bias [m] = the original b.
+    """
+
+    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True) -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.rank = int(in_features), int(out_features), int(rank)
+        self.down = nn.Linear(self.in_features, self.rank, bias=False)
+        self.up = nn.Linear(self.rank, self.out_features, bias=bias)
+
+    @classmethod
+    def from_linear(cls, layer: nn.Linear, rank: int) -> FactorizedLinear:
+        """Truncated SVD of a trained ``nn.Linear``: at step 0 the module computes U_k S_k V_k^T x + b.
+
+        Args:
+            layer: the dense layer, weight float [m, n], optional bias float [m].
+            rank: k in [1, min(m, n)].
+
+        Returns:
+            A new module (``layer`` is not modified); float32 like ``layer``.
+
+        Raises:
+            ValueError: if ``rank`` is outside [1, min(m, n)] (see :func:`truncated_svd`).
+        """
+        left, right = truncated_svd(layer.weight.detach(), rank)
+        module = cls(layer.in_features, layer.out_features, rank, bias=layer.bias is not None)
+        with torch.no_grad():
+            module.down.weight.copy_(right)
+            module.up.weight.copy_(left)
+            if layer.bias is not None:
+                module.up.bias.copy_(layer.bias.detach())
+        return module
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense product U D, float [m, n] (for inspection; ``forward`` never forms it)."""
+        return self.up.weight @ self.down.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """float [..., n] -> float [..., m]."""
+        return self.up(self.down(x))
+
+
+class LowRankInputLSTM(nn.Module):
+    """A 1-layer LSTM whose input-to-hidden weight W_ih (4H x d) is factorized as U_k (S_k V_k^T).
+
+    The LSTM's gates are W_ih x_t + b_ih + W_hh h_{t-1} + b_hh; the input map x_t -> W_ih x_t + b_ih is the
+    first dense layer after the embedding.  It is replaced by ``down`` (d -> k, weight S_k V_k^T, no bias)
+    followed by an ``nn.LSTM`` with input size k whose W_ih is U_k [4H, k]; W_hh, b_ih and b_hh are kept.
+    ``forward`` takes float [B, T, d] (batch first) and returns what ``nn.LSTM`` returns:
+    ``(output float [B, T, H], (h_n, c_n))``.
+
+    Args:
+        input_size: d.
+        hidden_size: H.
+        rank: k (>= 1).
+
+    Attributes:
+        down: ``nn.Linear(d, k, bias=False)``.
+        lstm: ``nn.LSTM(k, H, batch_first=True)``.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, rank: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size, self.rank = int(input_size), int(hidden_size), int(rank)
+        self.down = nn.Linear(self.input_size, self.rank, bias=False)
+        self.lstm = nn.LSTM(self.rank, self.hidden_size, batch_first=True)
+
+    @classmethod
+    def from_lstm(cls, lstm: nn.LSTM, rank: int) -> LowRankInputLSTM:
+        """Truncated SVD of a trained LSTM's W_ih; every other weight is copied.
+
+        Args:
+            lstm: 1-layer, unidirectional, batch-first ``nn.LSTM`` without projections.
+            rank: k in [1, min(4H, d)].
+
+        Raises:
+            ValueError: on another LSTM layout, or ``rank`` outside [1, min(4H, d)].
+        """
+        if lstm.num_layers != 1 or lstm.bidirectional or not lstm.batch_first or lstm.proj_size or not lstm.bias:
+            raise ValueError("only a 1-layer, unidirectional, batch-first LSTM with biases can be factorized")
+        left, right = truncated_svd(lstm.weight_ih_l0.detach(), rank)
+        module = cls(lstm.input_size, lstm.hidden_size, rank)
+        with torch.no_grad():
+            module.down.weight.copy_(right)
+            module.lstm.weight_ih_l0.copy_(left)
+            for name in ("weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                getattr(module.lstm, name).copy_(getattr(lstm, name).detach())
+        return module
+
+    @property
+    def weight_ih(self) -> torch.Tensor:
+        """The effective input weight U_k S_k V_k^T, float [4H, d] (for inspection)."""
+        return self.lstm.weight_ih_l0 @ self.down.weight
+
+    def forward(self, x: torch.Tensor):
+        """float [B, T, d] -> ``(output float [B, T, H], (h_n, c_n) float [1, B, H] each)``."""
+        return self.lstm(self.down(x))
+
+
+def dense_footprint(out_features: int, in_features: int, *, rank: int | None = None,
+                    bias: bool = True) -> dict[str, int]:
+    """Parameters and float32 bytes of an affine layer W (m x n) + b, dense or rank-k factorized.
+
+    Args:
+        out_features: m.
+        in_features: n.
+        rank: k for the factorized form (k (m + n) weights); None for the dense m n.
+        bias: add the m bias values (kept unfactorized).
+
+    Returns:
+        ``{"params": int, "bytes": int}`` with bytes = 4 * params.
+    """
+    weights = out_features * in_features if rank is None else rank * (out_features + in_features)
+    params = int(weights + (out_features if bias else 0))
+    return {"params": params, "bytes": params * FLOAT32_BYTES}

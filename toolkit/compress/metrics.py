@@ -61,15 +61,39 @@ def embedding_size(module: nn.Module) -> dict[str, int]:
     return {"params": int(params), "bytes": int(params * FLOAT32_BYTES)}
 
 
-def model_size(net: nn.Module) -> dict[str, int]:
+def dense_size(net: nn.Module) -> dict[str, int]:
+    """Parameters and float32 bytes of a classifier's first dense layer after the embedding.
+
+    Counts the parameters of ``net.first_dense_parameters()`` (see
+    :meth:`~toolkit.compress.models.TextClassifier.first_dense_parameters`): weight and bias of a dense layer
+    (m n + m), both factors and the bias of a factorized one (k (m + n) + m).
+
+    Returns:
+        ``{"params": int, "bytes": int}``.
+    """
+    params = sum(p.numel() for p in net.first_dense_parameters())
+    return {"params": int(params), "bytes": int(params) * FLOAT32_BYTES}
+
+
+def model_size(net: nn.Module, dense: bool = False) -> dict[str, int]:
     """Parameters and bytes of a whole classifier: its embedding (see :func:`embedding_size`) plus
     every other parameter as float32.
 
+    Args:
+        net: a :class:`~toolkit.compress.models.TextClassifier`.
+        dense: also report the first dense layer's size (:func:`dense_size`); it is already part of the
+            totals either way.
+
     Returns:
-        ``{"params", "bytes", "embedding_params", "embedding_bytes"}`` (ints).
+        ``{"params", "bytes", "embedding_params", "embedding_bytes"}`` (ints), plus ``dense_params`` and
+        ``dense_bytes`` when ``dense``.
     """
     emb = embedding_size(net.embedding)
     emb_ids = {id(p) for p in net.embedding.parameters()}
     rest = sum(p.numel() for p in net.parameters() if id(p) not in emb_ids)
-    return {"params": emb["params"] + int(rest), "bytes": emb["bytes"] + int(rest) * FLOAT32_BYTES,
-            "embedding_params": emb["params"], "embedding_bytes": emb["bytes"]}
+    out = {"params": emb["params"] + int(rest), "bytes": emb["bytes"] + int(rest) * FLOAT32_BYTES,
+           "embedding_params": emb["params"], "embedding_bytes": emb["bytes"]}
+    if dense:
+        size = dense_size(net)
+        out.update(dense_params=size["params"], dense_bytes=size["bytes"])
+    return out

@@ -13,6 +13,19 @@ Architectures (Acharya et al. 2019, official code ``network.py``):
   -> dense 25 (ReLU) -> linear.  No ReLU is inserted after a factorized projection.
 * ``cnn``: Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
   dropout, linear.
+
+The first dense layer after the embedding (optionally factorized by
+:meth:`TextClassifier.factorize_first_dense`, the issue's "optionally also factorize the first dense layer"):
+
+* ``dan``: the first ``nn.Linear`` of the MLP (d -> 30).
+* ``lstm``: the LSTM's input projection W_ih (4H x d, with b_ih), not the output layer.  It is the first dense
+  map applied to the embedding output, the position of the layer the authors' ``MLP_LR`` variant factorizes
+  (the first dense layer, fed by the input), and it is large (600 x d for H = 150).  The output layer
+  (H x C) would be the first ``nn.Linear`` after the recurrence, but at p = 0.9 the rank formula gives k = 0
+  for C = 2, 6 or 7 classes (150 x 2: floor(0.1 * 300 / 152) = 0; 150 x 7: floor(0.1 * 1050 / 157) = 0), and
+  for any p >= 0.5 with 2 classes, so it cannot be compressed meaningfully.
+* ``cnn``: its only ``nn.Linear``, the output layer (3 * filters -> C); the convolutions are not dense layers.
+  With few classes its rank is small (k <= C), so it usually needs ``dense.rank`` or a low ``dense.compression``.
 """
 
 from __future__ import annotations
@@ -23,6 +36,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from toolkit.compress.factorize import FactorizedLinear, LowRankInputLSTM
 from toolkit.compress.schedulers import build_scheduler
 
 ARCHS = ("lstm", "dan", "cnn")
@@ -86,6 +100,69 @@ class TextClassifier(nn.Module):
     def replace_embedding(self, module: nn.Module) -> None:
         """Swap in another embedding module (must output ``embedding_dim`` features)."""
         self.embedding = module
+
+    def first_dense(self) -> nn.Module:
+        """The first dense layer after the embedding (see the module docstring), dense or factorized.
+
+        Returns:
+            DAN: ``encoder[0]`` (``nn.Linear`` or :class:`FactorizedLinear`); LSTM: ``encoder`` (``nn.LSTM`` or
+            :class:`LowRankInputLSTM`, whose input map is the layer); CNN: ``head``.
+        """
+        if self.arch == "dan":
+            if len(self.encoder) == 0:
+                raise ValueError("this DAN has no hidden dense layer (dan_hidden is empty)")
+            return self.encoder[0]
+        if self.arch == "lstm":
+            return self.encoder
+        return self.head
+
+    def first_dense_shape(self) -> tuple[int, int]:
+        """``(m, n)``: outputs and inputs of the first dense layer's weight (LSTM: (4H, d)).
+
+        Raises:
+            ValueError: a DAN without hidden layers.
+        """
+        layer = self.first_dense()
+        if isinstance(layer, nn.LSTM | LowRankInputLSTM):
+            return 4 * layer.hidden_size, layer.input_size
+        return layer.out_features, layer.in_features
+
+    def first_dense_rank(self) -> int | None:
+        """Rank k of the factorized first dense layer, or None while it is dense."""
+        layer = self.first_dense()
+        return layer.rank if isinstance(layer, FactorizedLinear | LowRankInputLSTM) else None
+
+    def first_dense_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the first dense layer: its weight (or both factors) and its bias.
+
+        For the LSTM these are W_ih and b_ih (or ``down``, the rank-k W_ih and b_ih); W_hh and b_hh are the
+        recurrence, not the input layer.
+        """
+        layer = self.first_dense()
+        if isinstance(layer, nn.LSTM):
+            return [layer.weight_ih_l0, layer.bias_ih_l0]
+        if isinstance(layer, LowRankInputLSTM):
+            return [layer.down.weight, layer.lstm.weight_ih_l0, layer.lstm.bias_ih_l0]
+        return list(layer.parameters())
+
+    def factorize_first_dense(self, rank: int) -> None:
+        """Replace the first dense layer, in place, by its rank-``rank`` truncated SVD (two trainable layers).
+
+        Before any update the model then computes U_k S_k V_k^T x + b in place of W x + b; with
+        ``rank = min(m, n)`` it computes the same function as before (up to float rounding).
+
+        Raises:
+            ValueError: the layer is already factorized, or ``rank`` is outside [1, min(m, n)].
+        """
+        layer = self.first_dense()
+        if isinstance(layer, FactorizedLinear | LowRankInputLSTM):
+            raise ValueError("the first dense layer is already factorized")
+        if self.arch == "dan":
+            self.encoder[0] = FactorizedLinear.from_linear(layer, rank)
+        elif self.arch == "lstm":
+            self.encoder = LowRankInputLSTM.from_lstm(layer, rank)
+        else:
+            self.head = FactorizedLinear.from_linear(layer, rank)
 
     def features(self, tokens: torch.Tensor) -> torch.Tensor:
         """Sentence representation float [B, H] before the output layer.

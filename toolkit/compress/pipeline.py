@@ -186,7 +186,8 @@ def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler
     return module.lr_trace
 
 
-def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, latency_repeats: int = 20) -> dict:
+def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, latency_repeats: int = 20,
+             dense: bool = False) -> dict:
     """Test-split metrics of ``net``: accuracy, macro/per-class F1, size, parameters and CPU latency.
 
     Args:
@@ -195,14 +196,16 @@ def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, late
         data: encoded data; the test split is used.
         latency_batch: test sentences in the timed forward pass.
         latency_repeats: timed repeats (median reported); 0 skips timing (latency None).
+        dense: also report ``dense_params`` / ``dense_bytes``, the first dense layer's size.
 
     Returns:
         dict with ``accuracy``, ``macro_f1``, ``per_class_f1``, ``params``, ``bytes``,
-        ``embedding_params``, ``embedding_bytes``, ``latency_ms_per_batch``, ``latency_batch``.
+        ``embedding_params``, ``embedding_bytes``, ``latency_ms_per_batch``, ``latency_batch``
+        (and ``dense_params``, ``dense_bytes`` when ``dense``).
     """
     pred = M.predict(net, data.x_test)
     out = M.classification_metrics(data.y_test.numpy(), pred, data.classes)
-    out.update(M.model_size(net))
+    out.update(M.model_size(net, dense=dense))
     batch = data.x_test[:latency_batch]
     out["latency_ms_per_batch"] = M.latency_ms(net, batch, repeats=latency_repeats) if latency_repeats else None
     out["latency_batch"] = int(len(batch))
@@ -229,8 +232,13 @@ def resolve_rank(vocab_size: int, dim: int, compression: float | None, rank: int
     return k
 
 
-def check_compression(value: Any) -> float:
+def check_compression(value: Any, key: str = "compression", what: str = "embedding") -> float:
     """Validate one compression fraction; returns it as float.
+
+    Args:
+        value: the configured fraction.
+        key: config key named in the error (``compression`` or ``dense.compression``).
+        what: the compressed layer named in the error (``embedding`` or ``dense layer``).
 
     Raises:
         InputError: unless 0 < value < 1.
@@ -238,25 +246,63 @@ def check_compression(value: Any) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise InputError("compression", None, f"expected a fraction in (0, 1), got {value!r}") from None
+        raise InputError(key, None, f"expected a fraction in (0, 1), got {value!r}") from None
     if isinstance(value, bool) or not 0.0 < p < 1.0:
-        raise InputError("compression", None, f"expected a fraction in (0, 1) of embedding parameters "
+        raise InputError(key, None, f"expected a fraction in (0, 1) of {what} parameters "
                          f"removed, got {value!r}")
     return p
 
 
-def factorized_copy(net: TextClassifier, rank: int) -> TextClassifier:
+def resolve_dense_rank(shape: tuple[int, int], compression: Any, rank: Any) -> int:
+    """Rank of the factorized first dense layer, W of shape m x n (outputs x inputs).
+
+    ``rank`` (``dense.rank``) wins; otherwise k = floor((1 - p) m n / (m + n)) for p = ``compression``
+    (``dense.compression``, which the caller defaults to the embedding's compression).
+
+    Args:
+        shape: ``(m, n)`` of the layer's weight (LSTM input map: (4H, d)).
+        compression: p in (0, 1), or None when ``rank`` is given.
+        rank: k in [1, min(m, n)], or None.
+
+    Returns:
+        k (int).
+
+    Raises:
+        InputError: naming ``dense.rank`` (not an integer in [1, min(m, n)]) or ``dense.compression``
+            (outside (0, 1), or so high that the rank is 0).
+    """
+    m, n = int(shape[0]), int(shape[1])
+    limit = min(m, n)
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
+            raise InputError("dense.rank", None, f"must be an integer in [1, min(m, n)] = [1, {limit}] "
+                             f"for the {m} x {n} first dense layer, got {rank}")
+        return int(rank)
+    p = check_compression(compression, "dense.compression", "dense layer")
+    k = rank_for_compression(m, n, p)
+    if k < 1:
+        raise InputError("dense.compression", None, f"{p:g} leaves rank 0 for the {m} x {n} first "
+                         "dense layer; use a smaller dense.compression or set dense.rank")
+    return k
+
+
+def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = None) -> TextClassifier:
     """Deep copy of ``net`` whose dense embedding E [V, d] is replaced by its rank-``rank`` truncated SVD.
 
     The copy's embedding is a :class:`FactorizedEmbedding` holding U_k [V, k] and S_k V_k^T [k, d]
     (Acharya et al. 2019), so before any update it computes exactly the rank-k approximation of E;
-    every other layer keeps its trained weights.  ``net`` is not modified.
+    every other layer keeps its trained weights.  With ``dense_rank`` the first dense layer after the
+    embedding is factorized too (:meth:`~toolkit.compress.models.TextClassifier.factorize_first_dense`).
+    ``net`` is not modified.
 
     Raises:
-        ValueError: if ``rank`` is outside [1, min(V, d)] (see :func:`~toolkit.compress.factorize.truncated_svd`).
+        ValueError: if ``rank`` is outside [1, min(V, d)] or ``dense_rank`` outside [1, min(m, n)]
+            (see :func:`~toolkit.compress.factorize.truncated_svd`).
     """
     new = copy.deepcopy(net)
     new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank))
+    if dense_rank is not None:
+        new.factorize_first_dense(dense_rank)
     return new
 
 
