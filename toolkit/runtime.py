@@ -51,6 +51,8 @@ class Run:
         output_dir: final output directory (exists after a successful run).
         staging: directory files are written to while the command runs.
         timings: stage name -> wall seconds (float), filled by :meth:`timer`.
+        cpu_timings: stage name -> CPU seconds of this process (all its threads; ``time.process_time``),
+            which, unlike wall time, does not grow when other jobs share the cores.
         peak_rss: stage name -> process peak RSS in MiB at the stage's end.
     """
 
@@ -60,6 +62,7 @@ class Run:
         parent.mkdir(parents=True, exist_ok=True)
         self.staging = Path(tempfile.mkdtemp(prefix=f".{self.output_dir.name}.partial-", dir=parent))
         self.timings: dict[str, float] = {}
+        self.cpu_timings: dict[str, float] = {}
         self.peak_rss: dict[str, float] = {}
 
     def path(self, name: str) -> Path:
@@ -80,11 +83,12 @@ class Run:
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
         """Time a stage (wall seconds) and record peak RSS after it."""
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
+            self.cpu_timings[stage] = self.cpu_timings.get(stage, 0.0) + time.process_time() - cpu_start
             self.peak_rss[stage] = peak_rss_mb()
 
     def write_json(self, name: str, obj: Any) -> Path:
@@ -156,7 +160,7 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
         fn: the command body.
 
     Returns:
-        ``{"command", "version", "config", "metrics", "timings_s", "peak_rss_mb",
+        ``{"command", "version", "config", "metrics", "timings_s", "cpu_timings_s", "peak_rss_mb",
         "output_dir", "artifacts"}``.
 
     Raises:
@@ -175,14 +179,15 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
         cfg.output_dir = str(output_dir)
     resolved = to_container(cfg)
     run = Run(output_dir)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         result = fn(cfg, run) or {}
         run.timings["total"] = time.perf_counter() - start
+        run.cpu_timings["total"] = time.process_time() - cpu_start
         run.peak_rss["total"] = peak_rss_mb()
         metrics = to_jsonable(result.get("metrics", {}))
         run.write_json("metrics.json", {"metrics": metrics, "timings_s": run.timings,
-                                        "peak_rss_mb": run.peak_rss})
+                                        "cpu_timings_s": run.cpu_timings, "peak_rss_mb": run.peak_rss})
         run.path("config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
         moved = run.commit()
         artifacts = {name: str(run.final_path(name)) for name in moved}
@@ -197,6 +202,7 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
         "config": resolved,
         "metrics": metrics,
         "timings_s": run.timings,
+        "cpu_timings_s": run.cpu_timings,
         "peak_rss_mb": run.peak_rss,
         "output_dir": str(output_dir),
         "artifacts": artifacts,
