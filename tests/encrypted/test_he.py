@@ -65,13 +65,57 @@ def test_low_depth_encrypted_matches_plaintext(tmp_path, low_depth_keys):
     np.testing.assert_allclose(w, ref, atol=2e-3)
 
 
-def test_two_worker_processes_give_the_same_result(tmp_path, low_depth_keys):
+def _replaying_owner(monkeypatch, tmp_path):
+    """Make the owner's refresh deterministic across runs: the first response per iteration is kept and
+    handed out again later, so two server runs on the same files can be compared bit for bit (a fresh
+    encryption draws new noise).  The owner still decrypts every request, so the log is the real one."""
+    real, responses = protocol.owner_refresh, {}
+
+    def refresh(owner, req, resp):
+        scratch = tmp_path / f"scratch_{len(responses)}.zip"
+        out = real(owner, req, scratch)
+        responses.setdefault(out["iteration"], scratch.read_bytes())
+        resp.write_bytes(responses[out["iteration"]])
+        return out
+
+    monkeypatch.setattr(protocol, "owner_refresh", refresh)
+
+
+@pytest.mark.parametrize("momentum", [C.NO_MOMENTUM, C.Momentum(0.8, "nesterov")], ids=["plain", "nesterov"])
+def test_two_worker_processes_give_the_same_result(tmp_path, low_depth_keys, monkeypatch, momentum):
+    """1 and 2 workers on the same encrypted files, refreshes in between: identical requests to the owner
+    (decrypted values equal bit for bit) and identical final weights."""
+    _replaying_owner(monkeypatch, tmp_path)
     z = _toy(n=300, d=5)
     batches = minibatch_indices(len(z), 150, 0)
-    w, reached, state = _run_files(tmp_path, low_depth_keys, "low-depth", z, batches, 2, 2.0, workers=2)
-    assert reached == 2 and state["refreshes"] == 1
-    assert [b - a for a, b in state["levels"]] == [3, 3]
-    np.testing.assert_allclose(w, _reference(z, batches, 2, 2.0), atol=2e-3)
+    sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
+    he.save_secret_context(low_depth_keys, sec)
+    he.save_public_context(low_depth_keys, pub)
+    owner = he.load_context(sec, "owner")
+    job = {"circuit": "low-depth", "coeffs": list(COEFFS), "learning_rate": 2.0, "iterations": 3,
+           "momentum": momentum.to_dict()}
+    data, w0, jobp = tmp_path / "data.zip", tmp_path / "w0.zip", tmp_path / "job.json"
+    protocol.owner_encrypt(owner, z, batches, job, data, w0, jobp)
+    results = {}
+    for workers in (1, 2):
+        log: list = []
+        out = tmp_path / f"w{workers}.zip"
+        refresher = protocol.local_refresher(owner, he.load_context(pub, "server"), log, momentum.enabled)
+        state = protocol.server_train(pub, data, w0, protocol.read_job(jobp), out, refresher, workers=workers)
+        assert state["iteration"] == 3 and state["refreshes"] == 2 and state["refresh_iterations"] == [1, 2]
+        assert [b - a for a, b in state["levels"]] == [3, 3, 3]
+        w, reached = protocol.owner_decrypt(owner, out, job)
+        assert reached == 3
+        results[workers] = (log, w)
+    (log1, w1), (log2, w2) = results[1], results[2]
+    assert [k for k, _ in log1] == [k for k, _ in log2] == [1, 2]
+    assert len(log2[0][1]) == z.shape[1] * (2 if momentum.enabled else 1)  # v' travels with w
+    for (_, a), (_, b) in zip(log1, log2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(w1, w2)
+    ref = (_nesterov_reference(z, batches, 3, 2.0, momentum) if momentum.enabled
+           else _reference(z, batches, 3, 2.0))
+    np.testing.assert_allclose(w2, ref, atol=2e-3)
 
 
 def test_baseline_encrypted_matches_plaintext(tmp_path):
@@ -135,6 +179,82 @@ def test_corrupt_ciphertext_refused(tmp_path, low_depth_keys):
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     with pytest.raises(InputError, match="zip"):
         he.load_ciphertexts(tmp_path / "junk.zip", low_depth_keys, protocol.WEIGHTS_KIND, "encrypted_weights")
+
+
+def test_serialized_save_load_round_trip_validates_like_objects(tmp_path, low_depth_keys):
+    """Bytes members are written as they are and read back unchanged (raw=True) after the same file checks
+    as the object path: a file from another context or of another kind is refused either way."""
+    be = he.SealBackend(low_depth_keys)
+    objs = {"w0": be.encrypt_replicated(0.25), "w1": be.encrypt_replicated(-0.5)}
+    blobs = {n: he.ciphertext_to_bytes(c) for n, c in objs.items()}
+    obj_path, raw_path = tmp_path / "objects.zip", tmp_path / "bytes.zip"
+    he.save_ciphertexts(obj_path, low_depth_keys, protocol.WEIGHTS_KIND, objs, {"iteration": 1})
+    he.save_ciphertexts(raw_path, low_depth_keys, protocol.WEIGHTS_KIND, blobs, {"iteration": 1})
+    with zipfile.ZipFile(obj_path) as a, zipfile.ZipFile(raw_path) as b:
+        assert a.read("manifest.json") == b.read("manifest.json")
+        assert all(b.read(f"ct/{n}") == blobs[n] for n in blobs)
+    raw, meta = he.load_ciphertexts(raw_path, low_depth_keys, protocol.WEIGHTS_KIND, "w", raw=True)
+    assert raw == blobs and list(raw) == ["w0", "w1"] and meta == {"iteration": 1}
+    loaded, _ = he.load_ciphertexts(raw_path, low_depth_keys, protocol.WEIGHTS_KIND, "w")
+    for name, value in (("w0", 0.25), ("w1", -0.5)):
+        again = he.ciphertext_from_bytes(low_depth_keys.context, raw[name])
+        np.testing.assert_array_equal(be.decrypt(again), be.decrypt(loaded[name]))
+        np.testing.assert_allclose(be.decrypt(again), value, atol=1e-5)
+    other = he.keygen(choose_params(3))  # same parameters, other keys
+    foreign = tmp_path / "foreign.zip"
+    he.save_ciphertexts(foreign, other, protocol.WEIGHTS_KIND,
+                        {"w0": he.ciphertext_to_bytes(he.SealBackend(other).encrypt_replicated(1.0))})
+    for raw_mode in (False, True):
+        with pytest.raises(InputError, match="another context"):
+            he.load_ciphertexts(foreign, low_depth_keys, protocol.WEIGHTS_KIND, "w", raw=raw_mode)
+        with pytest.raises(InputError, match="holds 'weights' ciphertexts, expected 'training-data'"):
+            he.load_ciphertexts(raw_path, low_depth_keys, protocol.DATA_KIND, "w", raw=raw_mode)
+    # a member missing from the archive is refused in raw mode too
+    holed = tmp_path / "holed.zip"
+    with zipfile.ZipFile(raw_path) as src, zipfile.ZipFile(holed, "w") as dst:
+        dst.writestr("manifest.json", src.read("manifest.json"))
+        dst.writestr("ct/w0", src.read("ct/w0"))
+    with pytest.raises(InputError, match="missing ciphertext w1"):
+        he.load_ciphertexts(holed, low_depth_keys, protocol.WEIGHTS_KIND, "w", raw=True)
+    # the SEAL checks raw mode defers: a truncated member or a ciphertext of the other key's context
+    with pytest.raises(InputError, match="not valid for this CKKS context"):
+        he.ciphertext_from_bytes(low_depth_keys.context, blobs["w0"][: len(blobs["w0"]) // 2])
+    lazy = be.mul_lazy(objs["w0"], objs["w1"])  # 3 polynomials: never a stored ciphertext
+    with pytest.raises(InputError, match="3 polynomials"):
+        he.ciphertext_from_bytes(low_depth_keys.context, he.ciphertext_to_bytes(lazy))
+
+
+def test_workers_refuse_invalid_serialized_state(low_depth_keys):
+    """set_weight_bytes runs the file-load checks in the workers; a refused member is named and the
+    workers keep their state."""
+    from toolkit.encrypted.parallel import FeatureWorkers
+
+    owner_be = he.SealBackend(low_depth_keys)
+    ctx = low_depth_keys.context
+    d = 3
+    z = [[he.ciphertext_from_bytes(ctx, owner_be.encrypt_bytes(np.full(8, 0.1 * (j + 1))))] for j in range(d)]
+    colsum = [he.ciphertext_from_bytes(ctx, owner_be.encrypt_bytes(0.8 * (j + 1))) for j in range(d)]
+    w = [owner_be.encrypt_replicated(0.0) for _ in range(d)]
+    pool = FeatureWorkers(owner_be, "low-depth", [C.Minibatch(z, 8, colsum=colsum)], w, COEFFS, 1.0, workers=2)
+    try:
+        assert pool.state_names() == ["w0", "w1", "w2"]
+        blobs = pool.get_weight_bytes()
+        assert len(blobs) == d and all(isinstance(b, bytes) for b in blobs)
+        fresh = [owner_be.encrypt_bytes(0.5 * j) for j in range(d)]  # seeded, as the owner's response
+        pool.set_weight_bytes(fresh)
+        assert pool.level() == 0
+        np.testing.assert_allclose([np.mean(owner_be.decrypt(c)) for c in pool.get_weights()], [0, 0.5, 1.0],
+                                   atol=1e-5)
+        bad = list(fresh)
+        bad[2] = fresh[2][: len(fresh[2]) // 2]
+        with pytest.raises(InputError, match="w2.*not valid for this CKKS context"):
+            pool.set_weight_bytes(bad, "response.zip")
+        with pytest.raises(ValueError, match="expected 3"):
+            pool.set_weight_bytes(fresh[:2])
+        np.testing.assert_allclose([np.mean(owner_be.decrypt(c)) for c in pool.get_weights()], [0, 0.5, 1.0],
+                                   atol=1e-5)  # unchanged
+    finally:
+        pool.close()
 
 
 # --- Nesterov momentum: the server keeps v as ciphertexts, refreshes carry it, depth unchanged ----------

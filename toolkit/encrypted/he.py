@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -37,17 +38,23 @@ from toolkit.errors import InputError
 
 FORMAT = "toolkit-ckks-v1"
 
+# ``tenseal.sealapi`` serialises only through file paths.  Ciphertexts (a few hundred KiB each, hundreds per
+# refresh) go through RAM-backed /dev/shm where it exists: a temporary file on a disk file system costs
+# ~4 ms per ciphertext, on tmpfs ~0.5 ms.  Keys (tens of MiB for the Galois keys) use the default
+# temporary directory so a small /dev/shm cannot make key files fail.
+_CT_TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
-def _seal_bytes(obj: Any) -> bytes:
-    """Serialise a SEAL object (Ciphertext, keys) to bytes via a temporary file."""
-    with tempfile.NamedTemporaryFile(suffix=".seal") as fh:
+
+def _seal_bytes(obj: Any, tmp_dir: str | None = None) -> bytes:
+    """Serialise a SEAL object (Ciphertext, keys) to bytes via a temporary file in ``tmp_dir``."""
+    with tempfile.NamedTemporaryFile(suffix=".seal", dir=tmp_dir) as fh:
         obj.save(fh.name)
         return Path(fh.name).read_bytes()
 
 
-def _seal_load(obj: Any, context: Any, data: bytes, source: object, field: str) -> Any:
+def _seal_load(obj: Any, context: Any, data: bytes, source: object, field: str, tmp_dir: str | None = None) -> Any:
     """Load SEAL bytes into ``obj`` (validated against ``context`` by SEAL)."""
-    with tempfile.NamedTemporaryFile(suffix=".seal") as fh:
+    with tempfile.NamedTemporaryFile(suffix=".seal", dir=tmp_dir) as fh:
         Path(fh.name).write_bytes(data)
         try:
             obj.load(context, fh.name)
@@ -55,6 +62,32 @@ def _seal_load(obj: Any, context: Any, data: bytes, source: object, field: str) 
             raise InputError(source, field, f"not valid for this CKKS context ({str(exc).splitlines()[0]})") \
                 from None
     return obj
+
+
+def ciphertext_to_bytes(ct: Any) -> bytes:
+    """SEAL ``Ciphertext`` -> its SEAL serialisation (bytes; the format of a ``ct/<name>`` file member)."""
+    return _seal_bytes(ct, _CT_TMP)
+
+
+def ciphertext_from_bytes(context: Any, data: bytes, source: object = "ciphertext",
+                          field: str = "ciphertext", size: int | None = 2) -> Any:
+    """SEAL serialisation -> ``Ciphertext``, with the checks :func:`load_ciphertexts` applies to a member.
+
+    Args:
+        context: the SEAL context the ciphertext must belong to (parameters, ``parms_id``).
+        data: bytes from :func:`ciphertext_to_bytes`, :meth:`SealBackend.encrypt_bytes` or a file member.
+        source, field: named in the error (file path and member).
+        size: polynomials required (2: relinearised, as every stored ciphertext); ``None`` accepts any
+            (unrelinearised intermediates between the server's own processes).
+
+    Raises:
+        InputError: SEAL finds the data invalid for ``context`` (corrupt, truncated, other parameters)
+            or the ciphertext does not have ``size`` polynomials.
+    """
+    ct = _seal_load(sealapi.Ciphertext(), context, data, source, field, _CT_TMP)
+    if size is not None and ct.size() != size:
+        raise InputError(source, field, f"has {ct.size()} polynomials, expected {size}")
+    return ct
 
 
 def build_seal_context(params: CKKSParams) -> Any:
@@ -190,26 +223,39 @@ def load_context(path: Path, role: str) -> Keys:
 def save_ciphertexts(path: Path, keys: Keys, kind: str, cts: dict[str, Any], meta: dict | None = None) -> None:
     """Write named ciphertexts and a manifest (kind, key_id, params, extra ``meta``) to one zip file.
 
-    Values may be SEAL ``Ciphertext`` objects or bytes already serialised (e.g. seeded symmetric
-    encryptions from :meth:`SealBackend.encrypt_bytes`).
+    Values may be SEAL ``Ciphertext`` objects or their serialisations as ``bytes`` (e.g. seeded symmetric
+    encryptions from :meth:`SealBackend.encrypt_bytes`, or ciphertexts a server worker process serialised:
+    :func:`ciphertext_to_bytes`); bytes are written as they are, so a member is serialised once.  The
+    manifest is the same either way, so :func:`load_ciphertexts` validates both alike.
     """
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
         zf.writestr("manifest.json", json.dumps({"format": FORMAT, "kind": kind, "key_id": keys.key_id,
                                                  "params": keys.params.to_dict(), "names": list(cts),
                                                  "meta": meta or {}}))
         for name, ct in cts.items():
-            zf.writestr(f"ct/{name}", ct if isinstance(ct, bytes) else _seal_bytes(ct))
+            zf.writestr(f"ct/{name}", ct if isinstance(ct, bytes) else ciphertext_to_bytes(ct))
 
 
-def load_ciphertexts(path: Path, keys: Keys, kind: str, field: str) -> tuple[dict[str, Any], dict]:
+def load_ciphertexts(path: Path, keys: Keys, kind: str, field: str,
+                     raw: bool = False) -> tuple[dict[str, Any], dict]:
     """Load a ciphertext file written by :func:`save_ciphertexts`, validated against ``keys``.
 
+    Args:
+        path, keys, kind: the file, the context it must belong to and the expected manifest kind.
+        field: named in errors.
+        raw: return each member's bytes instead of a ``Ciphertext``.  The file-level checks are the same
+            (format, kind, key_id, parameters, every listed member present); the per-ciphertext SEAL checks
+            are left to whoever deserialises the bytes, which must be :func:`ciphertext_from_bytes` (the
+            server's worker processes do, and report its errors).  Saves a deserialise/serialise round
+            trip when the bytes only travel on (to worker processes).
+
     Returns:
-        ``(name -> Ciphertext, meta)``.
+        ``(name -> Ciphertext, meta)``, or ``(name -> bytes, meta)`` with ``raw``; names in manifest order.
 
     Raises:
         InputError: missing/corrupt file, wrong kind, encrypted under another key pair or other
-            parameters, or a ciphertext SEAL finds invalid for the context.
+            parameters, a missing member, or (not ``raw``) a ciphertext SEAL finds invalid for the context
+            or with other than 2 polynomials.
     """
     path = Path(path)
     with _open_zip(path, field) as zf:
@@ -225,10 +271,7 @@ def load_ciphertexts(path: Path, keys: Keys, kind: str, field: str) -> tuple[dic
                 data = zf.read(f"ct/{name}")
             except KeyError:
                 raise InputError(path, field, f"missing ciphertext {name}") from None
-            ct = _seal_load(sealapi.Ciphertext(), keys.context, data, path, f"ciphertext {name}")
-            if ct.size() != 2:
-                raise InputError(path, field, f"ciphertext {name} has {ct.size()} polynomials, expected 2")
-            cts[name] = ct
+            cts[name] = data if raw else ciphertext_from_bytes(keys.context, data, path, f"ciphertext {name}")
     return cts, manifest.get("meta", {})
 
 
@@ -309,10 +352,10 @@ class SealBackend:
         if self.keys.secret_key is None:
             ct = sealapi.Ciphertext()
             self.encryptor.encrypt(pt, ct)
-            return _seal_bytes(ct)
+            return ciphertext_to_bytes(ct)
         if not hasattr(self, "_sym"):
             self._sym = sealapi.Encryptor(self.ctx, self.keys.secret_key)
-        with tempfile.NamedTemporaryFile(suffix=".seal") as fh:
+        with tempfile.NamedTemporaryFile(suffix=".seal", dir=_CT_TMP) as fh:
             self._sym.encrypt_symmetric(pt).save(fh.name)
             return Path(fh.name).read_bytes()
 

@@ -8,39 +8,40 @@ partial sums of ``u = Z w`` (one ciphertext per block), the main process finishe
 activation, sends it back, and each worker updates its own weights (and, with Nesterov momentum, its
 own momentum state ``v'``).  Ciphertexts travel as SEAL serialisations through pipes.  Fork start method
 only (Linux); with ``workers=1`` nothing is forked.
+
+Refreshes stay serialised end to end: the workers serialise their weights (in parallel), the main process
+writes those bytes into the request file unchanged, reads the owner's response as validated raw bytes
+(:func:`toolkit.encrypted.he.load_ciphertexts` with ``raw=True``) and hands them to the workers, which
+deserialise them with the same SEAL checks as a file load.  Each ciphertext is serialised and deserialised
+once per direction, as with one process.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tenseal.sealapi as sealapi
 
 from toolkit.encrypted import circuit as C
-
-_TMP = "/dev/shm" if os.path.isdir("/dev/shm") else None
+from toolkit.encrypted import he
+from toolkit.errors import InputError
 
 
 def to_bytes(ct: Any) -> bytes:
-    """SEAL ciphertext -> bytes."""
-    with tempfile.NamedTemporaryFile(dir=_TMP) as fh:
-        ct.save(fh.name)
-        return Path(fh.name).read_bytes()
+    """SEAL ciphertext -> bytes (:func:`toolkit.encrypted.he.ciphertext_to_bytes`)."""
+    return he.ciphertext_to_bytes(ct)
 
 
 def from_bytes(ctx: Any, data: bytes) -> Any:
-    """bytes -> SEAL ciphertext (validated by SEAL against ``ctx``)."""
-    ct = sealapi.Ciphertext()
-    with tempfile.NamedTemporaryFile(dir=_TMP) as fh:
-        Path(fh.name).write_bytes(data)
-        ct.load(ctx, fh.name)
-    return ct
+    """bytes -> SEAL ciphertext of any size, validated by SEAL against ``ctx``
+    (:func:`toolkit.encrypted.he.ciphertext_from_bytes`).
+
+    Raises:
+        InputError: SEAL finds the bytes invalid for ``ctx``.
+    """
+    return he.ciphertext_from_bytes(ctx, data, "worker pipe", size=None)
 
 
 def _act_to_bytes(act: list) -> list:
@@ -71,8 +72,13 @@ def _worker(conn: Any, be: Any, circuit: str, batches: list[C.Minibatch], w: lis
         elif cmd == "get":
             conn.send([to_bytes(c) for c in w])
         elif cmd == "set":
-            w = [from_bytes(ctx, b) for b in arg]
-            conn.send(be.level(w[0]))
+            source, named = arg
+            try:  # same checks as a file load; the old state stays if any member is refused
+                w = [he.ciphertext_from_bytes(ctx, b, source, f"ciphertext {name}") for name, b in named]
+            except InputError as exc:
+                conn.send(("error", (exc.source, exc.field, exc.problem)))
+            else:
+                conn.send(("ok", be.level(w[0])))
         elif cmd == "stop":
             conn.close()
             return
@@ -137,21 +143,63 @@ class FeatureWorkers:
             c.send(("update", (k, act)))
         self._level = [c.recv() for c in self.conns][0]
 
-    def get_weights(self) -> list[Any]:
-        """The whole state in feature order: ``[d]`` weights, then ``[d]`` ``v'`` with momentum."""
-        ws, vs = [], []
-        for c, g in zip(self.conns, self.groups, strict=True):
+    def state_names(self) -> list[str]:
+        """Names of the state in :meth:`get_weights` order: ``w0..w{d-1}`` then (momentum) ``v0..v{d-1}``,
+        as in the weight files (:func:`toolkit.encrypted.protocol.state_names`)."""
+        return [f"w{j}" for j in range(self.d)] + ([f"v{j}" for j in range(self.d)] if self.momentum.enabled else [])
+
+    def get_weight_bytes(self) -> list[bytes]:
+        """The whole state as SEAL serialisations (the workers serialise their parts concurrently).
+
+        Returns:
+            ``[d]`` (``[2d]`` with momentum: weights then ``v'``) bytes in feature order, each a member
+            :func:`toolkit.encrypted.he.save_ciphertexts` writes as it is.
+        """
+        for c in self.conns:
             c.send(("get", None))
-            part = [from_bytes(self.be.ctx, b) for b in c.recv()]
+        ws: list[bytes] = []
+        vs: list[bytes] = []
+        for c, g in zip(self.conns, self.groups, strict=True):
+            part = c.recv()
             ws.extend(part[:len(g)])
             vs.extend(part[len(g):])
         return ws + vs
 
-    def set_weights(self, w: list[Any]) -> None:
-        """Replace the state (after a refresh), layout as :meth:`get_weights`."""
+    def get_weights(self) -> list[Any]:
+        """The whole state as ``Ciphertext`` objects, layout as :meth:`get_weight_bytes`."""
+        return [from_bytes(self.be.ctx, b) for b in self.get_weight_bytes()]
+
+    def set_weight_bytes(self, blobs: list[bytes], source: object = "refresh_response") -> None:
+        """Replace the state with SEAL serialisations (e.g. the members of a refresh response read with
+        ``load_ciphertexts(..., raw=True)``), layout as :meth:`get_weight_bytes`.
+
+        Each worker deserialises its part with :func:`toolkit.encrypted.he.ciphertext_from_bytes`, the
+        checks a file load applies, so unvalidated bytes never become server state.
+
+        Args:
+            blobs: ``[d]`` or ``[2d]`` (momentum) bytes.
+            source: named in errors (the response file).
+
+        Raises:
+            ValueError: ``len(blobs)`` does not match the state.
+            InputError: a worker refused a ciphertext (invalid for the context or not 2 polynomials);
+                the message names the member (``w3``, ``v3``).
+        """
+        names = self.state_names()
+        if len(blobs) != len(names):
+            raise ValueError(f"expected {len(names)} state ciphertexts, got {len(blobs)}")
+        named = list(zip(names, blobs, strict=True))
         for c, g in zip(self.conns, self.groups, strict=True):
-            c.send(("set", [to_bytes(x) for x in self._group_state(w, g)]))
-        self._level = [c.recv() for c in self.conns][0]
+            c.send(("set", (str(source), self._group_state(named, g))))
+        replies = [c.recv() for c in self.conns]  # read every reply so the pipes stay in step
+        for status, value in replies:
+            if status == "error":
+                raise InputError(*value)
+        self._level = replies[0][1]
+
+    def set_weights(self, w: list[Any]) -> None:
+        """Replace the state with ``Ciphertext`` objects (after a refresh), layout as :meth:`get_weights`."""
+        self.set_weight_bytes([to_bytes(x) for x in w], "state")
 
     def close(self) -> None:
         """Stop the workers."""
@@ -170,13 +218,21 @@ class FeatureWorkers:
 def run_schedule_parallel(be: Any, circuit: str, batches: list[C.Minibatch], w: list[Any], iterations: int,
                           coeffs: tuple[float, float, float], lr: float, refresh: Any, workers: int,
                           start_iteration: int = 0, stop_when_exhausted: bool = False,
-                          momentum: C.Momentum = C.NO_MOMENTUM) -> tuple:
+                          momentum: C.Momentum = C.NO_MOMENTUM, serialized: bool = False) -> tuple:
     """:func:`toolkit.encrypted.circuit.run_schedule` with the features split over worker processes.
 
     ``w`` is the server state (``[d]`` weights, or ``[2d]`` weights then ``v'`` with ``momentum``).
+    ``refresh(state, k) -> state`` works on ``Ciphertext`` lists; if it also has a ``serialized(blobs, k)
+    -> blobs`` method (:class:`toolkit.encrypted.protocol.LocalRefresher`), that is used instead, with the
+    state as SEAL serialisations in the same order, so the ciphertexts are not deserialised and
+    re-serialised in the main process on their way to and from the owner's files.
+
+    Args:
+        serialized: return the final state as bytes (for :func:`toolkit.encrypted.he.save_ciphertexts`).
 
     Returns:
-        ``(weights, trace, next_iteration, prepare_seconds)``.
+        ``(state, trace, next_iteration, prepare_seconds)``; ``state`` is ``Ciphertext`` objects, or bytes
+        with ``serialized``.
     """
     depth = C.DEPTH_PER_ITERATION[circuit]
     if depth > be.params.levels:
@@ -192,7 +248,11 @@ def run_schedule_parallel(be: Any, circuit: str, batches: list[C.Minibatch], w: 
                 if stop_when_exhausted:
                     break
                 t0 = time.perf_counter()
-                pool.set_weights(refresh(pool.get_weights(), k))
+                refresh_serialized = getattr(refresh, "serialized", None)
+                if refresh_serialized is not None:
+                    pool.set_weight_bytes(refresh_serialized(pool.get_weight_bytes(), k))
+                else:
+                    pool.set_weights(refresh(pool.get_weights(), k))
                 trace.refresh_seconds.append(time.perf_counter() - t0)
                 trace.refreshes += 1
                 trace.refresh_iterations.append(k)
@@ -202,6 +262,6 @@ def run_schedule_parallel(be: Any, circuit: str, batches: list[C.Minibatch], w: 
             trace.levels.append((before, pool.level()))
             trace.seconds.append(time.perf_counter() - t0)
             k += 1
-        return pool.get_weights(), trace, k, prepare_s
+        return (pool.get_weight_bytes() if serialized else pool.get_weights()), trace, k, prepare_s
     finally:
         pool.close()

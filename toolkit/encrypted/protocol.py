@@ -200,9 +200,11 @@ def server_train(public_path: Path, data_path: Path, weights_path: Path, job: di
     if int(workers) > 1:
         from toolkit.encrypted.parallel import run_schedule_parallel
 
+        # final state as the workers' serialisations: written to the file as they are
         w, trace, k, prepare_s = run_schedule_parallel(be, job["circuit"], raw, w0, int(job["iterations"]), coeffs,
                                                        lr, refresh, int(workers), start_iteration=start,
-                                                       stop_when_exhausted=refresh is None, momentum=momentum)
+                                                       stop_when_exhausted=refresh is None, momentum=momentum,
+                                                       serialized=True)
     else:
         t0 = time.perf_counter()
         batches = [C.prepare(be, job["circuit"], mb, coeffs, lr, momentum.grad_factor(start)) for mb in raw]
@@ -216,22 +218,72 @@ def server_train(public_path: Path, data_path: Path, weights_path: Path, job: di
             "refresh_iterations": trace.refresh_iterations, "prepare_seconds": prepare_s}
 
 
-def local_refresher(owner: he.Keys, public: he.Keys, log: list, momentum: bool = False) -> Any:
+class LocalRefresher:
     """Refresh callback for a local run, going through files exactly as a remote owner would.
 
-    The server's ciphertexts are written to a file, the owner loads them with the secret context,
-    decrypts, re-encrypts and writes a file the server loads.  ``log`` collects ``(iteration, values)``
-    (decrypted state, server coordinates).  With ``momentum`` the state is ``[w] + [v']`` and both travel.
+    The server's state is written to a weight file (:func:`toolkit.encrypted.he.save_ciphertexts`), the
+    owner loads it with the secret context, decrypts, re-encrypts and writes a response file
+    (:func:`owner_refresh`), and the server loads the response with its public context
+    (:func:`toolkit.encrypted.he.load_ciphertexts`: kind, key_id, parameters, members checked).  With
+    ``momentum`` the state is ``[w] + [v']`` and both travel.
+
+    Two entry points with the same files: calling it with ``Ciphertext`` objects (one server process), or
+    :meth:`serialized` with SEAL serialisations (worker processes, :mod:`toolkit.encrypted.parallel`), which
+    writes the workers' bytes into the request unchanged and returns the response's members as bytes for
+    the workers to deserialise (with the same SEAL checks), so no ciphertext is deserialised and
+    serialised again in between.
+
+    Args:
+        owner: the owner's keys (secret context).
+        public: the server's keys (public context) the request is written and the response read with.
+        log: collects ``(iteration, values)``: the decrypted state, float64 ``[d]`` or ``[2d]``, server
+            coordinates.
+        momentum: the state holds ``v'`` after the weights.
     """
-    def refresh(w: list[Any], iteration: int) -> list[Any]:
+
+    def __init__(self, owner: he.Keys, public: he.Keys, log: list, momentum: bool = False) -> None:
+        self.owner, self.public, self.log, self.momentum = owner, public, log, momentum
+
+    def _exchange(self, state: list[Any], iteration: int, raw: bool) -> list[Any]:
         with tempfile.TemporaryDirectory(dir="/dev/shm" if Path("/dev/shm").is_dir() else None) as tmp:
             req, resp = Path(tmp) / "request.zip", Path(tmp) / "response.zip"
-            he.save_ciphertexts(req, public, WEIGHTS_KIND, _state_dict(w, momentum), {"iteration": iteration})
-            out = owner_refresh(owner, req, resp)
-            log.append((iteration, out["weights"]))
-            cts, _ = he.load_ciphertexts(resp, public, WEIGHTS_KIND, "refresh_response")
-        return _weights_list(cts, resp)
-    return refresh
+            he.save_ciphertexts(req, self.public, WEIGHTS_KIND, _state_dict(state, self.momentum),
+                                {"iteration": iteration})
+            out = owner_refresh(self.owner, req, resp)
+            self.log.append((iteration, out["weights"]))
+            cts, _ = he.load_ciphertexts(resp, self.public, WEIGHTS_KIND, "refresh_response", raw=raw)
+            fresh = _weights_list(cts, resp, "refresh_response")
+        if len(fresh) != len(state):
+            raise InputError(resp, "refresh_response", f"holds {len(fresh)} ciphertexts, expected {len(state)}")
+        return fresh
+
+    def __call__(self, w: list[Any], iteration: int) -> list[Any]:
+        """Refresh the state ``w`` (``Ciphertext`` list, :func:`state_names` order) before ``iteration``.
+
+        Returns:
+            The fresh state, ``Ciphertext`` objects in the same order.
+
+        Raises:
+            InputError: the response file fails validation.
+        """
+        return self._exchange(w, iteration, raw=False)
+
+    def serialized(self, blobs: list[bytes], iteration: int) -> list[bytes]:
+        """As calling it, with the state as SEAL serialisations (bytes) in and out.
+
+        The response's members come back as bytes after the file-level checks (kind, key_id, parameters,
+        members); the caller must deserialise them with :func:`toolkit.encrypted.he.ciphertext_from_bytes`
+        (:meth:`toolkit.encrypted.parallel.FeatureWorkers.set_weight_bytes` does, in the workers).
+
+        Raises:
+            InputError: the response file fails validation.
+        """
+        return self._exchange(blobs, iteration, raw=True)
+
+
+def local_refresher(owner: he.Keys, public: he.Keys, log: list, momentum: bool = False) -> LocalRefresher:
+    """The refresh callback for a local run (:class:`LocalRefresher`)."""
+    return LocalRefresher(owner, public, log, momentum)
 
 
 def owner_decrypt(owner: he.Keys, weights_path: Path, job: dict) -> tuple[np.ndarray, int]:
