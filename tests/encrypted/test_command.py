@@ -264,3 +264,15 @@ def test_mnist38_encrypted_training_end_to_end(runner, tmp_path):
     assert m["features"] == 196 and m["refreshes"] == 1
     assert abs(m["plaintext_gap_accuracy_points"]) <= 0.5
     assert m["encrypted"]["accuracy"] > 0.8
+
+
+def test_workers_auto_uses_the_available_cores():
+    import os
+
+    from omegaconf import OmegaConf
+
+    from toolkit.encrypted.command import server_workers
+
+    cores = len(os.sched_getaffinity(0))
+    assert server_workers(OmegaConf.create({"workers": "auto"})) == cores
+    assert server_workers(OmegaConf.create({"workers": 3})) == 3

@@ -12,6 +12,7 @@ Layout of the output directory (each step reads what earlier steps wrote there):
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,18 @@ def _number(value: Any, key: str, kind: type, minimum: float, strict: bool = Fal
     return out
 
 
+def server_workers(cfg: Any) -> int:
+    """Server processes for training: ``workers`` from the config, ``auto`` = the cores this process may use.
+
+    Raises:
+        InputError: ``workers`` neither ``auto`` nor an integer >= 1.
+    """
+    value = cfg.get("workers", "auto")
+    if str(value) == "auto":
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return int(_number(value, "workers", int, 1))
+
+
 def _check_cfg(cfg: Any) -> None:
     """Validate the top-level and ``train`` keys (one-line InputError naming the key, exit 2).
 
@@ -96,7 +109,7 @@ def _check_cfg(cfg: Any) -> None:
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
         raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
     _momentum(cfg)
-    _number(cfg.get("workers", 1), "workers", int, 1)
+    server_workers(cfg)
     if t.batch_size is not None:
         _number(t.batch_size, "train.batch_size", int, 1)
     if cfg.get("seed") is not None:
@@ -268,7 +281,7 @@ def run(cfg: Any, run: Any) -> dict:
     if step == "refresh":
         return {"metrics": {**metrics, **_refresh_step(run, files)}}
     if step in ("all", "train"):
-        metrics.update(_train(run, files, local=step == "all", workers=int(cfg.get("workers", 1))))
+        metrics.update(_train(run, files, local=step == "all", workers=server_workers(cfg)))
         if step == "train":
             return {"metrics": metrics}
     metrics.update(_decrypt(cfg, run, files))
