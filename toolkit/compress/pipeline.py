@@ -212,24 +212,37 @@ def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, late
     return out
 
 
+def _rank_or_compression(m: int, n: int, compression: Any, rank: Any, keys: tuple[str, str], layer: str,
+                         symbols: str, hint: str) -> int:
+    """Shared rule of :func:`resolve_rank` and :func:`resolve_dense_rank` for an m x n matrix.
+
+    ``rank`` wins when given (an integer in [1, min(m, n)]); otherwise k = floor((1 - p) m n / (m + n)).
+    ``keys`` = (rank key, compression key) and ``layer``/``symbols``/``hint`` only shape the error text.
+
+    Raises:
+        InputError: naming the rank key (bad rank) or the compression key (outside (0, 1) or rank 0).
+    """
+    limit = min(m, n)
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
+            raise InputError(keys[0], None, f"must be an integer in [1, min({symbols})] = [1, {limit}] "
+                             f"for {layer}, got {rank}")
+        return int(rank)
+    p = check_compression(compression, keys[1], "embedding" if keys[1] == "compression" else "dense layer")
+    k = rank_for_compression(m, n, p)
+    if k < 1:
+        raise InputError(keys[1], None, f"{p:g} leaves rank 0 for {layer}; {hint}")
+    return k
+
+
 def resolve_rank(vocab_size: int, dim: int, compression: float | None, rank: int | None) -> int:
-    """Rank from ``rank`` (if given) or from ``compression`` by k = floor((1-p) V d / (V + d)).
+    """Rank of the factorized embedding E [V, d]: ``rank`` if given, else k = floor((1-p) V d / (V + d)).
 
     Raises:
         InputError: compression outside (0, 1), rank outside [1, min(V, d)], or a rank of 0.
     """
-    limit = min(vocab_size, dim)
-    if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
-            raise InputError("rank", None, f"must be an integer in [1, min(V, d)] = [1, {limit}] "
-                             f"for a {vocab_size} x {dim} table, got {rank}")
-        return int(rank)
-    check_compression(compression)
-    k = rank_for_compression(vocab_size, dim, float(compression))
-    if k < 1:
-        raise InputError("compression", None, f"{compression} leaves rank 0 for a {vocab_size} x {dim} table; "
-                         "use a smaller compression")
-    return k
+    return _rank_or_compression(int(vocab_size), int(dim), compression, rank, ("rank", "compression"),
+                                f"a {vocab_size} x {dim} table", "V, d", "use a smaller compression")
 
 
 def check_compression(value: Any, key: str = "compression", what: str = "embedding") -> float:
@@ -272,18 +285,9 @@ def resolve_dense_rank(shape: tuple[int, int], compression: Any, rank: Any) -> i
             (outside (0, 1), or so high that the rank is 0).
     """
     m, n = int(shape[0]), int(shape[1])
-    limit = min(m, n)
-    if rank is not None:
-        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
-            raise InputError("dense.rank", None, f"must be an integer in [1, min(m, n)] = [1, {limit}] "
-                             f"for the {m} x {n} first dense layer, got {rank}")
-        return int(rank)
-    p = check_compression(compression, "dense.compression", "dense layer")
-    k = rank_for_compression(m, n, p)
-    if k < 1:
-        raise InputError("dense.compression", None, f"{p:g} leaves rank 0 for the {m} x {n} first "
-                         "dense layer; use a smaller dense.compression or set dense.rank")
-    return k
+    return _rank_or_compression(m, n, compression, rank, ("dense.rank", "dense.compression"),
+                                f"the {m} x {n} first dense layer", "m, n",
+                                "use a smaller dense.compression or set dense.rank")
 
 
 def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = None) -> TextClassifier:
