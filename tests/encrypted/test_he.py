@@ -35,15 +35,23 @@ def _reference(z, batches, iterations, lr):
     return w
 
 
-def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr, workers=1, momentum=C.NO_MOMENTUM):
+def _owner_files(tmp_path, keys, circuit, z, batches, iterations, lr, momentum=C.NO_MOMENTUM):
+    """Owner side of a run: key files, encrypted data, initial weights and job; returns
+    ``(owner context, public path, data path, weights path, job path, job)``."""
     sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
     he.save_secret_context(keys, sec)
     he.save_public_context(keys, pub)
     owner = he.load_context(sec, "owner")
     job = {"circuit": circuit, "coeffs": list(COEFFS), "learning_rate": lr, "iterations": iterations,
            "momentum": momentum.to_dict()}
-    data, w0, jobp, out = (tmp_path / n for n in ("data.zip", "w0.zip", "job.json", "w.zip"))
+    data, w0, jobp = tmp_path / "data.zip", tmp_path / "w0.zip", tmp_path / "job.json"
     protocol.owner_encrypt(owner, z, batches, job, data, w0, jobp)
+    return owner, pub, data, w0, jobp, job
+
+
+def _run_files(tmp_path, keys, circuit, z, batches, iterations, lr, workers=1, momentum=C.NO_MOMENTUM):
+    owner, pub, data, w0, jobp, job = _owner_files(tmp_path, keys, circuit, z, batches, iterations, lr, momentum)
+    out = tmp_path / "w.zip"
     log: list = []
     state = protocol.server_train(pub, data, w0, protocol.read_job(jobp), out,
                                   protocol.local_refresher(owner, he.load_context(pub, "server"), log,
@@ -88,14 +96,8 @@ def test_two_worker_processes_give_the_same_result(tmp_path, low_depth_keys, mon
     _replaying_owner(monkeypatch, tmp_path)
     z = _toy(n=300, d=5)
     batches = minibatch_indices(len(z), 150, 0)
-    sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
-    he.save_secret_context(low_depth_keys, sec)
-    he.save_public_context(low_depth_keys, pub)
-    owner = he.load_context(sec, "owner")
-    job = {"circuit": "low-depth", "coeffs": list(COEFFS), "learning_rate": 2.0, "iterations": 3,
-           "momentum": momentum.to_dict()}
-    data, w0, jobp = tmp_path / "data.zip", tmp_path / "w0.zip", tmp_path / "job.json"
-    protocol.owner_encrypt(owner, z, batches, job, data, w0, jobp)
+    owner, pub, data, w0, jobp, job = _owner_files(tmp_path, low_depth_keys, "low-depth", z, batches, 3, 2.0,
+                                                   momentum)
     results = {}
     for workers in (1, 2):
         log: list = []
@@ -298,14 +300,8 @@ def test_momentum_refresh_as_separate_steps_continues(tmp_path, low_depth_keys):
     z = _toy(n=160, d=3)
     batches = minibatch_indices(len(z), 80, 0)
     momentum = C.Momentum(0.6)
-    sec, pub = tmp_path / "secret.zip", tmp_path / "public.zip"
-    he.save_secret_context(low_depth_keys, sec)
-    he.save_public_context(low_depth_keys, pub)
-    owner = he.load_context(sec, "owner")
-    job = {"circuit": "low-depth", "coeffs": list(COEFFS), "learning_rate": 2.0, "iterations": 2,
-           "momentum": momentum.to_dict()}
-    data, wpath, jobp = tmp_path / "data.zip", tmp_path / "w.zip", tmp_path / "job.json"
-    protocol.owner_encrypt(owner, z, batches, job, data, wpath, jobp)
+    owner, pub, data, wpath, jobp, job = _owner_files(tmp_path, low_depth_keys, "low-depth", z, batches, 2, 2.0,
+                                                      momentum)
     job = protocol.read_job(jobp)
     levels = []
     for _ in range(3):
