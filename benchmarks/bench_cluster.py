@@ -28,10 +28,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DATA = ROOT.parent / "shared" / "data"
-METHODS = ["hilander", "kmeans", "hac", "dbscan", "hdbscan"]
+METHODS = ["hilander", "kmeans", "hac", "dbscan", "hdbscan", "auto"]
 DATASETS = {
     "digits": [],
     "omniglot": ["data=omniglot", f"data.root={DATA / 'omniglot'}"],
+    # the paper's setting: 964 meta-training characters (30 alphabets), 659 unseen characters (20 other alphabets)
+    "omniglot-full": ["data=omniglot-full", f"data.root={DATA / 'omniglot'}"],
     "mnist": ["data=mnist", f"data.root={DATA / 'mnist'}", "encoder.epochs=4"],  # 30k images: 4 epochs fit the time budget
     # ablation: encoder/meta-training split by class instead of by alphabet (see docs/cluster.md)
     "omniglot-class-split": ["data=omniglot", f"data.root={DATA / 'omniglot'}", "encoder.split_by=class"],
@@ -67,6 +69,8 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
     for method in [m for m in methods if m in ONLY_METHODS.get(name, methods)]:
         out = RESULTS / "runs" / name / f"seed{seed}" / method
         args = [*DATASETS[name], f"seed={seed}", f"method={method}", "plot=false", f"output_dir={out}"]
+        if method == "hilander":
+            args.insert(-1, "model.infer.oracle_tau=true")  # diagnostic: best tau on the test labels
         if not name.startswith("digits"):
             # reuse the encoder features trained once for this dataset
             args[-1] = f"output_dir={cache_dir}"
@@ -80,6 +84,13 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
                      # pairwise F on the held-out meta-training classes at the chosen tau (Hi-LANDER only)
                      "heldout_pairwise_f": (m.get("tau_scores") or {}).get(str(m.get("tau"))),
                      "command_seconds": doc["timings_s"]["total"],
+                     # edge scores vs threshold (issue 9): ROC-AUC of P(same) and of the cosine on the test
+                     # level-0 kNN edges, and the best tau on the test labels beside the chosen one
+                     **{k: (m.get("diagnostics") or {}).get(k) for k in
+                        ("edge_auc_gnn", "edge_auc_cosine", "edge_same_class_share", "oracle_tau",
+                         "oracle_pairwise_f")},
+                     "chosen_method": m.get("chosen_method"),
+                     "auto_heldout_pairwise_f": m.get("auto_heldout_pairwise_f"),
                      # the image encoder is trained once per dataset and seed (first method), then cached
                      "encoder_seconds": doc["timings_s"].get("encoder", 0.0),
                      "peak_rss_mb": max(doc["peak_rss_mb"].values())})

@@ -11,7 +11,7 @@ from tests.cluster.test_graph_hierarchy import blobs
 from tests.conftest import shared_data
 from toolkit.cli import app
 
-FAST = ["model.hidden=16", "model.train.epochs=2", "model.train.knn_k=[5]", "model.train.levels=[2]", "plot=false"]
+FAST = ["model.hidden=16", "model.train.epochs=2", "model.train.min_steps=0", "model.train.knn_k=[5]", "model.train.levels=[2]", "plot=false"]
 
 
 @pytest.fixture
@@ -168,3 +168,37 @@ def test_omniglot_end_to_end(runner, tmp_path):
     assert m["num_classes"] == 106 and m["num_points"] == 2120
     assert m["pairwise_f"] > 0.05
     assert (tmp_path / "om" / "encoder.ckpt").exists()
+
+
+def test_auto_scores_every_candidate_on_heldout_classes_and_runs_the_best(runner, feature_files):
+    out = feature_files / "auto"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "method=auto", f"output_dir={out}",
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    held = m["auto_heldout_pairwise_f"]
+    assert set(held) == {"hilander", "hac", "dbscan", "hdbscan"}  # k-means needs K: not a candidate
+    assert m["chosen_method"] == max(held, key=held.get)
+    assert m["auto_heldout_classes"] == 2 and all(0.0 <= v <= 1.0 for v in held.values())
+    saved = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert saved["chosen_method"] == m["chosen_method"]
+
+
+def test_auto_without_heldout_classes_exits_2(runner, feature_files):
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "method=auto",
+                                 "model.train.val_fraction=0", f"output_dir={feature_files}/a0"])
+    assert result.exit_code == 2
+    assert "val_fraction" in result.stderr
+
+
+def test_hilander_reports_edge_diagnostics_and_oracle_tau(runner, feature_files):
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "model.infer.oracle_tau=true",
+                                 f"output_dir={feature_files}/diag", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    d = m["diagnostics"]
+    assert 0.0 <= d["edge_same_class_share"] <= 1.0
+    for key in ("edge_auc_gnn", "edge_auc_cosine"):
+        assert d[key] is None or 0.0 <= d[key] <= 1.0
+    # the oracle searches a superset of the candidates, including the chosen tau: never worse than the run
+    assert d["oracle_pairwise_f"] >= m["pairwise_f"] - 1e-9

@@ -10,7 +10,8 @@ from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run, seed_everything
 
-METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan")
+METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan", "auto")
+AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
 MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "use_edge_sim")
 
@@ -36,27 +37,104 @@ def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) 
 
 
 TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+TAU_QUANTILES = (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict) -> tuple[float, dict[str, float]]:
-    """Choose the edge threshold tau maximising pairwise F on held-out meta-training classes.
+def tau_candidates(p_same: np.ndarray) -> list[float]:
+    """Candidate thresholds: the fixed grid plus quantiles of the model's own P(same) on the tuning graph.
+
+    A GNN trained on few meta-training classes is confident (most level-0 edges get P(same) > 0.99), so a
+    fixed grid ending at 0.99 cannot reach the threshold that separates its edges; quantiles of the
+    predicted probabilities follow the model's scale wherever it lies (issue 9: the chosen tau sat at the
+    grid's top edge).
 
     Args:
-        model: trained ``Lander``; x: float32 ``[N, D]`` held-out features; y: int64 ``[N]`` labels.
+        p_same: float ``[E]`` P(same) of the level-0 edges of the tuning graph.
 
     Returns:
-        ``(tau, scores)`` with the pairwise F of every grid value.
+        Sorted unique thresholds in ``(0, 1)``, rounded to 6 decimals.
+    """
+    qs = np.quantile(p_same, TAU_QUANTILES) if len(p_same) else np.array([])
+    vals = {round(float(v), 6) for v in (*TAU_GRID, *qs) if 0.0 < v < 1.0}
+    return sorted(vals)
+
+
+def _level0_p_same(model, x: np.ndarray, k: int, knn_kw: dict) -> tuple[np.ndarray, np.ndarray, object]:
+    """P(same) and cosine of the level-0 kNN edges of ``x`` (float32 ``[N, D]``), and the graph."""
+    from toolkit.cluster.graph import build_graph
+    from toolkit.cluster.knn import knn_search, l2_normalize
+
+    xn = l2_normalize(x)
+    nbrs, sims = knn_search(xn, k, **knn_kw)
+    g = build_graph(xn, xn, nbrs, sims)
+    p_same, _ = model.predict(g)
+    return p_same.numpy(), g.edata["raw_affine"].numpy(), g
+
+
+def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
+             candidates: list[float] | None = None) -> tuple[float, dict[str, float]]:
+    """Choose the edge threshold tau maximising pairwise F on labelled meta-training classes.
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]`` features; y: int64 ``[N]`` labels.
+        candidates: thresholds to try; default :func:`tau_candidates` of the model's P(same) on ``x``
+            (``threshold=sim``: the fixed grid).
+
+    Returns:
+        ``(tau, scores)`` with the pairwise F of every candidate (keys ``str(tau)``).
     """
     from toolkit.cluster.hierarchy import cluster_hierarchy
     from toolkit.cluster.metrics import pairwise_f
 
+    if candidates is None:
+        if str(infer_cfg.threshold) == "prob":
+            candidates = tau_candidates(_level0_p_same(model, x, int(infer_cfg.knn_k), knn_kw)[0])
+        else:
+            candidates = list(TAU_GRID)
     scores = {}
-    for tau in TAU_GRID:
+    for tau in candidates:
         labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), tau, str(infer_cfg.threshold),
                                       int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw)
         scores[str(tau)] = pairwise_f(y, labels)[2]
     best = max(scores, key=scores.get)
     return float(best), scores
+
+
+def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
+                     oracle: bool = False) -> dict:
+    """Tell bad edge scores from a bad threshold on a labelled test set (issue 9).
+
+    * ``edge_auc_gnn`` / ``edge_auc_cosine``: ROC-AUC of the GNN's P(same) and of the raw cosine for
+      same-class edges of the level-0 test kNN graph (scikit-learn ``roc_auc_score``); a GNN below the
+      cosine ranks edges worse than the features alone.
+    * ``edge_same_class_share``: share of same-class edges (kNN graph purity).
+    * with ``oracle``: ``oracle_tau`` and ``oracle_pairwise_f`` -- the best test pairwise F over the same
+      candidates tau=auto uses, beside the chosen ``tau`` (uses test labels: a diagnostic, never a choice).
+
+    Args:
+        model: ``Lander``; x: float32 ``[M, D]`` test features; y: int64 ``[M]`` test labels.
+
+    Returns:
+        JSON-safe dict as above.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    p_same, cos, g = _level0_p_same(model, x, int(infer_cfg.knn_k), knn_kw)
+    src, dst = (t.numpy() for t in g.edges())
+    same = (y[src] == y[dst]).astype(np.int64)
+    out: dict = {"edge_same_class_share": float(same.mean()) if len(same) else None,
+                 "edge_auc_gnn": None, "edge_auc_cosine": None}
+    if 0 < same.sum() < len(same):
+        out["edge_auc_gnn"] = float(roc_auc_score(same, p_same))
+        out["edge_auc_cosine"] = float(roc_auc_score(same, cos))
+    out["edge_p_same_quantiles"] = {str(q): float(v) for q, v in
+                                    zip((0.1, 0.5, 0.9), np.quantile(p_same, (0.1, 0.5, 0.9)), strict=True)}
+    if oracle:
+        cands = sorted({*tau_candidates(p_same), float(tau)}) if str(infer_cfg.threshold) == "prob" \
+            else sorted({*TAU_GRID, float(tau)})
+        best, scores = tune_tau(model, x, y, infer_cfg, knn_kw, cands)
+        out.update({"oracle_tau": best, "oracle_pairwise_f": scores[str(best)]})
+    return out
 
 
 def load_checkpoint(path: str, feature_dim: int):
@@ -99,7 +177,7 @@ def _check_sizes(cfg, n_train: int, n_test: int) -> None:
     k_infer = int(cfg.model.infer.knn_k)
     if n_test <= k_infer:
         raise InputError("data", "test_features", f"has {n_test} points; needs more than model.infer.knn_k={k_infer}")
-    if cfg.method == "hilander" and not cfg.model.checkpoint:
+    if cfg.method in ("hilander", "auto") and not cfg.model.checkpoint:
         k_train = max(int(k) for k in cfg.model.train.knn_k)
         if n_train <= k_train:
             raise InputError("data", "train_features",
@@ -132,6 +210,8 @@ def run(cfg, run: Run) -> dict:
     metrics: dict = {"method": method, "num_points": int(len(data.test_x))}
     if method == "hilander":
         labels, info = _hilander(cfg, run, data)
+    elif method == "auto":
+        labels, info = _auto(cfg, run, data)
     else:
         from toolkit.cluster.baselines import cluster_baseline
 
@@ -152,12 +232,74 @@ def run(cfg, run: Run) -> dict:
     return {"metrics": metrics}
 
 
-def _hilander(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
+def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
+    """``method=auto``: score every candidate on held-out meta-training classes, run the best on the test set.
+
+    The held-out classes are the ones Hi-LANDER already keeps out of GNN training
+    (``model.train.val_fraction``, same seed).  Each candidate is fitted on the other meta-training classes
+    only -- baselines tune their threshold there, Hi-LANDER trains its GNN and picks tau there -- and
+    clusters the held-out classes; the highest pairwise F wins (ties: the earlier candidate in
+    ``AUTO_CANDIDATES``).  The chosen method then runs as it would on its own (a baseline re-tunes on all
+    meta-training classes; Hi-LANDER reuses the GNN just trained and the tau of ``model.train.tau_on``).
+
+    Raises:
+        InputError: fewer than 4 meta-training classes or ``model.train.val_fraction`` 0 (nothing to hold out).
+    """
+    from toolkit.cluster.baselines import HAC_MAX_POINTS, cluster_baseline, split_classes
+    from toolkit.cluster.hierarchy import cluster_hierarchy
+    from toolkit.cluster.metrics import pairwise_f
+
+    mc, inf = cfg.model, cfg.model.infer
+    fit_idx, val_idx = split_classes(data.train_y, float(mc.train.val_fraction), int(cfg.seed or 0))
+    if len(val_idx) <= int(inf.knn_k):
+        raise InputError("config", "method", "auto needs held-out meta-training classes to compare methods on: "
+                         "at least 4 meta-training classes and model.train.val_fraction > 0")
+    candidates = [m for m in AUTO_CANDIDATES if not (m == "hac" and len(data.test_x) > HAC_MAX_POINTS)]
+    if cfg.baselines.kmeans_k:
+        candidates.append("kmeans")
+    fx, fy, vx, vy = data.train_x[fit_idx], data.train_y[fit_idx], data.train_x[val_idx], data.train_y[val_idx]
+    held: dict[str, float] = {}
+    trained = None
+    with run.timer("auto_select"):
+        for m in candidates:
+            if m == "hilander":
+                if mc.checkpoint:
+                    model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
+                    tau_fit, trained = model.tau, None
+                else:
+                    model, tau, train_info = _train(cfg, run, data)
+                    trained = (model, tau, train_info)
+                    tau_fit, _ = tune_tau(model, fx, fy, inf, knn_kwargs(mc)) if str(inf.tau) == "auto" \
+                        else (float(inf.tau), None)
+                lab, _ = cluster_hierarchy(vx, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
+                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc))
+            else:
+                lab, _ = cluster_baseline(m, fx, fy, vx, vy, cfg.baselines)
+            held[m] = float(pairwise_f(vy, lab)[2])
+            log(f"auto: {m} pairwise F {held[m]:.3f} on {len(np.unique(vy))} held-out meta-training classes")
+    chosen = max(candidates, key=lambda m: held[m])
+    log(f"auto: chose {chosen}")
+    if chosen == "hilander":
+        labels, info = _hilander(cfg, run, data, trained)
+    else:
+        with run.timer("cluster"):
+            labels, info = cluster_baseline(chosen, data.train_x, data.train_y, data.test_x, data.test_y,
+                                            cfg.baselines)
+    return labels, {"chosen_method": chosen, "auto_heldout_pairwise_f": held,
+                    "auto_heldout_classes": int(len(np.unique(vy))), **info}
+
+
+def _hilander(cfg, run: Run, data, trained: tuple | None = None) -> tuple[np.ndarray, dict]:
+    """Hi-LANDER end to end: train (or load, or reuse ``trained = (model, tau, info)``), cluster, diagnose."""
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     mc, inf = cfg.model, cfg.model.infer
     info: dict = {}
-    if mc.checkpoint:
+    if trained is not None:
+        model, tau, train_info = trained
+        info.update(train_info)
+        save_checkpoint(model, data.train_x.shape[1], mc, run.path("model.ckpt"), tau)
+    elif mc.checkpoint:
         model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
         info["checkpoint"] = str(mc.checkpoint)
         tau, info["tau_source"] = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
@@ -176,6 +318,10 @@ def _hilander(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
                        "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
     for stage in ("knn", "graph", "gnn", "decode"):
         run.timings[f"cluster.{stage}"] = sum(s.seconds[stage] for s in stats)
+    if data.test_y is not None and len(data.test_x) <= int(inf.diagnostics_max_points):
+        with run.timer("diagnostics"):
+            info["diagnostics"] = edge_diagnostics(model, data.test_x, data.test_y, inf, knn_kwargs(mc), float(tau),
+                                                   bool(inf.oracle_tau))
     return labels, info
 
 
