@@ -8,8 +8,16 @@ retrieval criterion (seeds passing) and the new model's training CPU time relati
 Usage:
     .venv/bin/python benchmarks/bench_compat.py                      # all scenarios, 3 seeds
     .venv/bin/python benchmarks/bench_compat.py --scenarios mnist_arch --seeds 0
+    .venv/bin/python benchmarks/bench_compat.py --sweep --plan       # list the (lambda, epochs, tau) sweep
+    .venv/bin/python benchmarks/bench_compat.py --sweep              # run it (SWEEP grid, FD methods)
+    .venv/bin/python benchmarks/bench_compat.py --sweep --scenarios mnist_arch --seeds 0 \
+        --lambdas 0.03 0.1 0.3 --sweep-epochs 8 --temperatures 100   # a small slice of it
 
-Writes ``benchmarks/results/compat.json`` (raw per-run metrics) and ``benchmarks/results/compat.md``.
+Writes ``benchmarks/results/compat.json`` (raw per-run metrics) and ``benchmarks/results/compat.md``;
+``--sweep`` writes ``compat_sweep.json`` and ``compat_sweep.md`` instead.  In the sweep each scenario
+and seed trains one old model (at the scenario's epochs) and every run reuses it, so only the new
+model's settings change; each (scenario, seed, epochs) has its own ``none`` reference, against which
+the error cost (points) and the relative-NFR change (%) are reported.
 Needs ../shared/data (MNIST IDX, Omniglot zips).
 """
 
@@ -32,6 +40,16 @@ sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
 METHODS = ["none", "naive", "bct", "fd-kl", "fd-lm", "bct+fd"]
+
+# The controlled sweep of the distillation settings (--sweep): every combination of these values for
+# each FD method (FD-LM ignores the temperature, so it runs once per (weight, epochs)).  The weights
+# are on the normalised scale (FD-LM = ½·mean over classes, the same size as FD-KL at tau = 100).
+SWEEP: dict[str, list] = {
+    "fd.weight": [0.01, 0.03, 0.1, 0.3, 1.0],
+    "train.epochs": [8, 24],
+    "fd.temperature": [4.0, 20.0, 100.0],
+}
+SWEEP_METHODS = ["fd-kl", "fd-lm"]
 
 # Scenario overrides (MNIST is subsampled so the whole benchmark fits ~15 minutes on 2 shared cores).
 COMMON = ["trainer.progress=false", "bootstrap.n=1000", "retrieval.max_samples=2000", "train.batch_size=256"]
@@ -81,6 +99,12 @@ def _patch_data_cache() -> None:
     data_mod.load_split = load_split
 
 
+def merge(overrides: list[str], later: list[str]) -> list[str]:
+    """``overrides`` followed by ``later``, dropping earlier entries whose key ``later`` sets again."""
+    keys = {o.split("=", 1)[0] for o in later}
+    return [o for o in overrides if o.split("=", 1)[0] not in keys] + list(later)
+
+
 def run_one(overrides: list[str], out: Path) -> dict:
     from toolkit.compat.command import run
     from toolkit.config import compose_config
@@ -111,15 +135,121 @@ def summarise(rows: list[dict]) -> str:
                 return f"[{c[:, 0].mean():.2f}, {c[:, 1].mean():.2f}]"
 
             crit = [r["bct_criterion"] for r in rs if r.get("bct_criterion")]
-            crit_s = (f"{sum(c['pass'] for c in crit)}/{len(crit)} "
-                      f"({np.mean([c['new_old'] or 0 for c in crit]) * 100:.1f} vs "
-                      f"{np.mean([c['old_old'] for c in crit]) * 100:.1f})") if crit else "n/a"
-            if crit and all(c["new_old"] is None for c in crit):
-                crit_s = "n/a (spaces differ)"
+            usable = [c for c in crit if c.get("applicable", c.get("new_old") is not None)]
+            crit_s = (f"{sum(bool(c['pass']) for c in usable)}/{len(usable)} "
+                      f"({np.mean([c['new_old'] for c in usable]) * 100:.1f} vs "
+                      f"{np.mean([c['old_old'] for c in usable]) * 100:.1f})") if usable else "n/a"
+            if crit and not usable:
+                crit_s = ("n/a (spaces differ)" if all(c["new_old"] is None for c in crit)
+                          else "n/a (old/old already 100%)")
+            elif len(usable) < len(crit):
+                crit_s += f", {len(crit) - len(usable)} n/a"
             ratio = np.mean([r["time_ratio"] for r in rs])
             lines.append(f"| {s} | {m} | {ms('er_old')} | {ms('er_new')} | {ci('er_new')} | {ms('nfr')} | "
                          f"{ci('nfr')} | {ms('rel_nfr')} | {ci('rel_nfr')} | {ms('pfr')} | {crit_s} | {ratio:.2f} |")
     return "\n".join(lines)
+
+
+def sweep_plan(scenarios: list[str], seeds: list[int], methods: list[str], lambdas: list[float],
+               epochs: list[int], temperatures: list[float]) -> list[dict]:
+    """Every run of the sweep, in order: per (scenario, seed) the old model's base run, then per epochs
+    the ``none`` reference and each (method, lambda, tau) combination.  FD-LM takes one tau (none)."""
+    runs = []
+    for s in scenarios:
+        for seed in seeds:
+            runs.append({"scenario": s, "seed": seed, "kind": "old", "method": "none", "epochs": None,
+                         "weight": None, "temperature": None})
+            for e in epochs:
+                runs.append({"scenario": s, "seed": seed, "kind": "reference", "method": "none", "epochs": e,
+                             "weight": None, "temperature": None})
+                for m in methods:
+                    for lam in lambdas:
+                        for tau in (temperatures if m == "fd-kl" else [None]):
+                            runs.append({"scenario": s, "seed": seed, "kind": "fd", "method": m, "epochs": e,
+                                         "weight": lam, "temperature": tau})
+    return runs
+
+
+def summarise_sweep(rows: list[dict]) -> str:
+    """Markdown table of the sweep: mean over seeds of ER_new, NFR and relative NFR (%), with the error
+    cost in points and the relative-NFR change in % against ``none`` at the same scenario, seed and epochs."""
+    lines = ["| scenario | epochs | method | λ | τ | ER_new | ΔER_new (points) | NFR | rel NFR | Δ rel NFR | "
+             "seeds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    ref = {(r["scenario"], r["seed"], r["epochs"]): r for r in rows if r["kind"] == "reference"}
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["kind"] in ("reference", "fd"):
+            groups.setdefault((r["scenario"], r["epochs"], r["method"], r["weight"], r["temperature"]), []).append(r)
+
+    def order(key):
+        s, e, m, lam, tau = key
+        return (list(SCENARIOS).index(s), e, m != "none", m, lam or 0.0, tau or 0.0)
+
+    for key in sorted(groups, key=order):
+        s, e, m, lam, tau = key
+        rs = groups[key]
+        pairs = [(r, ref.get((r["scenario"], r["seed"], r["epochs"]))) for r in rs]
+        d_er = [100 * (r["er_new"] - b["er_new"]) for r, b in pairs if b]
+        d_rel = [100 * (r["rel_nfr"] / b["rel_nfr"] - 1) for r, b in pairs
+                 if b and r["rel_nfr"] is not None and b["rel_nfr"]]
+
+        def mean(key, rs=rs):
+            v = [100 * r[key] for r in rs if r[key] is not None]
+            return f"{np.mean(v):.2f}" if v else "n/a"
+
+        lines.append(f"| {s} | {e} | {m} | {'' if lam is None else f'{lam:g}'} | {'' if tau is None else f'{tau:g}'} | "
+                     f"{mean('er_new')} | {f'{np.mean(d_er):+.2f}' if d_er and m != 'none' else ''} | {mean('nfr')} | "
+                     f"{mean('rel_nfr')} | {f'{np.mean(d_rel):+.0f}%' if d_rel and m != 'none' else ''} | {len(rs)} |")
+    return "\n".join(lines)
+
+
+def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
+    """The controlled (lambda, epochs, temperature) sweep; see :data:`SWEEP`."""
+    methods = [m for m in args.methods if m != "none"] if args.methods != METHODS else SWEEP_METHODS
+    plan = sweep_plan(args.scenarios, args.seeds, methods, args.lambdas, args.sweep_epochs, args.temperatures)
+    print(f"sweep: {len(plan)} runs ({sum(r['kind'] == 'fd' for r in plan)} FD runs) over scenarios "
+          f"{args.scenarios}, seeds {args.seeds}, methods {methods}, lambda {args.lambdas}, epochs "
+          f"{args.sweep_epochs}, tau {args.temperatures}", flush=True)
+    if args.plan:
+        for r in plan:
+            print(json.dumps(r))
+        return
+    raw_path = out_dir / "compat_sweep.json"
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for r in plan:
+        spec = SCENARIOS[r["scenario"]]
+        base = out_dir / "compat_sweep_runs" / r["scenario"] / f"seed{r['seed']}"
+        ov = COMMON + spec["overrides"] + list(args.extra) + [f"seed={r['seed']}", f"method={r['method']}"]
+        if r["kind"] == "old":
+            out = base / "old"
+        else:
+            ov = merge(ov, [f"old.checkpoint={base / 'old' / 'old_model.pt'}", f"train.epochs={r['epochs']}"])
+            if r["kind"] == "fd":
+                ov = merge(ov, [f"fd.weight={r['weight']}"] + ([f"fd.temperature={r['temperature']}"]
+                                                               if r["temperature"] is not None else []))
+            name = "none" if r["kind"] == "reference" else f"{r['method']}_w{r['weight']:g}" + (
+                f"_t{r['temperature']:g}" if r["temperature"] is not None else "")
+            out = base / f"e{r['epochs']}" / name
+        doc = run_one(ov, out)
+        met = doc["metrics"]
+        row = {**r, "train_cpu_s": doc["cpu_timings_s"]["train"],
+               **{k: met[k] for k in ("er_old", "er_new", "nfr", "pfr", "rel_nfr", "ci95", "n",
+                                      "old_correct_train_fraction")}}
+        rows.append(row)
+        rel = "n/a" if row["rel_nfr"] is None or not np.isfinite(row["rel_nfr"]) else f"{100 * row['rel_nfr']:.2f}"
+        print(f"[{time.perf_counter() - start:6.0f}s] {r['scenario']} seed={r['seed']} {r['kind']:9s} "
+              f"{r['method']:6s} E={r['epochs']} w={r['weight']} tau={r['temperature']} "
+              f"ER_new={100 * row['er_new']:.2f} NFR={100 * row['nfr']:.2f} relNFR={rel}", flush=True)
+        raw_path.write_text(json.dumps({"rows": rows}, indent=1))
+    table = summarise_sweep(rows)
+    meta = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by benchmarks/bench_compat.py --sweep on "
+            f"{platform.machine()} Linux, {os.cpu_count()} CPU cores shared with other jobs, torch 1 thread; "
+            f"seeds {args.seeds}; lambda {args.lambdas}, epochs {args.sweep_epochs}, tau {args.temperatures}; "
+            f"extra {args.extra}; total {time.perf_counter() - start:.0f} s.")
+    (out_dir / "compat_sweep.md").write_text(f"{meta}\n\n{table}\n")
+    raw_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"\n{meta}\n\n{table}")
 
 
 def main() -> None:
@@ -129,7 +259,22 @@ def main() -> None:
     ap.add_argument("--methods", nargs="*", default=METHODS)
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--extra", nargs="*", default=[], help="extra overrides for every run, e.g. fd.beta=1")
+    ap.add_argument("--sweep", action="store_true", help="run the (lambda, epochs, temperature) sweep of the FD "
+                    "methods instead of the method table (grid: SWEEP, narrowed by the options below)")
+    ap.add_argument("--lambdas", nargs="*", type=float, default=SWEEP["fd.weight"], help="sweep: fd.weight values")
+    ap.add_argument("--sweep-epochs", nargs="*", type=int, default=SWEEP["train.epochs"],
+                    help="sweep: train.epochs values of the new model (the old model keeps the scenario's)")
+    ap.add_argument("--temperatures", nargs="*", type=float, default=SWEEP["fd.temperature"],
+                    help="sweep: fd.temperature values (FD-KL only)")
+    ap.add_argument("--plan", action="store_true", help="sweep: print the runs and exit")
     args = ap.parse_args()
+    unknown = [s for s in args.scenarios if s not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenarios {unknown} (choices: {', '.join(SCENARIOS)})")
+    out_dir = Path(args.out)
+    if args.sweep and args.plan:
+        run_sweep(args, out_dir)
+        return
     import torch
 
     torch.set_num_threads(1)  # the machine's 2 cores are shared with other jobs; avoid oversubscription
@@ -137,8 +282,10 @@ def main() -> None:
 
     console.set_quiet(True)
     _patch_data_cache()
-    out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.sweep:
+        run_sweep(args, out_dir)
+        return
     raw_path = out_dir / "compat.json"
     rows: list[dict] = []
     start = time.perf_counter()

@@ -183,8 +183,8 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
                    overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFlag = False,
                    quiet: QuietFlag = False,
                    max_nfr: Annotated[float | None, typer.Option(
-                       "--max-nfr", help="CI gate: exit with code 3 when the negative flip rate (a fraction, "
-                       "e.g. 0.01) exceeds this.")] = None) -> None:
+                       "--max-nfr", help="CI gate: exit with code 3 when the negative flip rate exceeds this "
+                       "fraction in [0, 1) (0.01 = 1%).")] = None) -> None:
     """Compare two models: error, NFR, PFR (and retrieval compatibility) for CI gates.
 
     OLD and NEW are toolkit checkpoints (model.pt; run on the data's test split) or prediction files
@@ -197,6 +197,17 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
 
       toolkit compare-models old/model.pt new/model.pt data=compat_mnist --json
     """
+    given = [o.split("=", 1)[0].lstrip("+~") for o in overrides or []]
+    if "data" not in given and (keys := [k for k in given if k.startswith("data.")]):
+        raise fail(f"{keys[0]}: compare-models has no default data; pass data=<preset> (e.g. data=compat_mnist) "
+                   "with the data.* keys", EXIT_BAD_INPUT)
+    if max_nfr is not None:  # a fraction: `--max-nfr 1` meant as 1% would make the gate never fail
+        from toolkit.compat.command import check_max_nfr
+
+        try:
+            check_max_nfr(max_nfr, "--max-nfr")
+        except InputError as exc:
+            raise fail(str(exc), EXIT_BAD_INPUT) from None
     extra = [f"old={old}", f"new={new}"] + ([f"max_nfr={max_nfr}"] if max_nfr is not None else [])
     doc = run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
                       json_out, quiet, extra=extra)

@@ -157,3 +157,12 @@ def test_compare_models_label_or_id_mismatch(runner, tmp_path):
                                   f"output_dir={out}"])
         assert res.exit_code == 2 and f"{key}: differ from the {key}" in res.stderr, res.stderr
         assert not out.exists()
+
+
+def test_augmentation_with_precomputed_old_logits(runner, tmp_path):
+    """Shifted images need old logits of the shifted images: precomputed ones cannot give them."""
+    np.save(tmp_path / "tr.npy", np.zeros((1078, 10), np.float32))  # digits split: 1078 train / 719 test
+    np.save(tmp_path / "te.npy", np.zeros((719, 10), np.float32))
+    msg = _fails(runner, tmp_path, f"old.train_logits={tmp_path / 'tr.npy'}", f"old.test_logits={tmp_path / 'te.npy'}",
+                 "train.shift_pixels=1", "method=fd-lm", match="train.shift_pixels")
+    assert "old.train_logits" in msg and "old.checkpoint" in msg

@@ -40,7 +40,7 @@ def test_train_compatible_outputs_and_json(trained):
     assert m["negative_flips"] == round(m["nfr"] * m["n"])
     assert set(m["retrieval"]) == {"old_old", "old_new", "new_old", "new_new"}
     assert m["retrieval"]["new_old"] is not None  # learned projection 64 -> 32 makes the spaces comparable
-    assert isinstance(m["bct_criterion"]["pass"], bool)
+    assert m["bct_criterion"]["applicable"] is True and isinstance(m["bct_criterion"]["pass"], bool)
     ck = torch.load(out / "model.pt", weights_only=True)
     assert ck["arch"] == "mlp" and "projection" in ck
 
@@ -58,8 +58,8 @@ def test_compare_models_prediction_files_match_training_metrics(trained, runner,
 def test_compare_models_checkpoints_gives_retrieval(trained, runner, tmp_path):
     out, _ = trained
     res = runner.invoke(app, ["compare-models", str(out / "old_model.pt"), str(out / "model.pt"), "--json", "-q",
-                              f"output_dir={tmp_path / 'cmp'}", "data.max_train=300", "data.max_test=150",
-                              "bootstrap.n=100"])
+                              f"output_dir={tmp_path / 'cmp'}", "data=compat_digits", "data.max_train=300",
+                              "data.max_test=150", "bootstrap.n=100"])
     assert res.exit_code == 0, res.stderr
     m = json.loads(res.stdout)["metrics"]
     assert m["n"] == 150 and m["retrieval"]["new_old"] is not None
@@ -78,6 +78,93 @@ def test_max_nfr_gate_exit_code(runner, tmp_path):
     doc = json.loads(ok.stdout)
     assert doc["metrics"]["gate"] == {"max_nfr": 0.25, "pass": True}
     assert doc["metrics"]["nfr"] == pytest.approx(0.2)
+
+
+def _one_error_line(res) -> str:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), (res.exit_code, res.stderr)
+    return lines[0]
+
+
+def test_compare_models_checkpoints_without_data_is_refused(trained, runner, tmp_path):
+    """No silent fall-back to the digits preset: checkpoints need data= to say which test split."""
+    out, _ = trained
+    res = runner.invoke(app, ["compare-models", str(out / "old_model.pt"), str(out / "model.pt"), "-q",
+                              f"output_dir={tmp_path / 'cmp'}"])
+    msg = _one_error_line(res)
+    assert "is a checkpoint" in msg and "pass data=<preset>" in msg
+    assert not (tmp_path / "cmp").exists()
+    keys_only = runner.invoke(app, ["compare-models", str(out / "old_model.pt"), str(out / "model.pt"), "-q",
+                                    "data.max_test=150", f"output_dir={tmp_path / 'cmp'}"])
+    assert "data.max_test: compare-models has no default data" in _one_error_line(keys_only)
+
+
+def test_compare_models_prediction_files_without_labels_need_labels_or_data(runner, tmp_path):
+    np.save(tmp_path / "a.npy", np.array([0, 1, 2, 1]))
+    np.save(tmp_path / "b.npy", np.array([0, 1, 1, 1]))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 2, 2]))
+    args = ["compare-models", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "-q", "bootstrap.n=20"]
+    msg = _one_error_line(runner.invoke(app, [*args, f"output_dir={tmp_path / 'x'}"]))
+    assert "hold no labels" in msg and "labels=FILE or data=<preset>" in msg
+    ok = runner.invoke(app, [*args, f"labels={tmp_path / 'y.npy'}", f"output_dir={tmp_path / 'y'}", "--json"])
+    assert ok.exit_code == 0, ok.stderr
+    assert json.loads(ok.stdout)["metrics"]["nfr"] == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("value, hint", [("1", "use 0.01 for 1%"), ("5", "use 0.05 for 5%"),
+                                         ("-0.01", "e.g. 0.01 for 1%"), ("150", "e.g. 0.01 for 1%")])
+def test_max_nfr_must_be_a_fraction(runner, tmp_path, value, hint):
+    y = np.array([0, 1, 2, 0])
+    np.savez(tmp_path / "p.npz", predictions=y, labels=y)
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["compare-models", str(tmp_path / "p.npz"), str(tmp_path / "p.npz"), "-q",
+                              f"--max-nfr={value}", f"output_dir={out}"])
+    msg = _one_error_line(res)
+    assert "--max-nfr" in msg and "[0, 1)" in msg and hint in msg
+    assert not out.exists()
+    via_config = runner.invoke(app, ["compare-models", str(tmp_path / "p.npz"), str(tmp_path / "p.npz"), "-q",
+                                     f"max_nfr={value}", f"output_dir={out}"])
+    assert "max_nfr" in _one_error_line(via_config)
+
+
+def test_max_nfr_zero_fails_on_any_negative_flip(runner, tmp_path):
+    y = np.array([0, 1, 2, 0])
+    np.savez(tmp_path / "old.npz", predictions=y, labels=y)
+    np.savez(tmp_path / "new.npz", predictions=np.array([0, 1, 2, 1]), labels=y)
+    res = runner.invoke(app, ["compare-models", str(tmp_path / "old.npz"), str(tmp_path / "new.npz"), "-q",
+                              "--max-nfr", "0", "bootstrap.n=20", f"output_dir={tmp_path / 'o'}"])
+    assert res.exit_code == 3, res.stderr
+
+
+def test_rel_nfr_null_with_reason_when_new_model_is_perfect(runner, tmp_path):
+    y = np.array([0, 1, 2, 0, 1, 2])
+    np.savez(tmp_path / "old.npz", predictions=np.array([0, 1, 1, 0, 2, 2]), labels=y)
+    np.savez(tmp_path / "new.npz", predictions=y, labels=y)
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["compare-models", str(tmp_path / "old.npz"), str(tmp_path / "new.npz"), "-q",
+                              "--json", "bootstrap.n=20", f"output_dir={out}"])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    m = m.get("metrics", m)
+    assert m["er_new"] == 0.0 and m["rel_nfr"] is None
+    assert "ER_new = 0" in m["rel_nfr_reason"]
+    assert json.loads(res.stdout)["metrics"]["rel_nfr_reason"] == m["rel_nfr_reason"]
+
+
+def test_augmentation_runs_the_old_model_online(runner, tmp_path):
+    """shift_pixels > 0 with FD: old logits come from the old model on the shifted batches."""
+    res = runner.invoke(app, ["train-compatible", "--json", "-q", "method=fd-kl", "train.shift_pixels=1",
+                              f"output_dir={tmp_path / 'o'}", *TINY])
+    assert res.exit_code == 0, res.stderr
+    m = json.loads(res.stdout)["metrics"]
+    assert m["old_logits"].startswith("online")
+    assert 0.0 < m["old_correct_train_fraction_augmented"] <= 1.0
+    # the old MLP is 32-d, the new one 64-d and fd-kl learns no projection: criterion not applicable
+    assert m["retrieval"]["new_old"] is None
+    assert m["bct_criterion"]["applicable"] is False and m["bct_criterion"]["pass"] is None
+    plain = runner.invoke(app, ["train-compatible", "--json", "-q", "method=fd-kl", f"output_dir={tmp_path / 'p'}",
+                                *TINY])
+    assert json.loads(plain.stdout)["metrics"]["old_logits"] == "cached"
 
 
 def test_precomputed_old_outputs_and_features(runner, tmp_path):

@@ -92,3 +92,85 @@ def test_missing_old_parts_raise():
         CompatModule("mlp", [1, 4, 4], 4, method="bct")
     with pytest.raises(ValueError, match="fd_columns"):
         CompatModule("mlp", [1, 4, 4], 4, method="fd-kl")
+
+
+class SpyOld(torch.nn.Module):
+    """An old model that records what it is run on (inputs, train mode, grad mode)."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.lin = torch.nn.Linear(16, num_classes)
+        self.drop = torch.nn.Dropout(0.5)  # eval mode must switch it off
+        self.calls: list[dict] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.append({"x": x.clone(), "training": self.training, "grad": torch.is_grad_enabled()})
+        return self.lin(self.drop(x.flatten(1)))
+
+
+@pytest.mark.parametrize("method", ["fd-kl", "fd-lm", "bct+fd", "naive"])
+def test_augmented_batch_uses_old_model_on_the_same_shifted_inputs(method):
+    """shift_pixels > 0: old logits and focal weights are old_model(shifted batch), not the cached columns."""
+    from toolkit.models.classifier import random_shift
+
+    m = _module(method, shift_pixels=1)
+    old = SpyOld()
+    cols = torch.tensor([0, 1, 2])
+    m.set_old_model(old, cols)
+    old.train()  # set_old_model and the training step must put it in eval mode anyway
+    x, y, y_old, old_correct, old_logits = _batch()
+    cached_correct, cached_logits = ~old_correct, torch.full_like(old_logits, 50.0)  # deliberately wrong
+    torch.manual_seed(11)
+    _, parts = m.compute_loss((x, y, y_old, cached_correct, cached_logits))
+    assert len(old.calls) == 1
+    call = old.calls[0]
+    torch.manual_seed(11)
+    shifted = random_shift(x, 1)  # the same random shift the step drew
+    assert not torch.equal(shifted, x)
+    assert torch.equal(call["x"], shifted)
+    assert call["training"] is False and call["grad"] is False
+    with torch.no_grad():
+        expect_old = old.eval()(shifted)
+    expect_correct = (expect_old.argmax(1) == y_old) & (y_old < 3)
+    logits = m.net(shifted)
+    if method == "naive":
+        expected = naive_congruent_loss(logits, y, expect_correct, 0.3)
+        assert parts["ce+naive"].item() == pytest.approx(expected.item(), rel=1e-6)
+        return
+    kind = "kl" if method == "fd-kl" else "lm"
+    mask = y_old < 3
+    expected = 0.5 * focal_distillation_loss(logits[:, [2, 0, 1]], expect_old[:, cols], expect_correct, kind=kind,
+                                             alpha=1.0, beta=5.0, temperature=4.0, mask=mask)
+    assert parts["fd"].item() == pytest.approx(expected.item(), rel=1e-5)
+    stale = 0.5 * focal_distillation_loss(logits[:, [2, 0, 1]], cached_logits, cached_correct, kind=kind,
+                                          alpha=1.0, beta=5.0, temperature=4.0, mask=mask)
+    assert abs(stale.item() - expected.item()) > 1e-3
+    assert m.online_old_correct == [int(expect_correct.sum()), 6]
+
+
+def test_no_augmentation_keeps_the_cached_fast_path():
+    m = _module("fd-kl", shift_pixels=0)
+    old = SpyOld()
+    m.set_old_model(old, torch.tensor([0, 1, 2]))
+    batch = _batch()
+    _, parts = m.compute_loss(batch)
+    assert old.calls == []
+    x, y, y_old, old_correct, old_logits = batch
+    expected = 0.5 * focal_distillation_loss(m.net(x)[:, [2, 0, 1]], old_logits, old_correct, kind="kl",
+                                             alpha=1.0, beta=5.0, temperature=4.0, mask=y_old < 3)
+    assert parts["fd"].item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_augmentation_without_old_model_raises_and_bct_does_not_need_it():
+    with pytest.raises(RuntimeError, match="needs the old model"):
+        _module("fd-lm", shift_pixels=1).compute_loss(_batch())
+    _module("bct", shift_pixels=1).compute_loss(_batch())  # BCT reads no old outputs per sample
+    _module("none", shift_pixels=1).compute_loss(_batch())
+
+
+def test_old_model_is_not_a_submodule():
+    m = _module("fd-kl", shift_pixels=1)
+    m.set_old_model(SpyOld(), torch.tensor([0, 1, 2]))
+    assert not any(k.startswith("_old_net") or ".lin." in k for k in m.state_dict())
+    assert all(not n.startswith("_old_net") for n, _ in m.named_parameters())

@@ -13,6 +13,7 @@ from toolkit.compat.metrics import (
     flip_rates,
     flipped_samples,
     per_class_flips,
+    rel_nfr_reason,
     retrieval_metrics,
 )
 
@@ -111,5 +112,26 @@ def test_cross_model_matrix_and_criterion():
     assert bct_criterion(mc)["pass"] is True
     assert mi["new_old"]["top1"] < mi["old_old"]["top1"]
     assert bct_criterion(mi)["pass"] is False
+    assert bct_criterion(mc)["applicable"] is True and bct_criterion(mi)["applicable"] is True
     assert cross_model_retrieval(old, new_compat[:, :8], labels)["new_old"] is None
-    assert bct_criterion(cross_model_retrieval(old, new_compat[:, :8], labels))["pass"] is False
+
+
+def test_bct_criterion_not_applicable_instead_of_failed():
+    """Different embedding sizes, or an old model already at 100% top-1: applicable false with a reason."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 6)
+    old = rng.normal(size=(24, 8))
+    differ = bct_criterion(cross_model_retrieval(old, rng.normal(size=(24, 5)), labels))
+    assert differ["applicable"] is False and differ["pass"] is None
+    assert "different sizes" in differ["reason"] and differ["new_old"] is None
+    perfect_old = np.eye(4)[labels] * 5 + 0.01 * rng.normal(size=(24, 4))  # old/old top-1 = 100%
+    full = bct_criterion(cross_model_retrieval(perfect_old, perfect_old + 0.01, labels))
+    assert full["old_old"] == 1.0 and full["applicable"] is False and full["pass"] is None
+    assert "cannot exceed" in full["reason"]
+    assert bct_criterion(cross_model_retrieval(perfect_old, perfect_old, labels), "map")["applicable"] is False
+
+
+def test_rel_nfr_reason():
+    assert rel_nfr_reason(flip_rates(Y, OLD, NEW)) is None
+    assert "ER_new = 0" in rel_nfr_reason(flip_rates(Y, OLD, Y))
+    assert "ER_old = 1" in rel_nfr_reason(flip_rates(Y, (Y + 1) % 3, NEW))

@@ -34,6 +34,8 @@ class OldOutputs:
         num_classes: K.
         class_map: ``[C_new]`` int64, old class of each new class (-1 = new class), or None (identity).
         source: how the outputs were obtained.
+        net: the old model itself (inputs -> old logits), None for precomputed outputs; needed to
+            compute old logits on augmented batches during training.
     """
 
     train_logits: np.ndarray
@@ -46,6 +48,7 @@ class OldOutputs:
     class_map: np.ndarray | None = None
     source: str = ""
     extra: dict = field(default_factory=dict)
+    net: Any = None
 
 
 def _arch(cfg_model: Any, overrides: Any = None) -> tuple[str, dict]:
@@ -128,7 +131,8 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
             if tr_e is not None and hw.shape[1] != tr_e.shape[1]:
                 raise InputError(oc.head, "old.head", f"head has {hw.shape[1]} columns but old embeddings have "
                                  f"{tr_e.shape[1]} dimensions")
-        out = OldOutputs(tr_l, te_l, tr_e, te_e, hw, hb, int(tr_l.shape[1]), source=f"checkpoint ({info['format']})")
+        out = OldOutputs(tr_l, te_l, tr_e, te_e, hw, hb, int(tr_l.shape[1]), source=f"checkpoint ({info['format']})",
+                         net=net)
     elif oc.get("train_logits") or oc.get("train_embeddings"):
         tr_e = _load_matrix(oc.train_embeddings, "old.train_embeddings", n_tr, "training set") \
             if oc.get("train_embeddings") else None
@@ -190,7 +194,8 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
                    extra={"classes": classes})
         out = OldOutputs(tr_l, te_l, tr_e, te_e, net.head.weight.detach().numpy().copy(),
                          net.head.bias.detach().numpy().copy(), len(classes), class_map=class_map,
-                         source=f"trained here ({arch}, {len(idx)} samples, classes {classes[0]}..{classes[-1]})")
+                         source=f"trained here ({arch}, {len(idx)} samples, classes {classes[0]}..{classes[-1]})",
+                         net=net)
     if oc.get("num_classes") is not None and int(oc.num_classes) != out.num_classes:
         raise InputError(ck or "old", "old.num_classes", f"the old head has {out.num_classes} classes but "
                          f"old.num_classes={int(oc.num_classes)}")
@@ -263,10 +268,13 @@ def evaluate_update(labels: np.ndarray, pred_old: np.ndarray, pred_new: np.ndarr
         cross_model_retrieval,
         flip_rates,
         flipped_samples,
+        rel_nfr_reason,
     )
 
     bs = cfg.get("bootstrap") or {}
     m: dict[str, Any] = flip_rates(labels, pred_old, pred_new)
+    if (why := rel_nfr_reason(m)) is not None:
+        m["rel_nfr_reason"] = why
     m["ci95"] = bootstrap_ci(labels, pred_old, pred_new, n_boot=int(bs.get("n", 1000)),
                              level=float(bs.get("level", 0.95)), seed=int(cfg.get("seed") or 0))
     flips = flipped_samples(ids, labels, pred_old, pred_new)
@@ -277,6 +285,8 @@ def evaluate_update(labels: np.ndarray, pred_old: np.ndarray, pred_new: np.ndarr
     if old_classes_mask is not None and 0 < old_classes_mask.sum() < len(labels):
         m["old_classes"] = flip_rates(labels[old_classes_mask], pred_old[old_classes_mask],
                                       pred_new[old_classes_mask])
+        if (why := rel_nfr_reason(m["old_classes"])) is not None:
+            m["old_classes"]["rel_nfr_reason"] = why
     if old_emb is not None and new_emb is not None:
         rc = cfg.get("retrieval") or {}
         n_max = rc.get("max_samples")
@@ -331,7 +341,7 @@ def _validate(cfg: Any) -> None:
     if fd.kind_for_bct not in ("kl", "lm"):
         raise InputError("fd.kind_for_bct", None, "expected kl or lm")
     if fd.lm_reduction not in ("sum", "mean"):
-        raise InputError("fd.lm_reduction", None, "expected sum or mean")
+        raise InputError("fd.lm_reduction", None, "expected mean or sum")
     if float(fd.temperature) <= 0:
         raise InputError("fd.temperature", None, "must be > 0")
     for key, value in (("fd.alpha", fd.alpha), ("fd.beta", fd.beta), ("fd.weight", fd.weight),
@@ -415,6 +425,15 @@ def run(cfg: Any, run: Any) -> dict:
         raise InputError("old.label_map", None, "no new class maps to an old class; nothing to distil")
 
     tc = cfg.train
+    # augmentation shifts images in each batch: the old logits and focal weights must then come from
+    # the old model on the same shifted batch (online); cached outputs only serve un-augmented training
+    online_old = int(tc.shift_pixels) > 0 and len(split.in_shape) == 3 and (fd_kind is not None
+                                                                            or cfg.method == "naive")
+    if online_old and old.net is None:
+        raise InputError("train.shift_pixels", None, f"augmentation with method={cfg.method} needs the old "
+                         "model's logits on the shifted images, but the old outputs are precomputed "
+                         "(old.train_logits / old.train_embeddings); give old.checkpoint instead, or set "
+                         "train.shift_pixels=0")
     pl.seed_everything(seed, verbose=False)
     module = CompatModule(
         new_arch, list(split.in_shape), split.num_classes, new_kwargs, method=str(cfg.method),
@@ -429,6 +448,9 @@ def run(cfg: Any, run: Any) -> dict:
         module.set_old_head(torch.from_numpy(head_w), None if head_b is None else torch.from_numpy(head_b))
     if fd_kind is not None:
         module.set_fd_index(torch.from_numpy(fd_new_cols))
+    if online_old:
+        module.set_old_model(old.net, torch.from_numpy(fd_old_cols if len(fd_old_cols) else np.arange(k)))
+        log("augmentation on: the old model runs on every shifted training batch (online old logits)")
     ds = TensorDataset(torch.from_numpy(split.x_train), torch.from_numpy(split.y_train), torch.from_numpy(y_old),
                        torch.from_numpy(old_correct), torch.from_numpy(np.ascontiguousarray(
                            old.train_logits[:, fd_old_cols] if len(fd_old_cols) else old.train_logits)))
@@ -454,8 +476,11 @@ def run(cfg: Any, run: Any) -> dict:
     metrics.update({
         "method": str(cfg.method), "old_source": old.source,
         "old_correct_train_fraction": float(old_correct.mean()),
+        "old_logits": "online (old model on each shifted batch)" if online_old else "cached",
         "new_classes": int(len(new_classes)), "train_time_s": run.timings.get("train", 0.0),
     })
+    if online_old and module.online_old_correct[1]:
+        metrics["old_correct_train_fraction_augmented"] = module.online_old_correct[0] / module.online_old_correct[1]
     return {"metrics": metrics}
 
 
@@ -500,27 +525,61 @@ def _load_predictions(path: str, which: str) -> dict:
     return out
 
 
+def check_max_nfr(value: Any, source: str = "max_nfr") -> float | None:
+    """Validate the CI gate threshold: a fraction in ``[0, 1)``; None passes through.
+
+    ``1`` (meant as 1%) and negative values are refused, with a hint at the fraction to pass.
+
+    Raises:
+        InputError: not a number, NaN, negative, or >= 1.
+    """
+    if value is None:
+        return None
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise InputError(source, None, f"expected a fraction in [0, 1), got {value!r} (e.g. 0.01 for 1%)") from None
+    if not 0.0 <= v < 1.0:  # NaN fails too
+        hint = f"use {v / 100:g} for {v:g}%" if 1.0 <= v <= 100.0 else "e.g. 0.01 for 1%"
+        raise InputError(source, None, f"must be a fraction of samples in [0, 1), got {value} ({hint})")
+    return v
+
+
+def _test_split(cfg: Any, why: str, alternative: str = "") -> Any:
+    """The labelled test split of ``cfg.data``; refuses when no ``data=`` was given (no silent default)."""
+    from toolkit.compat.data import load_split
+
+    if not cfg.get("data"):
+        raise InputError("compare-models", "data", f"{why}; pass {alternative}data=<preset> naming the labelled "
+                         "test split (e.g. data=compat_mnist or data=compat_digits)")
+    return load_split(cfg.data, int(cfg.seed or 0))
+
+
 def compare(cfg: Any, run: Any) -> dict:
     """Compare two models (checkpoints or prediction files) on the same labelled samples.
+
+    ``data=`` is needed only when OLD or NEW is a checkpoint (it is run on the data's test split) or
+    when neither prediction file nor ``labels=`` gives the labels; it has no default.
 
     Returns ``{"metrics": ...}`` including ``gate`` when ``max_nfr`` is set (the CLI exits 3 when the
     gate fails).
 
     Raises:
-        InputError: missing/unsafe files, length mismatches, missing labels.
+        InputError: missing/unsafe files, length mismatches, missing labels, no ``data=`` where one is
+            needed, ``max_nfr`` outside ``[0, 1)``.
     """
     from toolkit.compat.checkpoints import infer, load_model
-    from toolkit.compat.data import load_split
 
     if not cfg.get("old") or not cfg.get("new"):
         raise InputError("compare-models", "OLD/NEW", "two checkpoints or prediction files are required")
+    max_nfr = check_max_nfr(cfg.get("max_nfr"))
     split = None
     sides: dict[str, dict] = {}
     for which in ("old", "new"):
         path = str(cfg[which])
         if Path(path).suffix.lower() in MODEL_SUFFIXES:
             if split is None:
-                split = load_split(cfg.data, int(cfg.seed or 0))
+                split = _test_split(cfg, f"{which.upper()} {path} is a checkpoint, run on a test split")
             net, proj, _ = load_model(path, which, split.in_shape, (cfg.get("arch") or {}).get(which))
             with run.timer(f"{which}_inference"):
                 lg, emb = infer(net, split.x_test, proj)
@@ -543,13 +602,13 @@ def compare(cfg: Any, run: Any) -> dict:
     else:
         labels = sides["old"].get("labels", sides["new"].get("labels"))
         if labels is None:
-            split = split or load_split(cfg.data, int(cfg.seed or 0))
+            split = split or _test_split(cfg, "the prediction files hold no labels", "labels=FILE or ")
             labels = split.y_test
         if len(labels) != n_old:
             raise InputError("labels", None, f"{len(labels)} labels for {n_old} predictions (set labels=FILE)")
     ids = sides["old"].get("ids", np.arange(n_old))
     m = evaluate_update(np.asarray(labels, np.int64), sides["old"]["predictions"], sides["new"]["predictions"],
                         ids, sides["old"].get("embeddings"), sides["new"].get("embeddings"), cfg, run)
-    if cfg.get("max_nfr") is not None:
-        m["gate"] = {"max_nfr": float(cfg.max_nfr), "pass": bool(m["nfr"] <= float(cfg.max_nfr))}
+    if max_nfr is not None:
+        m["gate"] = {"max_nfr": max_nfr, "pass": bool(m["nfr"] <= max_nfr)}
     return {"metrics": m}

@@ -1,8 +1,11 @@
 """The LightningModule that trains a new model with a compatibility loss.
 
-Old-model outputs are computed once before training and fed in with each batch (the dataset holds
-them as tensors), so the old model never runs during training.  Batches are
-``(x, y, y_old, old_correct, old_logits)``:
+Without augmentation, old-model outputs are computed once before training and fed in with each batch
+(the dataset holds them as tensors), so the old model never runs during training (the fast path).
+With augmentation (``shift_pixels > 0`` on image inputs) the cached outputs would describe the
+un-shifted images, so the old model, attached with :meth:`CompatModule.set_old_model`, is run in eval
+mode under ``no_grad`` on the same shifted batch the new model sees, and its logits and focal weights
+replace the cached columns.  Batches are ``(x, y, y_old, old_correct, old_logits)``:
 
 * ``x`` ``[B, ...]`` float32 inputs, ``y`` ``[B]`` int64 labels in the new label space;
 * ``y_old`` ``[B]`` int64 labels in the extended old head space (real old classes first, then
@@ -63,7 +66,8 @@ class CompatModule(pl.LightningModule):
         fd_weight: λ of focal distillation (paper eq. 4, λ = 1).
         fd_kind_bct: FD kind used by ``bct+fd``.
         alpha, beta, temperature, lm_reduction: focal distillation settings (paper eq. 7-9).
-        shift_pixels: random-translation augmentation for image inputs.
+        shift_pixels: random-translation augmentation for image inputs; with FD or the naive loss it
+            needs the old model (:meth:`set_old_model`), which then runs on every shifted batch.
         projection: force a learned projection even when embedding sizes agree.
     """
 
@@ -72,7 +76,7 @@ class CompatModule(pl.LightningModule):
                  old_classes: int = 0, lr: float = 1e-3, weight_decay: float = 1e-4, bct_weight: float = 1.0,
                  naive_weight: float = 1.0, fd_weight: float = 1.0, fd_kind_bct: str = "lm",
                  alpha: float = 1.0, beta: float = 5.0, temperature: float = 100.0,
-                 lm_reduction: str = "sum", shift_pixels: int = 0, projection: bool = False) -> None:
+                 lm_reduction: str = "mean", shift_pixels: int = 0, projection: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.uses_bct, self.fd_kind, self.uses_naive = method_parts(method, fd_kind_bct)
@@ -89,6 +93,11 @@ class CompatModule(pl.LightningModule):
             if fd_columns <= 0:
                 raise ValueError("focal distillation needs fd_columns > 0")
             self.register_buffer("fd_index", torch.zeros(fd_columns, dtype=torch.long))
+        # the frozen old model for online old logits; a plain attribute, not a submodule, so it is
+        # neither optimised, nor saved in checkpoints, nor switched to train mode by Lightning
+        object.__setattr__(self, "_old_net", None)
+        self._old_columns: torch.Tensor | None = None
+        self.online_old_correct = [0, 0]  # old-correct count and sample count seen on shifted batches
 
     def set_old_head(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Copy the frozen extended old head ``weight [K, E_old]`` and ``bias [K]`` into the buffers."""
@@ -98,6 +107,45 @@ class CompatModule(pl.LightningModule):
     def set_fd_index(self, index: torch.Tensor) -> None:
         """Set the new-logit column of each distilled old class (``[K']`` int64)."""
         self.fd_index.copy_(index)
+
+    def set_old_model(self, net: nn.Module, columns: torch.Tensor) -> None:
+        """Attach the frozen old model used on augmented batches.
+
+        Args:
+            net: maps inputs ``[B, ...]`` to old logits ``[B, K]`` (K = ``old_classes``); run in eval
+                mode under ``no_grad``, never optimised.
+            columns: ``[K']`` int64, the old-logit columns distilled (the columns of the cached
+                ``old_logits`` batch entry, in the same order as ``fd_index``).
+        """
+        net.eval()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        object.__setattr__(self, "_old_net", net)
+        self._old_columns = columns.long().clone()
+
+    @property
+    def uses_old_outputs(self) -> bool:
+        """Whether the loss reads old logits or old-correct flags (FD or the naive loss)."""
+        return self.fd_kind is not None or self.uses_naive
+
+    @torch.no_grad()
+    def old_outputs(self, x: torch.Tensor, y_old: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Old-correct flags ``[B]`` and distilled old logits ``[B, K']`` of the (augmented) batch ``x``.
+
+        Same definitions as the cached columns: ``old_correct = argmax_c φ_old(x)_c == y_old`` for
+        samples of old classes (``0 <= y_old < old_classes``), False otherwise.
+        """
+        net = self._old_net
+        if net is None:
+            raise RuntimeError("no old model attached (set_old_model)")
+        net.eval()
+        full = net(x).float()
+        k = int(self.hparams.old_classes)
+        if full.shape[1] != k:
+            raise ValueError(f"the old model gives {full.shape[1]} logits, expected {k} old classes")
+        correct = (full.argmax(1) == y_old) & (y_old >= 0) & (y_old < k)
+        cols = full[:, self._old_columns] if self._old_columns is not None else full
+        return correct, cols
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """New-model logits ``[B, num_classes]``."""
@@ -109,9 +157,27 @@ class CompatModule(pl.LightningModule):
         return self.projection(z) if self.projection is not None else z
 
     def compute_loss(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its parts for one batch (see the module docstring for the batch layout)."""
+        """Total loss and its parts for one batch (see the module docstring for the batch layout).
+
+        When the batch is augmented (``shift_pixels > 0`` and image inputs) and the loss uses old
+        outputs, the old model runs on the shifted batch and its outputs replace the cached
+        ``old_correct`` and ``old_logits``.
+
+        Raises:
+            RuntimeError: augmentation with FD or the naive loss but no old model attached.
+        """
         x, y, y_old, old_correct, old_logits = batch
-        x = random_shift(x, int(self.hparams.shift_pixels))
+        shift = int(self.hparams.shift_pixels)
+        augmented = shift > 0 and x.ndim == 4
+        x = random_shift(x, shift)
+        if augmented and self.uses_old_outputs:
+            if self._old_net is None:
+                raise RuntimeError("augmentation (shift_pixels > 0) with FD or the naive loss needs the old "
+                                   "model on the shifted batch (set_old_model); cached old logits describe "
+                                   "the un-shifted images")
+            old_correct, old_logits = self.old_outputs(x, y_old)
+            self.online_old_correct[0] += int(old_correct.sum())
+            self.online_old_correct[1] += int(len(old_correct))
         emb = self.net.embed(x)
         logits = self.net.head(emb)
         parts: dict[str, torch.Tensor] = {}

@@ -106,21 +106,32 @@ def naive_congruent_loss(logits: torch.Tensor, labels: torch.Tensor, old_correct
 
 
 def distillation_distance(new_logits: torch.Tensor, old_logits: torch.Tensor, kind: str,
-                          temperature: float = 100.0, lm_reduction: str = "sum") -> torch.Tensor:
+                          temperature: float = 100.0, lm_reduction: str = "mean") -> torch.Tensor:
     """Per-sample distance ``D(φ_new(x), φ_old(x))`` of focal distillation (Yan et al. 2021, eqs. 8-9).
 
     * ``kind="kl"``: ``τ² · KL(σ(φ_old/τ) ‖ σ(φ_new/τ)) = τ² Σ_c p_old,c (log p_old,c − log p_new,c)``.
       The τ² factor (Hinton et al. 2015) keeps gradient magnitudes comparable across τ; the paper uses
       τ = 100, where FD-KL approaches logit matching.
-    * ``kind="lm"``: ``½ ‖φ_new − φ_old‖²`` summed over classes (``lm_reduction="sum"``, the paper's
-      eq. 9) or averaged over classes (``"mean"``, as the jun-fang/PCT re-implementation does).
+    * ``kind="lm"``: ``½ · mean_c (φ_new,c − φ_old,c)²`` (``lm_reduction="mean"``, the default), or the
+      paper's ``½ ‖φ_new − φ_old‖²`` summed over classes (``"sum"``, eq. 9).
+
+    **Why the mean over classes is the default.**  As τ → ∞, ``τ²·KL`` tends to
+    ``½ · mean_c (Δ_c − mean_c' Δ_c')²`` with ``Δ = φ_new − φ_old`` (second-order expansion of the
+    softmax around uniform).  With the mean over classes FD-LM is that same quantity without the
+    centring, so FD-KL (τ = 100) and FD-LM have the same size at equal λ and neither grows with the
+    number of classes K.  The paper's sum is K times larger (10x on MNIST, 136x on Omniglot, 1000x
+    on ImageNet), which made FD-LM far stronger than FD-KL at the same λ.  The mean is also what the
+    public PCT re-implementation computes: jun-fang/PCT ``main.py`` (commit 6dfa7cf), FD-LM per sample
+    ``mean_c (z − z_old)² / 2``; amazon-science/regression-constraint-model-upgrade
+    ``ConstrainedUpgrade/losses.py`` (commit fb2268c) also averages the squared logit difference over
+    classes (``nn.MSELoss``, without the ½).
 
     Args:
         new_logits: ``[B, K]`` float.
         old_logits: ``[B, K]`` float (no gradient is taken through it).
         kind: ``"kl"`` or ``"lm"``.
         temperature: τ > 0 (KL only).
-        lm_reduction: ``"sum"`` or ``"mean"`` over classes (LM only).
+        lm_reduction: ``"mean"`` (default) or ``"sum"`` over classes (LM only).
 
     Returns:
         ``[B]`` float per-sample distances.
@@ -139,37 +150,43 @@ def distillation_distance(new_logits: torch.Tensor, old_logits: torch.Tensor, ki
         return temperature**2 * (log_p_old.exp() * (log_p_old - log_p_new)).sum(1)
     if kind == "lm":
         sq = 0.5 * (new_logits - old_logits).pow(2)
-        if lm_reduction == "sum":
-            return sq.sum(1)
         if lm_reduction == "mean":
             return sq.mean(1)
-        raise ValueError(f"lm_reduction must be 'sum' or 'mean', got {lm_reduction!r}")
+        if lm_reduction == "sum":
+            return sq.sum(1)
+        raise ValueError(f"lm_reduction must be 'mean' or 'sum', got {lm_reduction!r}")
     raise ValueError(f"unknown distillation kind {kind!r} (expected one of {FD_KINDS})")
 
 
 def focal_distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, old_correct: torch.Tensor,
                             kind: str = "kl", alpha: float = 1.0, beta: float = 5.0,
-                            temperature: float = 100.0, lm_reduction: str = "sum",
+                            temperature: float = 100.0, lm_reduction: str = "mean",
                             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Focal distillation (Yan et al. 2021, eq. 7), averaged over the batch.
+    """Focal distillation (Yan et al. 2021, eq. 7), averaged over the distilled samples of the batch.
 
-    ``L_FD = (1/B) Σ_i m_i · [α + β · 1(ŷ_old(x_i) = y_i)] · D(φ_new(x_i), φ_old(x_i))``, where ``m_i``
-    masks out samples of classes the old model does not know (``mask``); the mean is over the whole
-    batch B.  α = 1, β = 0 is ordinary distillation; α = 0 distils only on old-correct samples.
+    ``L_FD = (1/|S|) Σ_{i ∈ S} [α + β · 1(ŷ_old(x_i) = y_i)] · D(φ_new(x_i), φ_old(x_i))``, where ``S``
+    is the set of samples with ``mask_i`` true (samples of classes the old model knows; all samples
+    when ``mask`` is None).  Samples of new classes are dropped from the term and from its
+    denominator, as amazon-science/regression-constraint-model-upgrade does (it masks them out), so
+    adding new-class samples to a batch does not dilute the distillation of the old classes.
+    α = 1, β = 0 is ordinary distillation; α = 0 distils only on old-correct samples.
 
     Args:
         new_logits: ``[B, K]`` new logits restricted to the old model's classes (same column order).
-        old_logits: ``[B, K]`` cached old logits.
+        old_logits: ``[B, K]`` old logits (cached, or computed on the augmented batch).
         old_correct: ``[B]`` bool.
         kind, temperature, lm_reduction: see :func:`distillation_distance`.
         alpha, beta: the filter's base and focal weights.
         mask: ``[B]`` bool or None (all samples).
 
     Returns:
-        Scalar loss.
+        Scalar loss; 0 (with a graph) when no sample is distilled.
     """
     d = distillation_distance(new_logits, old_logits, kind, temperature, lm_reduction)
     w = alpha + beta * old_correct.float()
-    if mask is not None:
-        w = w * mask.float()
-    return (w * d).mean()
+    if mask is None:
+        return (w * d).mean()
+    keep = mask.bool()
+    if not bool(keep.any()):
+        return new_logits.sum() * 0.0
+    return (w * d)[keep].mean()

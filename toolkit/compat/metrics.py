@@ -7,7 +7,8 @@ Definitions (Yan et al., CVPR 2021, eqs. 2 and 11; Shen et al., CVPR 2020 §3):
 * relative NFR = NFR / ((1 − ER_old) · ER_new), the NFR expected if the two models erred independently
 * cross-model retrieval: queries embedded by one model, gallery by another; CMC top-k and mAP, the test
   set serving as both query and gallery with each query's own sample removed from the gallery.
-* BCT empirical compatibility criterion: M(new query, old gallery) > M(old query, old gallery).
+* BCT empirical compatibility criterion: M(new query, old gallery) > M(old query, old gallery); not
+  applicable when the spaces differ or M(old, old) is already at its maximum.
 
 All rates are fractions in [0, 1] (docs show percent).
 """
@@ -193,12 +194,47 @@ def cross_model_retrieval(old_emb: np.ndarray, new_emb: np.ndarray, labels: np.n
 def bct_criterion(matrix: dict[str, dict[str, float] | None], metric: str = "top1") -> dict[str, object]:
     """BCT's empirical compatibility criterion ``M(new, old) > M(old, old)`` on one retrieval metric.
 
+    The criterion is reported as not applicable (``"applicable": False``, ``"pass": None`` and a
+    ``"reason"``) rather than failed when it cannot be decided:
+
+    * the cross entry is missing: the old and new embeddings have different sizes, so a new query
+      cannot be compared with an old gallery (no projection was learned);
+    * ``M(old, old)`` is already the metric's maximum (1.0, e.g. old top-1 of 100%) or undefined,
+      so no new model can exceed it.
+
     Returns:
-        ``{"metric", "new_old", "old_old", "pass"}``; ``pass`` is False when the cross entry is missing.
+        ``{"metric", "new_old", "old_old", "applicable", "pass"}`` plus ``"reason"`` when not
+        applicable.
     """
     cross, base = matrix.get("new_old"), matrix.get("old_old")
-    if cross is None or base is None:
-        return {"metric": metric, "new_old": None, "old_old": None if base is None else base[metric],
-                "pass": False}
-    return {"metric": metric, "new_old": cross[metric], "old_old": base[metric],
-            "pass": bool(cross[metric] > base[metric])}
+    old_old = None if base is None else base[metric]
+    new_old = None if cross is None else cross[metric]
+    reason = None
+    if cross is None:
+        reason = ("old and new embeddings have different sizes, so new queries cannot search the old "
+                  "gallery (method=bct learns a projection)")
+    elif old_old is None or not np.isfinite(old_old):
+        reason = f"M(old, old) on {metric} is undefined"
+    elif old_old >= 1.0:
+        reason = f"M(old, old) on {metric} is already 1.0, so M(new, old) cannot exceed it"
+    if reason is not None:
+        return {"metric": metric, "new_old": new_old, "old_old": old_old, "applicable": False, "pass": None,
+                "reason": reason}
+    return {"metric": metric, "new_old": new_old, "old_old": old_old, "applicable": True,
+            "pass": bool(new_old > old_old)}
+
+
+def rel_nfr_reason(rates: dict) -> str | None:
+    """Why ``rates["rel_nfr"]`` is undefined (reported as null), or None when it is a number.
+
+    Relative NFR divides by ``(1 − ER_old) · ER_new``: it is undefined when the new model makes no
+    error (ER_new = 0, hence NFR = 0 too) or the old model gets nothing right (ER_old = 1).
+    """
+    rel = rates.get("rel_nfr")
+    if rel is not None and np.isfinite(rel):
+        return None
+    if rates.get("er_new") == 0:
+        return "undefined: ER_new = 0 (the new model makes no error, so NFR = 0 and the denominator " \
+               "(1 - ER_old) * ER_new is 0)"
+    return "undefined: ER_old = 1 (the old model is never right, so NFR = 0 and the denominator " \
+           "(1 - ER_old) * ER_new is 0)"
