@@ -74,3 +74,12 @@ def test_image_folder_end_to_end_and_feature_cache(runner, tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert "encoder" not in json.loads(result.stdout)["timings_s"]
+
+
+def test_common_top_folder_is_stripped_so_alphabets_are_groups():
+    from toolkit.cluster.features import _strip_common_root
+
+    names = ["images_background/Greek/character01", "images_background/Latin/character02"]
+    assert _strip_common_root(names) == ["Greek/character01", "Latin/character02"]
+    assert _strip_common_root(["a/x", "a/y"]) == ["a/x", "a/y"]  # two levels: the group itself is kept
+    assert _strip_common_root(["cat", "dog"]) == ["cat", "dog"] and _strip_common_root(None) is None

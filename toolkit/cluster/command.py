@@ -229,6 +229,12 @@ def run(cfg, run: Run) -> dict:
         with run.timer("plot"):
             plot_clusters(data.test_x, labels, data.test_y, run.path("clusters.png"), int(cfg.plot_max_points),
                           int(cfg.seed or 0))
+    if cfg.plot and data.test_images is not None:
+        from toolkit.cluster.plot import plot_gallery
+
+        with run.timer("plot_gallery"):
+            plot_gallery(data.test_images, labels, data.test_y, run.path("clusters_gallery.png"),
+                         int(cfg.gallery_max_clusters), int(cfg.gallery_per_row), int(cfg.seed or 0))
     return {"metrics": metrics}
 
 

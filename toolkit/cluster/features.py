@@ -32,6 +32,8 @@ class ClusterData:
         train_x: float32 ``[N, D]`` meta-training features; train_y: int64 ``[N]`` labels.
         test_x: float32 ``[M, D]`` features to cluster; test_y: int64 ``[M]`` labels or None.
         source: short description for logs and metrics.
+        test_images: float32 ``[M, C, H, W]`` in [0, 1], the images behind ``test_x`` (image data only, else None);
+            drawn in ``clusters_gallery.png``.
     """
 
     train_x: np.ndarray
@@ -39,6 +41,7 @@ class ClusterData:
     test_x: np.ndarray
     test_y: np.ndarray | None
     source: str
+    test_images: np.ndarray | None = None
 
 
 def _select(x: np.ndarray, y: np.ndarray, classes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -125,10 +128,25 @@ def _load_image_split(path, labels_path, classes, cfg_data, where: str):
     return x, y, names
 
 
+def _strip_common_root(names: list[str] | None) -> list[str] | None:
+    """Drop a top folder every class name shares (``images_background/Greek/character01`` -> ``Greek/character01``).
+
+    The full Omniglot zips wrap the alphabets in one folder; without this every class would have the same
+    group and the group split / ``drop_seen_groups`` would see one alphabet.  Single-level names are kept.
+    """
+    if not names:
+        return names
+    parts = [n.split("/") for n in names]
+    while all(len(p) > 2 for p in parts) and len({p[0] for p in parts}) == 1:
+        parts = [p[1:] for p in parts]
+    return ["/".join(p) for p in parts]
+
+
 def _image_data(cfg, run: Run) -> ClusterData:
     data = cfg.data
     tx, ty, tnames = _load_image_split(data.train_images, data.train_labels, data.train_classes, data, "train")
     sx, sy, snames = _load_image_split(data.test_images, data.test_labels, data.test_classes, data, "test")
+    tnames, snames = _strip_common_root(tnames), _strip_common_root(snames)
     if data.drop_seen_groups and tnames is not None and snames is not None:
         seen = {n.split("/")[0] for n in tnames}
         keep_classes = [i for i, n in enumerate(snames) if n.split("/")[0] not in seen]
@@ -146,7 +164,7 @@ def _image_data(cfg, run: Run) -> ClusterData:
     if len(np.unique(ty)) < 2:
         raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
     train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run, groups)
-    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images))
+    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images), test_images=sx)
 
 
 def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
@@ -203,7 +221,8 @@ def encoder_split(ty: np.ndarray, fraction: float, seed: int, groups: np.ndarray
 
 
 def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
-                  groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  groups: np.ndarray | None = None, info: dict | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Train (or reuse from cache) the supervised image encoder and embed the meta-training and test images.
 
     Args:
@@ -211,11 +230,21 @@ def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
         sx: float32 ``[M, 1, H, W]`` test images.
         groups: optional ``[N]`` group (e.g. alphabet) of each meta-training image; with
             ``encoder.split_by=group`` the encoder/meta-training split keeps groups whole.
+        info: optional dict the encoder adds details to, for ``metrics.json`` (``encoder=dlib-face``:
+            ``face_box`` and ``no_face_detected``, see :func:`toolkit.cluster.face_encoder.encode_faces`).
 
     Returns:
         ``(meta_features [N', E], meta_labels [N'], test_features [M, E])``: with
         ``encoder.class_fraction < 1`` only the meta-training classes the encoder did not see (N' < N).
+        ``encoder=dlib-face`` (pretrained, C = 1 or 3): every meta-training image (N' = N), E = 128.
     """
+    if str(cfg.encoder.get("arch", "")) == "dlib-face":  # pretrained: no encoder training, no class split
+        from toolkit.cluster.face_encoder import encode_faces
+
+        train_f, train_y, test_f, face_info = encode_faces(tx, ty, sx, cfg, run)
+        if info is not None:
+            info.update(face_info)
+        return train_f, train_y, test_f
     key = _cache_key(cfg, tx, sx)
     cached = run.existing(f"features/{key}.npz")
     if cached is not None:
