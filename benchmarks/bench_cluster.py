@@ -34,6 +34,8 @@ DATASETS = {
     "omniglot": ["data=omniglot", f"data.root={DATA / 'omniglot'}"],
     # the paper's setting: 964 meta-training characters (30 alphabets), 659 unseen characters (20 other alphabets)
     "omniglot-full": ["data=omniglot-full", f"data.root={DATA / 'omniglot'}"],
+    # Extended Yale B, 19 -> 19 disjoint people, pretrained dlib face embeddings (needs the faces extra)
+    "faces": ["data=faces", f"data.root={DATA / 'faces'}", "encoder=dlib-face"],
     "mnist": ["data=mnist", f"data.root={DATA / 'mnist'}", "encoder.epochs=4"],  # 30k images: 4 epochs fit the time budget
     # ablation: encoder/meta-training split by class instead of by alphabet (see docs/cluster.md)
     "omniglot-class-split": ["data=omniglot", f"data.root={DATA / 'omniglot'}", "encoder.split_by=class"],

@@ -207,7 +207,7 @@ def run(cfg, run: Run) -> dict:
     _check_sizes(cfg, len(data.train_x), len(data.test_x))
     log(f"meta-training: {len(data.train_x)} points, {len(np.unique(data.train_y))} classes; "
         f"clustering {len(data.test_x)} points of dimension {data.test_x.shape[1]}")
-    metrics: dict = {"method": method, "num_points": int(len(data.test_x))}
+    metrics: dict = {"method": method, "num_points": int(len(data.test_x)), **data.info}
     if method == "hilander":
         labels, info = _hilander(cfg, run, data)
     elif method == "auto":

@@ -247,7 +247,7 @@ def encode_faces(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run
         info["no_face_detected"] = {"train": [int(i) for i in miss_tr], "test": [int(i) for i in miss_te]}
         if len(miss_tr) or len(miss_te):
             log(f"no face detected in {len(miss_tr)} meta-training and {len(miss_te)} test images: embedded "
-                f"the whole image instead (listed in metrics.json as no_face_detected)")
+                f"the whole image instead (reported as no_face_detected)")
     else:
         info["no_face_detected"] = None
     return train_f, train_y, test_f, info

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class ClusterData:
         source: short description for logs and metrics.
         test_images: float32 ``[M, C, H, W]`` in [0, 1], the images behind ``test_x`` (image data only, else None);
             drawn in ``clusters_gallery.png``.
+        info: details of how the features were made, copied into ``metrics.json`` (``encoder=dlib-face``:
+            ``face_box`` and ``no_face_detected``).
     """
 
     train_x: np.ndarray
@@ -42,6 +44,7 @@ class ClusterData:
     test_y: np.ndarray | None
     source: str
     test_images: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
 
 
 def _select(x: np.ndarray, y: np.ndarray, classes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +166,9 @@ def _image_data(cfg, run: Run) -> ClusterData:
     _, ty = np.unique(ty, return_inverse=True)
     if len(np.unique(ty)) < 2:
         raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
-    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run, groups)
-    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images), test_images=sx)
+    info: dict = {}
+    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run, groups, info=info)
+    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images), test_images=sx, info=info)
 
 
 def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
