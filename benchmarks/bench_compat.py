@@ -81,6 +81,17 @@ SCENARIOS: dict[str, dict] = {
 }
 
 
+# metrics.json fields copied into every benchmark row
+ROW_METRICS = ("er_old", "er_new", "nfr", "pfr", "rel_nfr", "ci95", "n", "old_correct_train_fraction")
+
+
+def _provenance(flag: str, seeds, start: float, settings: str = "") -> str:
+    """One line saying when, where and how a results file was generated (``flag``: extra CLI flag)."""
+    return (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by benchmarks/bench_compat.py"
+            f"{' ' + flag if flag else ''} on {platform.machine()} Linux, {os.cpu_count()} CPU cores shared with "
+            f"other jobs, torch 1 thread; seeds {seeds}; {settings}total {time.perf_counter() - start:.0f} s.")
+
+
 def _patch_data_cache() -> None:
     """Load each dataset split once per process (the command reloads it per run otherwise)."""
     from omegaconf import OmegaConf
@@ -234,8 +245,7 @@ def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
         doc = run_one(ov, out)
         met = doc["metrics"]
         row = {**r, "train_cpu_s": doc["cpu_timings_s"]["train"],
-               **{k: met[k] for k in ("er_old", "er_new", "nfr", "pfr", "rel_nfr", "ci95", "n",
-                                      "old_correct_train_fraction")}}
+               **{k: met[k] for k in ROW_METRICS}}
         rows.append(row)
         rel = "n/a" if row["rel_nfr"] is None or not np.isfinite(row["rel_nfr"]) else f"{100 * row['rel_nfr']:.2f}"
         print(f"[{time.perf_counter() - start:6.0f}s] {r['scenario']} seed={r['seed']} {r['kind']:9s} "
@@ -243,10 +253,8 @@ def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
               f"ER_new={100 * row['er_new']:.2f} NFR={100 * row['nfr']:.2f} relNFR={rel}", flush=True)
         raw_path.write_text(json.dumps({"rows": rows}, indent=1))
     table = summarise_sweep(rows)
-    meta = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by benchmarks/bench_compat.py --sweep on "
-            f"{platform.machine()} Linux, {os.cpu_count()} CPU cores shared with other jobs, torch 1 thread; "
-            f"seeds {args.seeds}; lambda {args.lambdas}, epochs {args.sweep_epochs}, tau {args.temperatures}; "
-            f"extra {args.extra}; total {time.perf_counter() - start:.0f} s.")
+    meta = _provenance("--sweep", args.seeds, start, f"lambda {args.lambdas}, epochs {args.sweep_epochs}, "
+                       f"tau {args.temperatures}; extra {args.extra}; ")
     (out_dir / "compat_sweep.md").write_text(f"{meta}\n\n{table}\n")
     raw_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"\n{meta}\n\n{table}")
@@ -308,8 +316,7 @@ def main() -> None:
                 row = {"scenario": s, "seed": seed, "method": m, "wall_s": time.perf_counter() - t0,
                        "train_s": train_t, "train_cpu_s": train_cpu,
                        "time_ratio": train_cpu / none_time,
-                       **{k: met[k] for k in ("er_old", "er_new", "nfr", "pfr", "rel_nfr", "ci95", "n",
-                                              "old_correct_train_fraction")},
+                       **{k: met[k] for k in ROW_METRICS},
                        "bct_criterion": met.get("bct_criterion"), "retrieval": met.get("retrieval"),
                        "old_classes": met.get("old_classes")}
                 rows.append(row)
@@ -318,9 +325,7 @@ def main() -> None:
                       f"relNFR={100 * row['rel_nfr']:.2f} train={train_t:.1f}s", flush=True)
                 raw_path.write_text(json.dumps({"rows": rows}, indent=1))
     table = summarise(rows)
-    meta = (f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by benchmarks/bench_compat.py on "
-            f"{platform.machine()} Linux, {os.cpu_count()} CPU cores shared with other jobs, torch 1 thread; "
-            f"seeds {args.seeds}; total {time.perf_counter() - start:.0f} s.")
+    meta = _provenance("", args.seeds, start)
     scen_lines = "\n".join(f"- `{s}`: {SCENARIOS[s]['desc']}" for s in args.scenarios)
     (out_dir / "compat.md").write_text(f"{meta}\n\n{scen_lines}\n\n{table}\n")
     raw_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
