@@ -202,3 +202,21 @@ def test_hilander_reports_edge_diagnostics_and_oracle_tau(runner, feature_files)
         assert d[key] is None or 0.0 <= d[key] <= 1.0
     # the oracle searches a superset of the candidates, including the chosen tau: never worse than the run
     assert d["oracle_pairwise_f"] >= m["pairwise_f"] - 1e-9
+
+
+def test_checkpoint_keeps_the_level_graph_it_was_trained_on(runner, feature_files):
+    out, out2 = feature_files / "cl", feature_files / "cl2"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "model.knn_on=cluster",
+                                 "model.train.rotate=true", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["knn_on"] == "cluster"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), "plot=false", "model.knn_on=peak",
+                                 f"model.checkpoint={out}/model.ckpt", f"output_dir={out2}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["knn_on"] == "cluster"
+    np.testing.assert_array_equal(np.load(out2 / "labels.npy"), np.load(out / "labels.npy"))
+
+
+def test_bad_knn_on(runner, feature_files):
+    err = _bad(runner, feature_files, [*_data_args(feature_files), "model.knn_on=centroid"])
+    assert "model.knn_on" in err and "peak" in err

@@ -111,3 +111,40 @@ def test_training_graphs_levels_shrink():
     assert all("density" in g.ndata and "mask_conn" in g.edata for g in graphs)
     with pytest.raises(ValueError, match="differ in length"):
         training_graphs(x, y, [10, 5], [2], {})
+
+
+def test_hierarchy_on_cluster_means_with_oracle_links_recovers_classes():
+    x, y = blobs(40, 5, 16, spread=0.3)
+    labels, stats = cluster_hierarchy(x, _OracleModel(x, y), k=10, tau=0.5, max_levels=5, knn_on="cluster")
+    from toolkit.cluster.metrics import pairwise_f
+
+    assert pairwise_f(y, labels)[2] > 0.95 and stats[0].nodes == 200
+    with pytest.raises(ValueError, match="knn_on"):
+        cluster_hierarchy(x, _OracleModel(x, y), k=10, knn_on="centroid")
+
+
+def test_training_graphs_on_cluster_means_link_clusters_by_their_mean_cosine():
+    x, y = blobs(10, 40, 8, spread=0.3)
+    peak = training_graphs(x, y, [10], [3], {})
+    mean = training_graphs(x, y, [10], [3], {}, knn_on="cluster")
+    assert len(mean) >= 2 and mean[0].num_edges() == peak[0].num_edges()  # level 0 is the same graph
+    g = mean[1]
+    src, dst = g.edges()
+    cf = g.ndata["cluster_features"]
+    np.testing.assert_allclose(g.edata["raw_affine"].numpy(), (cf[src] * cf[dst]).sum(1).numpy(), atol=1e-5)
+    f = g.ndata["features"]
+    assert not np.allclose(g.edata["raw_affine"].numpy(), (f[src] * f[dst]).sum(1).numpy(), atol=1e-3)
+    with pytest.raises(ValueError, match="knn_on"):
+        training_graphs(x, y, [10], [2], {}, knn_on="x")
+
+
+def test_training_levels_from_same_class_edges_never_merge_classes():
+    x, y = blobs(10, 40, 8, spread=0.6)
+    sim = training_graphs(x, y, [10], [3], {})
+    label = training_graphs(x, y, [10], [3], {}, level_edges="label")
+    assert sim[1].num_nodes() < 40  # linking across classes: fewer super-nodes than classes
+    assert label[1].num_nodes() >= 40  # one fragment per class at least
+    g = label[1]
+    assert 0 < g.edata["labels_conn"].float().mean() < 1  # upper levels keep same-class fragments to join
+    with pytest.raises(ValueError, match="level_edges"):
+        training_graphs(x, y, [10], [2], {}, level_edges="gt")

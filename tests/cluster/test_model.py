@@ -87,3 +87,32 @@ def test_seed_edge_subset_gives_the_same_seed_loss_as_the_full_graph(graph):
     sub, parts_sub = lander_loss(logits_sub, den_sub, graph, seeds, None, balance=False, edge_ids=edge_ids)
     assert parts_sub["conn_edges"] == parts_full["conn_edges"] > 0
     assert float(sub) == pytest.approx(float(full), rel=1e-5)
+
+
+def test_random_rotation_is_orthogonal_and_keeps_cosines():
+    from toolkit.cluster.lightning import random_rotation
+
+    gen = torch.Generator().manual_seed(0)
+    q = random_rotation(16, gen)
+    assert q.dtype == torch.float32 and q.shape == (16, 16)
+    np.testing.assert_allclose((q @ q.T).numpy(), np.eye(16), atol=1e-5)
+    x = torch.from_numpy(l2_normalize(blobs(5, 2, 16)[0]))
+    np.testing.assert_allclose(((x @ q) @ (x @ q).T).numpy(), (x @ x.T).numpy(), atol=1e-5)
+    assert not torch.allclose(q, random_rotation(16, gen))  # a fresh draw per call
+    # Haar: the mean of the matrix entries over many draws is ~0 (a biased QR would give a positive diagonal)
+    mean_diag = torch.stack([torch.diagonal(random_rotation(4, gen)) for _ in range(400)]).mean()
+    assert abs(float(mean_diag)) < 0.1
+
+
+def test_rotated_training_step_leaves_the_training_graph_unchanged(graph):
+    from toolkit.cluster.lightning import LanderModule
+
+    before = graph.ndata["features"].clone()
+    rotated = LanderModule(8, hidden=16, use_edge_sim=True, rotate=True)
+    plain = LanderModule(8, hidden=16, use_edge_sim=True, rotate=False)
+    plain.model.load_state_dict(rotated.model.state_dict())
+    rotated.log = plain.log = lambda *a, **k: None
+    loss_r = rotated.training_step([(graph, None)], 0)
+    loss_p = plain.training_step([(graph, None)], 0)
+    torch.testing.assert_close(graph.ndata["features"], before)  # rotation happens in a local scope
+    assert torch.isfinite(loss_r) and not torch.isclose(loss_r, loss_p)  # the network saw rotated inputs

@@ -26,14 +26,15 @@ def knn_kwargs(model_cfg) -> dict:
 def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) -> None:
     """Write a LANDER checkpoint loadable with ``weights_only=True``.
 
-    Contents: ``{"format", "hparams", "state_dict", "tau"}``; ``tau`` is the threshold chosen at training
-    time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint.
+    Contents: ``{"format", "hparams", "state_dict", "tau", "knn_on"}``; ``tau`` is the threshold chosen at
+    training time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint; ``knn_on``
+    is the level graph the GNN was trained on (``model.knn_on``), used again at inference.
     """
     import torch
 
     hparams = {"feature_dim": int(feature_dim), **{k: model_cfg[k] for k in MODEL_KEYS}}
     torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict(),
-                "tau": float(tau)}, path)
+                "tau": float(tau), "knn_on": str(model_cfg.knn_on)}, path)
 
 
 TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
@@ -94,7 +95,8 @@ def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
     scores = {}
     for tau in candidates:
         labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), tau, str(infer_cfg.threshold),
-                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw)
+                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
+                                      knn_on=model.knn_on)
         scores[str(tau)] = pairwise_f(y, labels)[2]
     best = max(scores, key=scores.get)
     return float(best), scores
@@ -170,6 +172,7 @@ def load_checkpoint(path: str, feature_dim: int):
     except (RuntimeError, TypeError, ValueError) as exc:
         raise InputError(p, "model.checkpoint", f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
     model.tau = float(obj.get("tau", 0.8)) if isinstance(obj, dict) else 0.8
+    model.knn_on = str(obj.get("knn_on", "peak")) if isinstance(obj, dict) else "peak"
     return model.eval()
 
 
@@ -199,6 +202,10 @@ def run(cfg, run: Run) -> dict:
         raise InputError("config", "method", f"unknown method '{method}' (expected one of {', '.join(METHODS)})")
     if cfg.model.infer.threshold not in ("prob", "sim"):
         raise InputError("config", "model.infer.threshold", "expected 'prob' or 'sim'")
+    from toolkit.cluster.hierarchy import KNN_ON
+
+    if str(cfg.model.knn_on) not in KNN_ON:
+        raise InputError("config", "model.knn_on", f"expected one of {', '.join(KNN_ON)}, got '{cfg.model.knn_on}'")
     seed_everything(cfg.seed)
     from toolkit.cluster.features import load_cluster_data
 
@@ -278,7 +285,8 @@ def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
                     tau_fit, _ = tune_tau(model, fx, fy, inf, knn_kwargs(mc)) if str(inf.tau) == "auto" \
                         else (float(inf.tau), None)
                 lab, _ = cluster_hierarchy(vx, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
-                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc))
+                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
+                                           knn_on=model.knn_on)
             else:
                 lab, _ = cluster_baseline(m, fx, fy, vx, vy, cfg.baselines)
             held[m] = float(pairwise_f(vy, lab)[2])
@@ -316,10 +324,11 @@ def _hilander(cfg, run: Run, data, trained: tuple | None = None) -> tuple[np.nda
         info.update(train_info)
         save_checkpoint(model, data.train_x.shape[1], mc, run.path("model.ckpt"), tau)
     info["tau"] = tau
+    info["knn_on"] = model.knn_on
     with run.timer("cluster"):
         labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
-                                          knn_kwargs(mc), log)
+                                          knn_kwargs(mc), log, knn_on=model.knn_on)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
                        "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
     for stage in ("knn", "graph", "gnn", "decode"):
@@ -346,7 +355,8 @@ def _train(cfg, run: Run, data):
     with run.timer("train_graphs"):
         try:
             graphs = training_graphs(data.train_x[fit_idx], data.train_y[fit_idx], list(mc.train.knn_k),
-                                     list(mc.train.levels), knn_kwargs(mc), log)
+                                     list(mc.train.levels), knn_kwargs(mc), log, str(mc.knn_on),
+                                     str(mc.train.level_edges))
         except ValueError as exc:
             raise InputError("config", "model.train", str(exc)) from None
         val_graphs = []
@@ -362,6 +372,7 @@ def _train(cfg, run: Run, data):
         module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
                             int(cfg.seed or 0), val_graphs if mc.train.select_best else None)
     model = module.model
+    model.knn_on = str(mc.knn_on)
     if str(inf.tau) != "auto":
         return model, float(inf.tau), {**info, "tau_source": "given"}
     tau_on = str(mc.train.get("tau_on", "all"))

@@ -81,26 +81,45 @@ class LevelStats:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+KNN_ON = ("peak", "cluster")
+LEVEL_EDGES = ("sim", "label")
+
+
+def _check_knn_on(knn_on: str) -> None:
+    if knn_on not in KNN_ON:
+        raise ValueError(f"knn_on must be one of {KNN_ON}, got {knn_on!r}")
+
+
 def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list[int], knn_kwargs: dict,
-                    log: Callable[[str], None] = lambda _m: None) -> list:
+                    log: Callable[[str], None] = lambda _m: None, knn_on: str = "peak",
+                    level_edges: str = "sim") -> list:
     """Build the multi-level training graphs from labelled meta-training data (notes section 1.7).
 
     For each ``(k, L)`` pair: level 0 is the kNN graph of all points; each next level decodes the
-    previous one with the ground-truth density and ``tau = 0`` on raw similarity, then builds a
-    kNN graph on the peaks (labels = the peaks' labels), for up to ``L`` levels or until the level
-    has at most ``k`` nodes or adds no edge.
+    previous one with the ground-truth density, then builds a kNN graph on the peaks (labels = the
+    peaks' labels), for up to ``L`` levels or until the level has at most ``k`` nodes or adds no edge.
+    The decode keeps every edge (``tau = 0`` on raw similarity, ``level_edges="sim"``, reference) or only
+    same-class edges (``level_edges="label"``): then each class splits into the fragments around its
+    density peaks, and the next level teaches the GNN to join same-class fragments -- what inference's
+    upper levels must do -- instead of showing it the impure trees that linking across classes leaves.
 
     Args:
         x: float32 ``[N, D]`` features (L2-normalised here); y: int64 ``[N]`` labels.
         knn_k, levels: equal-length lists (reference ``10,5,3`` and ``2,3,4``).
         knn_kwargs: keyword arguments of :func:`knn_search`.
+        knn_on: which vectors of a level's nodes give its kNN graph and edge similarities, as in
+            :func:`cluster_hierarchy`.
+        level_edges: ``"sim"`` or ``"label"``, see above.
 
     Returns:
         List of DGL graphs with ground truth (see :func:`toolkit.cluster.graph.build_graph`).
 
     Raises:
-        ValueError: lists of different lengths.
+        ValueError: lists of different lengths, or ``knn_on`` / ``level_edges`` unknown.
     """
+    _check_knn_on(knn_on)
+    if level_edges not in LEVEL_EDGES:
+        raise ValueError(f"level_edges must be one of {LEVEL_EDGES}, got {level_edges!r}")
     if len(knn_k) != len(levels):
         raise ValueError(f"model.train.knn_k {list(knn_k)} and model.train.levels {list(levels)} differ in length")
     x = l2_normalize(x)
@@ -113,12 +132,14 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
         for _level in range(num_levels):
             if len(ids) <= k:
                 break
-            nbrs, sims = knn_search(feats, k, **knn_kwargs)
+            nbrs, sims = knn_search(cluster_feats if knn_on == "cluster" else feats, k, **knn_kwargs)
             g = build_graph(feats, cluster_feats, nbrs, sims, labels)
             graphs.append(g)
             src, dst = (t.numpy() for t in g.edges())
-            parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
-                                    0.0, len(ids))
+            dist = 1.0 - g.edata["raw_affine"].numpy()
+            if level_edges == "label":
+                dist = np.where(g.edata["labels_conn"].numpy() == 1, dist, np.inf)
+            parent = select_parents(src, dst, dist, g.ndata["density"].numpy(), 0.0, len(ids))
             child = np.flatnonzero(parent >= 0)
             if len(child) == 0:
                 break
@@ -135,7 +156,8 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
 
 def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float = 0.8, threshold: str = "prob",
                       max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
-                      log: Callable[[str], None] = lambda _m: None) -> tuple[np.ndarray, list[LevelStats]]:
+                      log: Callable[[str], None] = lambda _m: None,
+                      knn_on: str = "peak") -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -147,15 +169,19 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         max_levels: level limit (reference 10).
         early_stop: the ``k - 1`` edge-drop rule.
         knn_kwargs: keyword arguments of :func:`knn_search`.
+        knn_on: ``"peak"`` (reference): a level's kNN graph and edge cosines come from its nodes' own
+            (peak) features; ``"cluster"``: from the re-normalised mean feature of each node's cluster, so
+            whole clusters are compared, as average-linkage HAC does (identical at level 0).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
 
     Raises:
-        ValueError: ``threshold`` not ``prob``/``sim`` or ``N <= k``.
+        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` unknown, or ``N <= k``.
     """
     import time
 
+    _check_knn_on(knn_on)
     if threshold not in ("prob", "sim"):
         raise ValueError(f"threshold must be 'prob' or 'sim', got {threshold!r}")
     x = l2_normalize(x)
@@ -173,7 +199,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         if len(ids) <= k:
             break
         t0 = time.perf_counter()
-        nbrs, sims = knn_search(feats, k, **(knn_kwargs or {}))
+        nbrs, sims = knn_search(cluster_feats if knn_on == "cluster" else feats, k, **(knn_kwargs or {}))
         t1 = time.perf_counter()
         g = build_graph(feats, cluster_feats, nbrs, sims)
         t2 = time.perf_counter()

@@ -81,7 +81,7 @@ class LanderModule(pl.LightningModule):
                  use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True,
                  use_edge_sim: bool = False, lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 1e-5, balance: bool = True,
-                 total_steps: int = 1) -> None:
+                 total_steps: int = 1, rotate: bool = False) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = Lander(feature_dim, hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat,
@@ -95,9 +95,14 @@ class LanderModule(pl.LightningModule):
             # score only the seeds' in-edges: their densities stay exact and the linkage head, which dominates
             # the cost, skips the rest of the sampled neighbourhood (about (k-1)x fewer edges per hop)
             edge_ids = None if seed_mask is None else torch.nonzero(seed_mask[g.edges()[1]]).flatten()
-            logits, pred_den = self.model(g, edge_ids)
-            loss, parts = lander_loss(logits, pred_den, g, seed_mask, None, self.hparams.balance, self.gen,
-                                      edge_ids)
+            with g.local_scope():
+                if self.hparams.rotate:
+                    q = random_rotation(g.ndata["features"].shape[1], self.gen)
+                    g.ndata["features"] = g.ndata["features"] @ q
+                    g.ndata["cluster_features"] = g.ndata["cluster_features"] @ q
+                logits, pred_den = self.model(g, edge_ids)
+                loss, parts = lander_loss(logits, pred_den, g, seed_mask, None, self.hparams.balance, self.gen,
+                                          edge_ids)
             total = total + loss
             den += parts["density_mse"]
             conn += parts["conn_ce"]
@@ -124,6 +129,19 @@ class LanderModule(pl.LightningModule):
 
     def transfer_batch_to_device(self, batch, device, dataloader_idx):
         return batch  # CPU graphs; Lightning's generic collection walk does not know DGL graphs
+
+
+def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-random orthogonal matrix, float32 ``[dim, dim]`` (QR of a Gaussian matrix, signs fixed so the
+    distribution is uniform; Mezzadri 2007, "How to generate random matrices from the classical compact groups").
+
+    Clustering by cosine kNN is invariant to rotating the embedding space; rotating every training step's
+    features (``model.train.rotate``) makes the GNN learn that invariance instead of where its few
+    meta-training classes sit in the space, which is what it cannot transfer to unseen classes (issue 9).
+    """
+    a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+    q, r = torch.linalg.qr(a)
+    return (q * torch.sign(torch.diagonal(r))[None, :]).to(torch.float32)
 
 
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
@@ -154,7 +172,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
                           bool(model_cfg.use_edge_sim), float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
-                          total_steps=epochs * len(data))
+                          total_steps=epochs * len(data), rotate=bool(tr.get("rotate", False)))
     loader = DataLoader(data, batch_size=None, collate_fn=_identity)
     val_loader = None
     if val_graphs:

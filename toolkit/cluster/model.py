@@ -92,6 +92,7 @@ class Lander(nn.Module):
         if hidden % 2:
             raise ValueError(f"hidden must be even, got {hidden}")
         self.feature_dim = int(feature_dim)
+        self.knn_on = "peak"  # which level graph it runs on (set from model.knn_on; see hierarchy.cluster_hierarchy)
         self.use_cluster_feat = bool(use_cluster_feat)
         in_dim = 2 * feature_dim if use_cluster_feat else feature_dim
         ins = (in_dim, hidden, hidden, hidden // 2)[:num_conv]
