@@ -69,12 +69,11 @@ def main(overrides: list[str]) -> dict:
         knn_on = model.knn_on
     else:
         graphs = training_graphs(tx[fit_idx], ty[fit_idx], list(mc.train.knn_k), list(mc.train.levels), kw,
-                                 knn_on=knn_on, level_edges=str(mc.train.level_edges))
+                                 knn_on=knn_on)
         with tempfile.TemporaryDirectory() as tmp:
             model = fit_lander(graphs, mc, cfg.trainer, f"{tmp}/train", f"{tmp}/ckpt", seed).model
         model.knn_on = knn_on
-        ckpt = out_dir / (f"edge_scores_{knn_on}_rotate{int(bool(mc.train.get('rotate', False)))}"
-                          f"_{mc.train.get('level_edges', 'sim')}_seed{seed}.ckpt")
+        ckpt = out_dir / (f"edge_scores_{knn_on}_rotate{int(bool(mc.train.get('rotate', False)))}_seed{seed}.ckpt")
         save_checkpoint(model, tx.shape[1], mc, ckpt, 0.0)
         print(f"model saved to {ckpt} (rerun with model.checkpoint={ckpt} to vary inference only)", flush=True)
 

@@ -137,14 +137,3 @@ def test_training_graphs_on_cluster_means_link_clusters_by_their_mean_cosine():
     with pytest.raises(ValueError, match="knn_on"):
         training_graphs(x, y, [10], [2], {}, knn_on="x")
 
-
-def test_training_levels_from_same_class_edges_never_merge_classes():
-    x, y = blobs(10, 40, 8, spread=0.6)
-    sim = training_graphs(x, y, [10], [3], {})
-    label = training_graphs(x, y, [10], [3], {}, level_edges="label")
-    assert sim[1].num_nodes() < 40  # linking across classes: fewer super-nodes than classes
-    assert label[1].num_nodes() >= 40  # one fragment per class at least
-    g = label[1]
-    assert 0 < g.edata["labels_conn"].float().mean() < 1  # upper levels keep same-class fragments to join
-    with pytest.raises(ValueError, match="level_edges"):
-        training_graphs(x, y, [10], [2], {}, level_edges="gt")

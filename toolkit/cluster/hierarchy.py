@@ -82,7 +82,6 @@ class LevelStats:
 
 
 KNN_ON = ("peak", "cluster")
-LEVEL_EDGES = ("sim", "label")
 
 
 def _check_knn_on(knn_on: str) -> None:
@@ -91,17 +90,13 @@ def _check_knn_on(knn_on: str) -> None:
 
 
 def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list[int], knn_kwargs: dict,
-                    log: Callable[[str], None] = lambda _m: None, knn_on: str = "peak",
-                    level_edges: str = "sim") -> list:
+                    log: Callable[[str], None] = lambda _m: None, knn_on: str = "peak") -> list:
     """Build the multi-level training graphs from labelled meta-training data (notes section 1.7).
 
     For each ``(k, L)`` pair: level 0 is the kNN graph of all points; each next level decodes the
-    previous one with the ground-truth density, then builds a kNN graph on the peaks (labels = the
-    peaks' labels), for up to ``L`` levels or until the level has at most ``k`` nodes or adds no edge.
-    The decode keeps every edge (``tau = 0`` on raw similarity, ``level_edges="sim"``, reference) or only
-    same-class edges (``level_edges="label"``): then each class splits into the fragments around its
-    density peaks, and the next level teaches the GNN to join same-class fragments -- what inference's
-    upper levels must do -- instead of showing it the impure trees that linking across classes leaves.
+    previous one with the ground-truth density and ``tau = 0`` on raw similarity, then builds a
+    kNN graph on the peaks (labels = the peaks' labels), for up to ``L`` levels or until the level
+    has at most ``k`` nodes or adds no edge.
 
     Args:
         x: float32 ``[N, D]`` features (L2-normalised here); y: int64 ``[N]`` labels.
@@ -109,17 +104,14 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
         knn_kwargs: keyword arguments of :func:`knn_search`.
         knn_on: which vectors of a level's nodes give its kNN graph and edge similarities, as in
             :func:`cluster_hierarchy`.
-        level_edges: ``"sim"`` or ``"label"``, see above.
 
     Returns:
         List of DGL graphs with ground truth (see :func:`toolkit.cluster.graph.build_graph`).
 
     Raises:
-        ValueError: lists of different lengths, or ``knn_on`` / ``level_edges`` unknown.
+        ValueError: lists of different lengths, or ``knn_on`` unknown.
     """
     _check_knn_on(knn_on)
-    if level_edges not in LEVEL_EDGES:
-        raise ValueError(f"level_edges must be one of {LEVEL_EDGES}, got {level_edges!r}")
     if len(knn_k) != len(levels):
         raise ValueError(f"model.train.knn_k {list(knn_k)} and model.train.levels {list(levels)} differ in length")
     x = l2_normalize(x)
@@ -136,10 +128,8 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
             g = build_graph(feats, cluster_feats, nbrs, sims, labels)
             graphs.append(g)
             src, dst = (t.numpy() for t in g.edges())
-            dist = 1.0 - g.edata["raw_affine"].numpy()
-            if level_edges == "label":
-                dist = np.where(g.edata["labels_conn"].numpy() == 1, dist, np.inf)
-            parent = select_parents(src, dst, dist, g.ndata["density"].numpy(), 0.0, len(ids))
+            parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
+                                    0.0, len(ids))
             child = np.flatnonzero(parent >= 0)
             if len(child) == 0:
                 break

@@ -172,7 +172,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
                           bool(model_cfg.use_edge_sim), float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
-                          total_steps=epochs * len(data), rotate=bool(tr.get("rotate", False)))
+                          total_steps=epochs * len(data), rotate=bool(tr.rotate))
     loader = DataLoader(data, batch_size=None, collate_fn=_identity)
     val_loader = None
     if val_graphs:
