@@ -55,14 +55,43 @@ def test_read_csv_bad_inputs(tmp_path):
         read_csv(ok, "y", "data.path")
     with pytest.raises(InputError, match="labels must be 0 or 1"):
         read_csv(_write(tmp_path / "l.csv", "a,label\n1,0\n2,2\n"), "label", "data.path")
-    with pytest.raises(InputError, match="NaN"):
+    with pytest.raises(InputError, match=r"line 3, column 1 \('a'\) holds 'nan'; expected a finite number"):
         read_csv(_write(tmp_path / "n.csv", "a,label\n1,0\nnan,1\n"), "label", "data.path")
-    with pytest.raises(InputError, match="NaN"):  # a non-numeric cell parses as NaN and is refused
-        read_csv(_write(tmp_path / "s.csv", "a,label\n1,0\nabc,1\n"), "label", "data.path")
     with pytest.raises(InputError, match="file not found"):
         read_csv(tmp_path / "missing.csv", "label", "data.path")
     with pytest.raises(InputError, match="data.path: required"):
         read_csv(None, "label", "data.path")
+
+
+@pytest.mark.parametrize("text, message", [
+    # line and column numbers are the file's own (1-based, header = line 1, the label column counts)
+    ("label,a,b\n0,1,2\n1,3,abc\n", r"s.csv: b: line 3, column 3 \('b'\) holds 'abc'; expected a finite number"),
+    ("label,a,b\n0,1,2\n1,,4\n", r"line 3, column 2 \('a'\) holds an empty cell"),
+    ("label,a,b\n0,1,2\n\n1,3\n", r"line 4 has 2 fields, the header has 3"),
+    ("label,a,b\n", r"no data rows \(only a header\)"),
+    ("", r"empty file"),
+    ("label,a\n0,inf\n1,2\n", r"line 2, column 2 \('a'\) holds 'inf'"),
+])
+def test_read_csv_errors_name_line_column_and_name(tmp_path, text, message):
+    with pytest.raises(InputError, match=message):
+        read_csv(_write(tmp_path / "s.csv", text), "label", "data.path")
+
+
+def test_read_csv_strips_bom_and_reads_quoted_names(tmp_path):
+    path = tmp_path / "credit.csv"
+    path.write_bytes('\ufeffLIMIT_BAL,AGE,"default payment next month"\n2000,30,1\n500,41,0\n'.encode())
+    x, y, names = read_csv(path, "default payment next month", "data.path")
+    assert names == ["LIMIT_BAL", "AGE"] and y.tolist() == [1, 0]
+    np.testing.assert_array_equal(x, [[2000, 30], [500, 41]])
+    x2, _, names2 = read_csv(_write(tmp_path / "c2.csv", "\ufeffLIMIT_BAL,y\n1,0\n2,1\n"), "y", "data.path")
+    assert names2 == ["LIMIT_BAL"] and x2[:, 0].tolist() == [1, 2]
+
+
+def test_read_csv_parses_without_library_warnings(tmp_path, recwarn):
+    read_csv(_write(tmp_path / "w.csv", "a,label\n1,0\n2,1\n"), "label", "data.path")
+    with pytest.raises(InputError):
+        read_csv(_write(tmp_path / "h.csv", "a,label\n"), "label", "data.path")
+    assert not [w for w in recwarn.list], [str(w.message) for w in recwarn.list]
 
 
 def test_single_class_refused(tmp_path):

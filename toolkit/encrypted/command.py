@@ -105,7 +105,10 @@ def _check_cfg(cfg: Any) -> None:
         raise InputError("config", "circuit", f"unknown {cfg.circuit!r}; expected baseline or low-depth")
     t = cfg.train
     _number(t.iterations, "train.iterations", int, 1)
-    _number(t.learning_rate, "train.learning_rate", float, 0, strict=True)
+    if str(t.learning_rate) != "auto":
+        _number(t.learning_rate, "train.learning_rate", float, 0, strict=True)
+    if not isinstance(t.get("allow_rising_loss", False), bool):
+        raise InputError("config", "train.allow_rising_loss", f"expected true or false, got {t.allow_rising_loss!r}")
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
         raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
     _momentum(cfg)
@@ -183,16 +186,97 @@ def _prepare_data(cfg: Any, params: CKKSParams) -> dict:
     return {"data": data, "scaling": scaling, "x_train": xtr, "x_test": xte, "z": z, "batches": batches}
 
 
+def _loss_curve(report: dict, prep: dict) -> list[float]:
+    """Training log loss (exact sigmoid) of the simulated model after each iteration."""
+    from toolkit.encrypted.metrics import evaluate
+
+    y = prep["data"].y_train
+    with np.errstate(all="ignore"):
+        return [evaluate(np.nan_to_num(w, nan=0.0, posinf=1e6, neginf=-1e6), prep["x_train"], y)["log_loss"]
+                for w in np.asarray(report["trajectory"])]
+
+
+def _plan_ok(report: dict, sigmoid_range: float) -> bool:
+    return bool(report["fits_chain"] and not report["overflow"] and report.get("u_max", 0.0) <= sigmoid_range)
+
+
+def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
+    """``train.learning_rate=auto``: simulate every rate of ``train.learning_rate_grid`` in plaintext (the owner's
+    side, before anything is encrypted) and keep the one with the lowest training log loss over the last two
+    iterations (the worse of the two) among those whose plan neither overflows nor leaves the sigmoid
+    approximation's range.
+
+    Returns:
+        ``{"chosen": rate, "candidates": [{"learning_rate", "final_train_loss" | None, "ok"}...]}``.
+
+    Raises:
+        InputError: no rate of the grid gives a valid plan, or the grid is not a list of numbers > 0.
+    """
+    from toolkit.encrypted.plan import simulate
+
+    grid = cfg.train.get("learning_rate_grid") or []
+    rates = [_number(r, "train.learning_rate_grid", float, 0, strict=True) for r in grid]
+    if not rates:
+        raise InputError("config", "train.learning_rate_grid", "expected a non-empty list of numbers > 0 "
+                         "for train.learning_rate=auto")
+    coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
+    rng_ = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
+    rows, best = [], None
+    for lr in rates:
+        rep = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations), coeffs,
+                       lr, None, momentum=_momentum(cfg))
+        if not rep["fits_chain"]:  # no rate can help: the plan's own check reports the exhausted chain
+            return {"chosen": lr, "candidates": [], "skipped": "the circuit does not fit the CKKS chain"}
+        ok = _plan_ok(rep, rng_)
+        curve = _loss_curve(rep, prep) if ok and len(rep["trajectory"]) else []
+        # the worse of the last two iterations: a rate that oscillates must not win on the parity of the last step
+        final = max(curve[-2:]) if curve else None
+        rows.append({"learning_rate": lr, "final_train_loss": final, "ok": ok})
+        if ok and final is not None and np.isfinite(final) and (best is None or final < best[1]):
+            best = (lr, final)
+    if best is None:
+        raise InputError("config", "train.learning_rate", f"auto: no rate in {rates} gives a plan that fits the "
+                         "CKKS chain and the sigmoid range; give smaller rates in train.learning_rate_grid")
+    return {"chosen": best[0], "candidates": rows}
+
+
 def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
+    from omegaconf import open_dict
+
     from toolkit.encrypted.plan import measure_op_costs, simulate
 
+    search = None
+    if str(cfg.train.learning_rate) == "auto":
+        search = _choose_learning_rate(cfg, params, prep)
+        with open_dict(cfg):
+            cfg.train.learning_rate = search["chosen"]  # the job, the reference and metrics use the chosen rate
+        if not search.get("skipped"):
+            log(f"train.learning_rate=auto: chose {search['chosen']:g} (lowest simulated training loss)")
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
     costs = measure_op_costs(params) if cfg.get("estimate_time", True) else None
     report = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations), coeffs,
                       float(cfg.train.learning_rate), costs, momentum=_momentum(cfg))
     report["sigmoid_range"] = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
     report["minibatches"] = [int(len(b)) for b in prep["batches"]]
+    report["learning_rate"] = float(cfg.train.learning_rate)
+    report["learning_rate_search"] = search
+    report["train_loss_initial"] = float(np.log(2.0))  # w = 0 predicts 0.5 everywhere
+    report["train_loss_curve"] = _loss_curve(report, prep) if len(report["trajectory"]) else []
+    report["allow_rising_loss"] = bool(cfg.train.get("allow_rising_loss", False))
     return report
+
+
+def loss_rises(curve: list[float], initial: float = float(np.log(2.0)), tolerance: float = 0.05) -> bool:
+    """True when a simulated training-loss curve did not converge: it ends above the all-zero model's loss
+    (``initial``, ``log 2``) or more than ``tolerance`` (relative) above its own minimum.
+
+    Minibatch noise moves the loss by a few percent; a curve that climbs back from its minimum by more had a
+    learning rate too large for the polynomial sigmoid on this data's scaling.  ``curve``: log loss per iteration.
+    """
+    if not curve:
+        return False
+    last = curve[-1]
+    return bool(not np.isfinite(last) or last > initial or last > (1.0 + tolerance) * min(curve))
 
 
 def _refuse_bad_plan(report: dict) -> None:
@@ -207,6 +291,14 @@ def _refuse_bad_plan(report: dict) -> None:
     if report["overflow"]:
         raise InputError("config", "train", f"the plan overflows CKKS: {report['overflow'][0]} (lower "
                          "train.learning_rate, or use a larger q0)")
+    curve = report.get("train_loss_curve") or []
+    if loss_rises(curve, report.get("train_loss_initial", float(np.log(2.0)))):
+        message = (f"the simulated training loss does not converge (lowest {min(curve):.3f}, {curve[-1]:.3f} after "
+                   f"iteration {len(curve)}; the all-zero model has {np.log(2.0):.3f}): lower train.learning_rate "
+                   "or use train.learning_rate=auto")
+        if not report.get("allow_rising_loss"):
+            raise InputError("config", "train.learning_rate", message + " (train.allow_rising_loss=true to run anyway)")
+        log("warning: " + message)
 
 
 def _plan_summary(report: dict) -> dict:
@@ -217,6 +309,11 @@ def _plan_summary(report: dict) -> dict:
         out["momentum"] = report["momentum"]["mu"]
         out["momentum_schedule"] = report["momentum"]["schedule"]
     out["overflow"] = bool(report["overflow"])
+    out["learning_rate"] = report.get("learning_rate")
+    if report.get("learning_rate_search"):
+        out["learning_rate_search"] = report["learning_rate_search"]
+    out["train_loss_curve"] = report.get("train_loss_curve", [])
+    out["loss_rises"] = loss_rises(out["train_loss_curve"])
     out["data_ciphertexts"] = report["ciphertexts"]["data"]
     out["data_mib"] = report["ciphertexts"]["data_bytes"] / 2 ** 20
     out["poly_modulus_degree"] = report["params"]["poly_modulus_degree"]
