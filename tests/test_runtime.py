@@ -50,3 +50,32 @@ def test_json_outputs_are_strict_without_nan():
     assert doc == {"a": None, "b": [1.0, None], "c": {"d": None, "e": 2}}
     text = json.dumps(doc, allow_nan=False)  # raises if anything non-finite survived
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in json.loads(text)["b"])
+
+
+def _burn(seconds: float) -> None:
+    import time
+
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_stage_cpu_time_and_memory_include_finished_worker_processes(tmp_path):
+    import multiprocessing as mp
+    import time
+
+    def body(cfg, run):
+        with run.timer("work"):
+            wall = time.perf_counter()
+            p = mp.get_context("fork").Process(target=_burn, args=(0.6,))
+            p.start()
+            p.join()
+            run.wall_of_work = time.perf_counter() - wall
+        return {"metrics": {}}
+
+    doc = execute("demo", _cfg(tmp_path), body)
+    # the parent only waited: without the child's CPU the stage would show ~0 s
+    assert doc["cpu_timings_s"]["work"] >= 0.5
+    assert doc["peak_rss_children_mb"]["work"] > 0
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["peak_rss_children_mb"]["total"] > 0

@@ -44,6 +44,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def peak_rss_children_mb() -> float:
+    """Peak RSS of the largest finished child process (workers, data loaders) so far, in MiB.
+
+    Linux reports the maximum over waited-for children, not their sum: with ``w`` workers running at once the
+    run's peak is at most ``peak_rss_mb() + w * peak_rss_children_mb()`` (forked pages are shared, so less).
+    """
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+
+
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and of its finished, waited-for children.
+
+    Child processes (server workers, data-loader workers) count once they have exited, so a stage that
+    joins its workers before it ends has their CPU time in its figure.
+    """
+    t = os.times()
+    return time.process_time() + t.children_user + t.children_system
+
+
 class Run:
     """Handle on one command execution: where to write, and what was measured.
 
@@ -51,9 +70,11 @@ class Run:
         output_dir: final output directory (exists after a successful run).
         staging: directory files are written to while the command runs.
         timings: stage name -> wall seconds (float), filled by :meth:`timer`.
-        cpu_timings: stage name -> CPU seconds of this process (all its threads; ``time.process_time``),
-            which, unlike wall time, does not grow when other jobs share the cores.
+        cpu_timings: stage name -> CPU seconds of this process (all its threads) and of the child processes
+            that finished during the stage (:func:`cpu_seconds`), which, unlike wall time, does not grow when
+            other jobs share the cores.
         peak_rss: stage name -> process peak RSS in MiB at the stage's end.
+        peak_rss_children: stage name -> the largest finished child's peak RSS in MiB at the stage's end.
     """
 
     def __init__(self, output_dir: Path) -> None:
@@ -64,6 +85,7 @@ class Run:
         self.timings: dict[str, float] = {}
         self.cpu_timings: dict[str, float] = {}
         self.peak_rss: dict[str, float] = {}
+        self.peak_rss_children: dict[str, float] = {}
 
     def path(self, name: str) -> Path:
         """Staging path for artifact ``name`` (a relative path; parents are created)."""
@@ -83,13 +105,14 @@ class Run:
     @contextlib.contextmanager
     def timer(self, stage: str) -> Iterator[None]:
         """Time a stage (wall seconds) and record peak RSS after it."""
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         try:
             yield
         finally:
             self.timings[stage] = self.timings.get(stage, 0.0) + time.perf_counter() - start
-            self.cpu_timings[stage] = self.cpu_timings.get(stage, 0.0) + time.process_time() - cpu_start
+            self.cpu_timings[stage] = self.cpu_timings.get(stage, 0.0) + cpu_seconds() - cpu_start
             self.peak_rss[stage] = peak_rss_mb()
+            self.peak_rss_children[stage] = peak_rss_children_mb()
 
     def write_json(self, name: str, obj: Any) -> Path:
         """Write ``obj`` as indented, strict JSON to staging artifact ``name`` (NaN and infinities as ``null``)."""
@@ -179,15 +202,17 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
         cfg.output_dir = str(output_dir)
     resolved = to_container(cfg)
     run = Run(output_dir)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     try:
         result = fn(cfg, run) or {}
         run.timings["total"] = time.perf_counter() - start
-        run.cpu_timings["total"] = time.process_time() - cpu_start
+        run.cpu_timings["total"] = cpu_seconds() - cpu_start
         run.peak_rss["total"] = peak_rss_mb()
+        run.peak_rss_children["total"] = peak_rss_children_mb()
         metrics = to_jsonable(result.get("metrics", {}))
         run.write_json("metrics.json", {"metrics": metrics, "timings_s": run.timings,
-                                        "cpu_timings_s": run.cpu_timings, "peak_rss_mb": run.peak_rss})
+                                        "cpu_timings_s": run.cpu_timings, "peak_rss_mb": run.peak_rss,
+                                        "peak_rss_children_mb": run.peak_rss_children})
         run.path("config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(resolved)))
         moved = run.commit()
         artifacts = {name: str(run.final_path(name)) for name in moved}
@@ -204,6 +229,7 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
         "timings_s": run.timings,
         "cpu_timings_s": run.cpu_timings,
         "peak_rss_mb": run.peak_rss,
+        "peak_rss_children_mb": run.peak_rss_children,
         "output_dir": str(output_dir),
         "artifacts": artifacts,
     }

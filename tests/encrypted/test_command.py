@@ -116,6 +116,22 @@ def test_all_steps_locally_match_plaintext(runner, tmp_path):
     # the decrypted model carries the feature scaling
     model = json.loads((out / "model.json").read_text())
     assert len(model["weights"]) == 4 and len(model["scaling"]["scale"]) == 3 == len(model["scaling"]["center"])
+    # the plan's size estimate is the file's size (within 20%), not the in-memory size
+    assert abs(m["plan"]["data_mib"] / m["encrypted_data_mib"] - 1) < 0.2
+    assert m["plan"]["data_mib_in_memory"] > 1.5 * m["encrypted_data_mib"]
+    # the loss per iteration is in metrics.json
+    assert len(m["plan"]["train_loss_curve"]) == 3
+
+
+def test_plan_warns_when_encrypted_data_exceeds_the_budget(runner, tmp_path):
+    out = tmp_path / "plan_budget"
+    r = runner.invoke(app, ["train-encrypted", "--plan", f"output_dir={out}", "ckks.max_data_gib=0.0001", *FAST,
+                            *_csv_args(_csv(tmp_path / "d.csv"))])
+    assert r.exit_code == 0, r.stderr
+    assert "above ckks.max_data_gib=0.0001" in r.stderr
+    r = runner.invoke(app, ["train-encrypted", "--plan", f"output_dir={out}_2", *FAST,
+                            *_csv_args(_csv(tmp_path / "d.csv"))])
+    assert r.exit_code == 0 and "max_data_gib" not in r.stderr
 
 
 def test_all_steps_with_nesterov_momentum_match_plaintext(runner, tmp_path):

@@ -258,6 +258,20 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
                       float(cfg.train.learning_rate), costs, momentum=_momentum(cfg))
     report["sigmoid_range"] = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
     report["minibatches"] = [int(len(b)) for b in prep["batches"]]
+    if report["fits_chain"]:
+        from toolkit.encrypted.plan import measure_ciphertext_bytes
+
+        sizes = measure_ciphertext_bytes(params)
+        cts = report["ciphertexts"]
+        cts["file_bytes_per_data_ciphertext"] = sizes["data"]
+        cts["data_file_bytes"] = cts["data"] * sizes["data"]  # what encrypted_data.zip will hold
+        cts["weights_file_bytes"] = cts["weights"] * sizes["weight"]
+        budget = float(cfg.ckks.get("max_data_gib") or 0)
+        cts["budget_gib"] = budget or None
+        if budget and cts["data_file_bytes"] > budget * 2 ** 30:
+            log(f"warning: the encrypted data will take {cts['data_file_bytes'] / 2 ** 30:.3g} GiB on disk "
+                f"({cts['data']} ciphertexts), above ckks.max_data_gib={budget:g}; the server needs about as "
+                "much memory: subsample (data.max_train), lower train.batch_size, or raise the budget")
     report["learning_rate"] = float(cfg.train.learning_rate)
     report["learning_rate_search"] = search
     report["train_loss_initial"] = float(np.log(2.0))  # w = 0 predicts 0.5 everywhere
@@ -315,7 +329,9 @@ def _plan_summary(report: dict) -> dict:
     out["train_loss_curve"] = report.get("train_loss_curve", [])
     out["loss_rises"] = loss_rises(out["train_loss_curve"])
     out["data_ciphertexts"] = report["ciphertexts"]["data"]
-    out["data_mib"] = report["ciphertexts"]["data_bytes"] / 2 ** 20
+    cts = report["ciphertexts"]
+    out["data_mib"] = cts.get("data_file_bytes", cts["data_bytes"]) / 2 ** 20  # on disk (measured size per ciphertext)
+    out["data_mib_in_memory"] = cts["data_bytes"] / 2 ** 20
     out["poly_modulus_degree"] = report["params"]["poly_modulus_degree"]
     out["coeff_mod_bit_sizes"] = "[" + ",".join(str(b) for b in report["params"]["coeff_mod_bit_sizes"]) + "]"
     return out

@@ -114,13 +114,8 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
     return report
 
 
-def measure_op_costs(params: CKKSParams, repeats: int = 3) -> dict:
-    """Time each backend operation at every level with throw-away keys (one rotation key only).
-
-    Returns:
-        ``{(op, level): seconds}`` for ``mul``, ``relin_rescale``, ``mul_plain``, ``add``, ``rotate``
-        (per single rotation) and ``("encrypt", 0)``.
-    """
+def _throwaway_backend(params: CKKSParams) -> Any:
+    """A SEAL backend with fresh throw-away keys (one rotation key only), for measurements."""
     import tenseal.sealapi as sealapi
 
     from toolkit.encrypted import he
@@ -133,8 +128,36 @@ def measure_op_costs(params: CKKSParams, repeats: int = 3) -> dict:
     kg.create_relin_keys(rk)
     gk = sealapi.GaloisKeys()
     kg.create_galois_keys([pow(3, 1, 2 * params.poly_modulus_degree)], gk)
-    keys = he.Keys(params, ctx, pk, "bench", kg.secret_key(), rk, gk)
-    be = he.SealBackend(keys)
+    return he.SealBackend(he.Keys(params, ctx, pk, "bench", kg.secret_key(), rk, gk)), gk
+
+
+def measure_ciphertext_bytes(params: CKKSParams) -> dict:
+    """Serialised sizes, in bytes, of one data ciphertext (the owner's seeded symmetric encryption, as
+    :func:`toolkit.encrypted.protocol.owner_encrypt` writes it) and one fresh public-key weight ciphertext.
+
+    SEAL compresses its serialisations and stores the seed of a symmetric ciphertext's random half, so the
+    files are several times smaller than :meth:`CKKSParams.ciphertext_bytes` (the in-memory size); measuring
+    one of each with throw-away keys is exact for these parameters (random values compress alike).
+    """
+    from toolkit.encrypted import he
+
+    be, _ = _throwaway_backend(params)
+    x = np.random.default_rng(0).uniform(-1, 1, params.slots)
+    data = len(be.encrypt_bytes(x))
+    weight = len(he.ciphertext_to_bytes(be.encrypt(x)))
+    return {"data": data, "weight": weight}
+
+
+def measure_op_costs(params: CKKSParams, repeats: int = 3) -> dict:
+    """Time each backend operation at every level with throw-away keys (one rotation key only).
+
+    Returns:
+        ``{(op, level): seconds}`` for ``mul``, ``relin_rescale``, ``mul_plain``, ``add``, ``rotate``
+        (per single rotation) and ``("encrypt", 0)``.
+    """
+    import tenseal.sealapi as sealapi
+
+    be, gk = _throwaway_backend(params)
     costs: dict = {}
 
     def timed(fn: Any) -> float:
