@@ -274,9 +274,7 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
                 "much memory: subsample (data.max_train), lower train.batch_size, or raise the budget")
     report["learning_rate"] = float(cfg.train.learning_rate)
     report["learning_rate_search"] = search
-    report["train_loss_initial"] = float(np.log(2.0))  # w = 0 predicts 0.5 everywhere
     report["train_loss_curve"] = _loss_curve(report, prep) if len(report["trajectory"]) else []
-    report["allow_rising_loss"] = bool(cfg.train.get("allow_rising_loss", False))
     return report
 
 
@@ -293,7 +291,7 @@ def loss_rises(curve: list[float], initial: float = float(np.log(2.0)), toleranc
     return bool(not np.isfinite(last) or last > initial or last > (1.0 + tolerance) * min(curve))
 
 
-def _refuse_bad_plan(report: dict) -> None:
+def _refuse_bad_plan(report: dict, allow_rising_loss: bool = False) -> None:
     if not report["fits_chain"]:
         raise InputError("config", "ckks.coeff_mod_bit_sizes",
                          f"the {report['circuit']} circuit needs {report['depth_per_iteration_nominal']} levels per "
@@ -306,11 +304,11 @@ def _refuse_bad_plan(report: dict) -> None:
         raise InputError("config", "train", f"the plan overflows CKKS: {report['overflow'][0]} (lower "
                          "train.learning_rate, or use a larger q0)")
     curve = report.get("train_loss_curve") or []
-    if loss_rises(curve, report.get("train_loss_initial", float(np.log(2.0)))):
+    if loss_rises(curve):
         message = (f"the simulated training loss does not converge (lowest {min(curve):.3f}, {curve[-1]:.3f} after "
                    f"iteration {len(curve)}; the all-zero model has {np.log(2.0):.3f}): lower train.learning_rate "
                    "or use train.learning_rate=auto")
-        if not report.get("allow_rising_loss"):
+        if not allow_rising_loss:
             raise InputError("config", "train.learning_rate", message + " (train.allow_rising_loss=true to run anyway)")
         log("warning: " + message)
 
@@ -376,7 +374,7 @@ def run(cfg: Any, run: Any) -> dict:
         if prep is not None:
             with run.timer("plan"):
                 report = _plan(cfg, params, prep)
-            _refuse_bad_plan(report)
+            _refuse_bad_plan(report, bool(cfg.train.get("allow_rising_loss", False)))
             run.write_json("plan.json", _jsonable_plan(report))
             metrics["plan"] = _plan_summary(report)
         with run.timer("keygen"):
@@ -411,7 +409,7 @@ def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
         prep = _prepare_data(cfg, params)
         with run.timer("plan"):
             report = _plan(cfg, params, prep)
-        _refuse_bad_plan(report)
+        _refuse_bad_plan(report, bool(cfg.train.get("allow_rising_loss", False)))
         run.write_json("plan.json", _jsonable_plan(report))
     else:
         prep = _prepare_data(cfg, owner.params)

@@ -138,6 +138,12 @@ def measure_ciphertext_bytes(params: CKKSParams) -> dict:
     SEAL compresses its serialisations and stores the seed of a symmetric ciphertext's random half, so the
     files are several times smaller than :meth:`CKKSParams.ciphertext_bytes` (the in-memory size); measuring
     one of each with throw-away keys is exact for these parameters (random values compress alike).
+
+    Returns:
+        ``{"data": bytes per data ciphertext (int), "weight": bytes per weight ciphertext (int)}``.
+
+    Raises:
+        ValueError: from SEAL when ``params`` do not form a valid context (validated parameters always do).
     """
     from toolkit.encrypted import he
 
