@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zipfile
 
 import numpy as np
@@ -59,3 +60,28 @@ def test_real_omniglot_and_mnist():
     mx, my = load_idx(shared_data("mnist", "t10k-images-idx3-ubyte.gz"),
                       shared_data("mnist", "t10k-labels-idx1-ubyte.gz"))
     assert mx.shape == (10000, 1, 28, 28) and np.bincount(my).sum() == 10000
+
+
+def test_folder_inside_a_zip_reads_only_that_folder_in_rgb(tmp_path):
+    with zipfile.ZipFile(tmp_path / "set.zip", "w") as z:
+        for split, n in (("train", 3), ("test", 2)):
+            for cls in ("cat", "dog"):
+                for i in range(n):
+                    buf = io.BytesIO()
+                    Image.fromarray(np.full((6, 6, 3), (10 * i, 0, 200), np.uint8)).save(buf, "PNG")
+                    z.writestr(f"set/{split}/{cls}/{i}.png", buf.getvalue())
+    x, y, names = load_image_folder(tmp_path / "set.zip" / "set" / "train", image_size=0, channels=3)
+    assert x.shape == (6, 3, 6, 6) and names == ["cat", "dog"]
+    np.testing.assert_array_equal(np.bincount(y), [3, 3])
+    assert abs(float(x[0, 2, 0, 0]) - 200 / 255) < 1e-6
+    xt, _, _ = load_image_folder(tmp_path / "set.zip" / "set" / "test", image_size=0, channels=3)
+    assert len(xt) == 4
+    with pytest.raises(InputError, match="no class folders"):
+        load_image_folder(tmp_path / "set.zip" / "set" / "val", image_size=0)
+
+
+def test_real_cifar10_subset_splits():
+    zp = shared_data("cifar10", "cifar10_subset.zip")
+    x, y, names = load_image_folder(zp / "cifar10_subset" / "test", image_size=32, channels=3)
+    assert x.shape == (3000, 3, 32, 32) and len(names) == 10 and "airplane" in names
+    assert np.all(np.bincount(y) == 300)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import check_features, check_labels, load_features, load_idx, load_image_folder, load_labels
+from toolkit.data.images import split_archive_path
 from toolkit.errors import InputError
 
 
@@ -149,16 +150,24 @@ def _req(cfg: Any, key: str) -> str:
 
 
 def _load_images(cfg: Any, which: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
-    """Images ``[N, 1, H, W]``, labels ``[N]`` and the class folder names (None for IDX files)."""
+    """Images ``[N, C, H, W]`` (``data.channels``), labels ``[N]`` and the class folder names (None for IDX files)."""
     path = Path(_req(cfg, f"{which}_images")).expanduser()
-    if path.is_dir() or path.suffix.lower() == ".zip":
-        x, y, names = load_image_folder(path, int(_get(cfg, "image_size", 28) or 0), 1,
-                                        bool(_get(cfg, "invert")))
+    archive, _ = split_archive_path(path)
+    if path.is_dir() or archive.suffix.lower() == ".zip":
+        x, y, names = load_image_folder(path, int(_get(cfg, "image_size", 28) or 0),
+                                        _channels(cfg), bool(_get(cfg, "invert")))
         return x, y, list(names)
     x, y = load_idx(path, _req(cfg, f"{which}_labels"))
     if y is None:  # pragma: no cover - load_idx returns labels when a path is given
         raise InputError(path, "labels", "missing")
     return x, y, None
+
+
+def _channels(cfg: Any) -> int:
+    channels = _get(cfg, "channels", 1)
+    if channels not in (1, 3):
+        raise InputError("data.channels", None, f"must be 1 (greyscale) or 3 (RGB), got {channels!r}")
+    return int(channels)
 
 
 def check_finite(x: np.ndarray, source: str) -> None:

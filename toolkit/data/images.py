@@ -3,7 +3,8 @@
 Class-folder layout: every directory that directly contains image files is a
 class, named by its path relative to the root, so both ``class/x.png`` and the
 Omniglot layout ``Alphabet/characterNN/x.png`` work.  A ``.zip`` archive with
-the same layout is read without extracting it.
+the same layout is read without extracting it; a path that continues inside an
+archive (``cifar10_subset.zip/cifar10_subset/train``) reads only that folder of it.
 
 IDX layout (LeCun et al., MNIST page): big-endian header with magic 2051
 (images: count, rows, cols) or 2049 (labels: count), then uint8 data;
@@ -44,7 +45,9 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
     """Load a class-folder image dataset from a directory or a ``.zip``.
 
     Args:
-        path: directory or zip archive.
+        path: directory, zip archive, or a folder inside a zip archive written as
+            ``archive.zip/folder/inside`` (only images under that folder are read; the folder's
+            sub-folders are the classes).
         image_size: images are resized to ``image_size x image_size`` pixels (0 keeps the size,
             which must then be equal for all images).
         channels: 1 (greyscale) or 3 (RGB).
@@ -58,6 +61,7 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
         InputError: missing path, no images found, fewer than 1 class, undecodable image.
     """
     p = Path(path).expanduser()
+    p, member = split_archive_path(p)
     if not p.exists():
         raise InputError(p, "images", "file or directory not found")
     groups: dict[str, list[tuple[str, object]]] = defaultdict(list)
@@ -70,10 +74,15 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
             name = info.filename
             if info.is_dir() or "__MACOSX" in name or not name.lower().endswith(IMAGE_SUFFIXES):
                 continue
-            parent = str(Path(name).parent)
+            if member and not name.startswith(member):
+                continue
+            parent = str(Path(name[len(member):]).parent)
             if parent == ".":
                 continue
             groups[parent].append((name, info))
+        if member and not groups:
+            archive.close()
+            raise InputError(p, member.rstrip("/"), "no class folders of images under this folder of the archive")
     else:
         for f in sorted(p.rglob("*")):
             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
@@ -102,6 +111,21 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
     common = _common_prefix(names)
     class_names = [n[len(common):] if common else n for n in names]
     return x, np.asarray(labels, dtype=np.int64), class_names
+
+
+def split_archive_path(p: Path) -> tuple[Path, str]:
+    """Split a path that continues inside an archive.
+
+    Returns:
+        ``(archive, "x/y/")`` for ``archive/x/y`` when ``archive`` is an existing file (a member
+        prefix ending in ``/``); ``(p, "")`` when ``p`` exists or no parent is a file.
+    """
+    if p.exists():
+        return p, ""
+    for parent in p.parents:
+        if parent.is_file():
+            return parent, p.relative_to(parent).as_posix().strip("/") + "/"
+    return p, ""
 
 
 def _common_prefix(names: list[str]) -> str:
