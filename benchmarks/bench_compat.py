@@ -18,7 +18,7 @@ Writes ``benchmarks/results/compat.json`` (raw per-run metrics) and ``benchmarks
 and seed trains one old model (at the scenario's epochs) and every run reuses it, so only the new
 model's settings change; each (scenario, seed, epochs) has its own ``none`` reference, against which
 the error cost (points) and the relative-NFR change (%) are reported.
-Needs ../shared/data (MNIST IDX, Omniglot zips).
+Needs ../shared/data (MNIST IDX, Omniglot zips, the CIFAR-10 subset zip).
 """
 
 from __future__ import annotations
@@ -77,6 +77,11 @@ SCENARIOS: dict[str, dict] = {
         "overrides": ["data=compat_omniglot", "train.epochs=25", "train.batch_size=128", "model=mlp",
                       "model.kwargs.hidden=512", "model.kwargs.embed_dim=128", "old.kwargs.hidden=128",
                       "old.kwargs.embed_dim=64", "old.train_fraction=0.5"],
+    },
+    "cifar10_arch": {
+        "desc": "CIFAR-10 subset (1,000 train / 300 test JPEGs per class): old Conv-4 (width 32) on 50% of "
+                "train, new ResNet (width 16, 3 stages) on 100%, 6 epochs each (experiment=compat_cifar10)",
+        "overrides": ["experiment=compat_cifar10", "train.epochs=6"],
     },
 }
 

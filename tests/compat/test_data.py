@@ -69,3 +69,49 @@ def test_negative_labels_and_cluster_keys_rejected(tmp_path):
         load_split(OmegaConf.create({"kind": "digits", "train_classes": [0, 1]}))
     with pytest.raises(InputError, match="unknown kind"):
         load_split(OmegaConf.create({"kind": "audio"}))
+
+
+def _rgb_zip(path, classes=("cat", "dog", "frog"), n_train=12, n_test=4):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as z:
+        for split, n in (("train", n_train), ("test", n_test)):
+            for ci, c in enumerate(classes):
+                for i in range(n):
+                    img = (rng.random((16, 16, 3)) * 60).astype(np.uint8)
+                    img[..., ci % 3] += 150  # each class has its own dominant colour
+                    buf = io.BytesIO()
+                    Image.fromarray(img).save(buf, "JPEG")
+                    z.writestr(f"set/{split}/{c}/{i:04d}.jpg", buf.getvalue())
+    return path
+
+
+def test_rgb_train_and_test_folders_inside_one_zip(tmp_path):
+    zp = _rgb_zip(tmp_path / "set.zip")
+    cfg = {"kind": "images", "train_images": str(zp / "set" / "train"), "test_images": str(zp / "set" / "test"),
+           "channels": 3, "image_size": 16}
+    s = load_split(OmegaConf.create(cfg))
+    assert s.in_shape == (3, 16, 16) and s.num_classes == 3 and (len(s.y_train), len(s.y_test)) == (36, 12)
+    assert s.x_train[s.y_train == 1][:, 1].mean() > s.x_train[s.y_train == 1][:, 0].mean() + 0.3
+    with pytest.raises(InputError, match="data.channels.*1 .greyscale. or 3"):
+        load_split(OmegaConf.create({**cfg, "channels": 2}))
+
+
+def test_experiment_compat_cifar10_runs_on_a_small_rgb_set(tmp_path, runner):
+    import json
+
+    from toolkit.cli import app
+
+    zp = _rgb_zip(tmp_path / "set.zip")
+    res = runner.invoke(app, ["train-compatible", "--json", "-q", "experiment=compat_cifar10", "method=fd-kl",
+                              f"data.train_images={zp / 'set' / 'train'}", f"data.test_images={zp / 'set' / 'test'}",
+                              "data.image_size=16", "train.epochs=2", "bootstrap.n=50", "trainer.progress=false",
+                              f"output_dir={tmp_path / 'out'}"])
+    assert res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["metrics"]["old_source"].startswith("trained here (cnn")
+    assert doc["config"]["model"]["arch"] == "resnet" and doc["metrics"]["n"] == 12
