@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import check_features, check_labels, load_features, load_idx, load_image_folder, load_labels
-from toolkit.data.images import split_archive_path
 from toolkit.errors import InputError
 
 
@@ -152,8 +151,7 @@ def _req(cfg: Any, key: str) -> str:
 def _load_images(cfg: Any, which: str) -> tuple[np.ndarray, np.ndarray, list[str] | None]:
     """Images ``[N, C, H, W]`` (``data.channels``), labels ``[N]`` and the class folder names (None for IDX files)."""
     path = Path(_req(cfg, f"{which}_images")).expanduser()
-    archive, _ = split_archive_path(path)
-    if path.is_dir() or archive.suffix.lower() == ".zip":
+    if not (path.is_file() and path.suffix.lower() != ".zip"):  # folder, zip, or a folder inside a zip
         x, y, names = load_image_folder(path, int(_get(cfg, "image_size", 28) or 0),
                                         _channels(cfg), bool(_get(cfg, "invert")))
         return x, y, list(names)

@@ -61,7 +61,7 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
         InputError: missing path, no images found, fewer than 1 class, undecodable image.
     """
     p = Path(path).expanduser()
-    p, member = split_archive_path(p)
+    p, member = _split_archive_path(p)
     if not p.exists():
         raise InputError(p, "images", "file or directory not found")
     groups: dict[str, list[tuple[str, object]]] = defaultdict(list)
@@ -113,7 +113,7 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
     return x, np.asarray(labels, dtype=np.int64), class_names
 
 
-def split_archive_path(p: Path) -> tuple[Path, str]:
+def _split_archive_path(p: Path) -> tuple[Path, str]:
     """Split a path that continues inside an archive.
 
     Returns:
