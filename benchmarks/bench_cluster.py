@@ -48,11 +48,15 @@ for _name in ("digits", "omniglot"):
 # ablation of issue 9's fix: the reference's upper levels (kNN of the peaks' own features) and no rotation
 for _name in ("digits", "omniglot-full"):
     DATASETS[f"{_name}-reference-levels"] = [*DATASETS[_name], "model.knn_on=peak", "model.train.rotate=false"]
+# ablation of the relational edge features (docs/cluster.md): the linkage head sees the edge cosine only
+for _name in ("digits", "omniglot-full"):
+    DATASETS[f"{_name}-cosine-edge"] = [*DATASETS[_name], "model.edge_features=[cosine]"]
 ONLY_METHODS = {"omniglot-class-split": ["hilander", "hac"],
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot") for a in ("tau-heldout", "20-steps")},
-                **{f"{n}-reference-levels": ["hilander"] for n in ("digits", "omniglot-full")}}
+                **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
+                   for a in ("reference-levels", "cosine-edge")}}
 CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
-            "omniglot-full-reference-levels": "omniglot-full"}
+            "omniglot-full-reference-levels": "omniglot-full", "omniglot-full-cosine-edge": "omniglot-full"}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
 

@@ -73,6 +73,7 @@ def main(overrides: list[str]) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             model = fit_lander(graphs, mc, cfg.trainer, f"{tmp}/train", f"{tmp}/ckpt", seed).model
         model.knn_on = knn_on
+        out_dir.mkdir(parents=True, exist_ok=True)
         ckpt = out_dir / (f"edge_scores_{knn_on}_rotate{int(bool(mc.train.get('rotate', False)))}_seed{seed}.ckpt")
         save_checkpoint(model, tx.shape[1], mc, ckpt, 0.0)
         print(f"model saved to {ckpt} (rerun with model.checkpoint={ckpt} to vary inference only)", flush=True)

@@ -55,7 +55,7 @@ def replay(model, x: np.ndarray, y: np.ndarray, tau: float, k: int, kw: dict, ru
         if len(ids) <= k:
             break
         nbrs, sims = knn_search(cf, k, **kw)
-        g = build_graph(feats, cf, nbrs, sims)
+        g = build_graph(feats, cf, nbrs, sims, knn_vectors=cf)
         p_t, den_t = model.predict(g)
         p, den = p_t.numpy(), den_t.numpy()
         src, dst = (t.numpy() for t in g.edges())

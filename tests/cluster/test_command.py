@@ -143,7 +143,7 @@ def test_bad_checkpoint_for_other_dimension(runner, feature_files):
     from toolkit.config import compose_config
 
     cfg = compose_config("cluster", ["model.hidden=16"])
-    save_checkpoint(Lander(12, hidden=16, use_edge_sim=True), 12, cfg.model, feature_files / "m12.ckpt", 0.5)
+    save_checkpoint(Lander(12, hidden=16, edge_features=("cosine",)), 12, cfg.model, feature_files / "m12.ckpt", 0.5)
     assert torch.load(feature_files / "m12.ckpt", weights_only=True)["hparams"]["feature_dim"] == 12
     err = _bad(runner, feature_files, [*_data_args(feature_files), f"model.checkpoint={feature_files}/m12.ckpt"])
     assert "12-d" in err

@@ -34,7 +34,7 @@ def test_shapes_and_gradients(graph, use_gat, num_conv):
 
 
 def test_predict_matches_forward_in_chunks(graph):
-    model = Lander(8, hidden=16, use_edge_sim=True).eval()
+    model = Lander(8, hidden=16, edge_features=("cosine",)).eval()
     logits, den = model(graph)
     p_same, den2 = model.predict(graph, edge_chunk=7)
     np.testing.assert_allclose(p_same.numpy(), torch.softmax(logits, 1)[:, 1].detach().numpy(), rtol=1e-5, atol=1e-6)
@@ -63,7 +63,7 @@ def test_training_reduces_loss(tmp_path):
     graphs = training_graphs(x, y, [10], [2], {})
     cfg = OmegaConf.load(config_dir() / "model" / "hilander.yaml")
     cfg.hidden, cfg.train.epochs = 32, 15
-    before = [lander_loss(*Lander(8, 32, use_edge_sim=True)(g), g, balance=False)[0].item() for g in graphs]
+    before = [lander_loss(*Lander(8, 32, edge_features=("cosine",))(g), g, balance=False)[0].item() for g in graphs]
     module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")
     after = [lander_loss(*module.model(g), g, balance=False)[0].item() for g in graphs]
     assert np.mean(after) < np.mean(before)
@@ -73,7 +73,7 @@ def test_training_reduces_loss(tmp_path):
 def test_seed_edge_subset_gives_the_same_seed_loss_as_the_full_graph(graph):
     """Training scores only the seeds' in-edges; seeds' densities and their edges' logits must not change."""
     torch.manual_seed(0)
-    model = Lander(8, hidden=16, use_edge_sim=True)
+    model = Lander(8, hidden=16, edge_features=("cosine",))
     seeds = torch.zeros(graph.num_nodes(), dtype=torch.bool)
     seeds[::3] = True
     dst = graph.edges()[1]
@@ -108,8 +108,8 @@ def test_rotated_training_step_leaves_the_training_graph_unchanged(graph):
     from toolkit.cluster.lightning import LanderModule
 
     before = graph.ndata["features"].clone()
-    rotated = LanderModule(8, hidden=16, use_edge_sim=True, rotate=True)
-    plain = LanderModule(8, hidden=16, use_edge_sim=True, rotate=False)
+    rotated = LanderModule(8, hidden=16, edge_features=("cosine",), rotate=True)
+    plain = LanderModule(8, hidden=16, edge_features=("cosine",), rotate=False)
     plain.model.load_state_dict(rotated.model.state_dict())
     rotated.log = plain.log = lambda *a, **k: None
     loss_r = rotated.training_step([(graph, None)], 0)

@@ -13,7 +13,7 @@ from toolkit.runtime import Run, seed_everything
 METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan", "auto")
 AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
-MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "use_edge_sim")
+MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "edge_features")
 
 
 def knn_kwargs(model_cfg) -> dict:
@@ -33,6 +33,7 @@ def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) 
     import torch
 
     hparams = {"feature_dim": int(feature_dim), **{k: model_cfg[k] for k in MODEL_KEYS}}
+    hparams["edge_features"] = [str(n) for n in hparams["edge_features"]]
     torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict(),
                 "tau": float(tau), "knn_on": str(model_cfg.knn_on)}, path)
 
@@ -159,10 +160,13 @@ def load_checkpoint(path: str, feature_dim: int):
     if isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT:
         hp, state = obj["hparams"], obj["state_dict"]
     elif isinstance(obj, dict) and "state_dict" in obj and "hyper_parameters" in obj:
-        hp = {k: v for k, v in obj["hyper_parameters"].items() if k in ("feature_dim", *MODEL_KEYS)}
+        hp = {k: v for k, v in obj["hyper_parameters"].items() if k in ("feature_dim", *MODEL_KEYS, "use_edge_sim")}
         state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     else:
         raise InputError(p, "model.checkpoint", "not a Hi-LANDER checkpoint written by toolkit cluster")
+    if "use_edge_sim" in hp:  # checkpoints written before model.edge_features: the cosine was the one edge input
+        hp = dict(hp)
+        hp["edge_features"] = ["cosine"] if hp.pop("use_edge_sim") else []
     if int(hp.get("feature_dim", -1)) != feature_dim:
         raise InputError(p, "model.checkpoint", f"trained on {hp.get('feature_dim')}-d features, "
                          f"but the data has {feature_dim}-d features")

@@ -124,8 +124,9 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
         for _level in range(num_levels):
             if len(ids) <= k:
                 break
-            nbrs, sims = knn_search(cluster_feats if knn_on == "cluster" else feats, k, **knn_kwargs)
-            g = build_graph(feats, cluster_feats, nbrs, sims, labels)
+            vecs = cluster_feats if knn_on == "cluster" else feats
+            nbrs, sims = knn_search(vecs, k, **knn_kwargs)
+            g = build_graph(feats, cluster_feats, nbrs, sims, labels, knn_vectors=vecs)
             graphs.append(g)
             src, dst = (t.numpy() for t in g.edges())
             parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
@@ -189,9 +190,10 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         if len(ids) <= k:
             break
         t0 = time.perf_counter()
-        nbrs, sims = knn_search(cluster_feats if knn_on == "cluster" else feats, k, **(knn_kwargs or {}))
+        vecs = cluster_feats if knn_on == "cluster" else feats
+        nbrs, sims = knn_search(vecs, k, **(knn_kwargs or {}))
         t1 = time.perf_counter()
-        g = build_graph(feats, cluster_feats, nbrs, sims)
+        g = build_graph(feats, cluster_feats, nbrs, sims, knn_vectors=vecs)
         t2 = time.perf_counter()
         p_same, den = predict(g)
         t3 = time.perf_counter()

@@ -71,7 +71,7 @@ class LanderModule(pl.LightningModule):
     Hyper-parameters are primitives only, so checkpoints load with ``weights_only=True``.
 
     Args:
-        feature_dim: D.  hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat, use_edge_sim: see ``Lander``.
+        feature_dim: D.  hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat, edge_features: see ``Lander``.
         lr: initial SGD learning rate; momentum, weight_decay: SGD settings.
         balance: balanced linkage loss.
         total_steps: optimiser steps of the whole run (cosine schedule length).
@@ -79,13 +79,14 @@ class LanderModule(pl.LightningModule):
 
     def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
                  use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True,
-                 use_edge_sim: bool = False, lr: float = 0.01,
+                 edge_features: tuple[str, ...] | list[str] = (), lr: float = 0.01,
                  momentum: float = 0.9, weight_decay: float = 1e-5, balance: bool = True,
                  total_steps: int = 1, rotate: bool = False) -> None:
         super().__init__()
+        edge_features = [str(n) for n in edge_features]  # primitives only: checkpoints load with weights_only=True
         self.save_hyperparameters()
         self.model = Lander(feature_dim, hidden, num_conv, dropout, use_gat, gat_heads, use_cluster_feat,
-                            use_edge_sim)
+                            edge_features)
         self.gen = torch.Generator().manual_seed(0)
 
     def training_step(self, batch: list, batch_idx: int) -> torch.Tensor:
@@ -171,7 +172,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     epochs = max(int(tr.epochs), math.ceil(int(tr.get("min_steps", 0)) / len(data)))
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
-                          bool(model_cfg.use_edge_sim), float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
+                          [str(n) for n in model_cfg.edge_features], float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),
                           total_steps=epochs * len(data), rotate=bool(tr.rotate))
     loader = DataLoader(data, batch_size=None, collate_fn=_identity)
     val_loader = None

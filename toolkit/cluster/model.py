@@ -63,6 +63,27 @@ class GATGraphConv(nn.Module):
         return self.gat(g, h).mean(dim=1) + self.bias
 
 
+EDGE_FEATURES = {"cosine": "raw_affine", "nbr_cosine": "nbr_cosine", "snn_jaccard": "snn_jaccard"}
+"""Edge inputs the linkage head can take (``model.edge_features``) and the graph's ``edata`` key of each."""
+
+
+def edge_inputs(g, names: tuple[str, ...], edge_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Stack the named edge features of ``g`` into float32 ``[E (or E'), len(names)]``; None for no names.
+
+    Raises:
+        ValueError: a name not in :data:`EDGE_FEATURES`.
+    """
+    if not names:
+        return None
+    unknown = [n for n in names if n not in EDGE_FEATURES]
+    if unknown:
+        raise ValueError(f"unknown edge feature(s) {unknown}; expected some of {list(EDGE_FEATURES)}")
+    cols = [g.edata[EDGE_FEATURES[n]] for n in names]
+    if edge_ids is not None:
+        cols = [c[edge_ids] for c in cols]
+    return torch.stack(cols, dim=1).float()
+
+
 class Lander(nn.Module):
     """LANDER: graph-conv stack, linkage (edge) head, density from edge predictions.
 
@@ -75,18 +96,23 @@ class Lander(nn.Module):
         use_gat: attention conv instead of the concat conv.
         gat_heads: attention heads.
         use_cluster_feat: input is ``[features, cluster_features]`` (D' = 2D) instead of ``features``.
-        use_edge_sim: also feed each edge's cosine similarity to the linkage head (our extension, not in
-            the reference: without it the head sees only node embeddings, which on small meta-training
-            sets memorise the training classes; see docs/cluster.md).
+        edge_features: names from :data:`EDGE_FEATURES` fed to the linkage head beside the node embeddings (our
+            extension; the reference head sees node embeddings only, ``()``): ``cosine`` (the edge's cosine
+            similarity), ``nbr_cosine`` and ``snn_jaccard`` (neighbourhood comparisons,
+            :func:`toolkit.cluster.graph.relational_edge_features`). See docs/cluster.md for the measurements.
 
     Raises:
-        ValueError: ``num_conv`` outside 1..4 or ``hidden`` not even.
+        ValueError: ``num_conv`` outside 1..4, ``hidden`` not even, or an unknown edge feature.
     """
 
     def __init__(self, feature_dim: int, hidden: int = 512, num_conv: int = 1, dropout: float = 0.0,
                  use_gat: bool = False, gat_heads: int = 1, use_cluster_feat: bool = True,
-                 use_edge_sim: bool = False) -> None:
+                 edge_features: tuple[str, ...] | list[str] = ()) -> None:
         super().__init__()
+        unknown = [n for n in edge_features if n not in EDGE_FEATURES]
+        if unknown:
+            raise ValueError(f"unknown edge feature(s) {unknown}; expected some of {list(EDGE_FEATURES)}")
+        self.edge_features = tuple(str(n) for n in edge_features)
         if not 1 <= num_conv <= 4:
             raise ValueError(f"num_conv must be 1..4, got {num_conv}")
         if hidden % 2:
@@ -103,7 +129,7 @@ class Lander(nn.Module):
         out = outs[-1]
         self.src_mlp = nn.Linear(out, hidden // 2)
         self.dst_mlp = nn.Linear(out, hidden // 2)
-        self.sim_mlp = nn.Linear(1, hidden // 2) if use_edge_sim else None
+        self.sim_mlp = nn.Linear(len(self.edge_features), hidden // 2) if self.edge_features else None
         self.classifier = nn.Sequential(nn.PReLU(hidden // 2), nn.Linear(hidden // 2, hidden // 2),
                                         nn.PReLU(hidden // 2), nn.Linear(hidden // 2, 2))
 
@@ -117,21 +143,23 @@ class Lander(nn.Module):
         return h
 
     def edge_logits(self, h: torch.Tensor, src: torch.Tensor, dst: torch.Tensor,
-                    sim: torch.Tensor | None = None) -> torch.Tensor:
+                    edge_x: torch.Tensor | None = None) -> torch.Tensor:
         """Linkage logits ``[E, 2]`` (index 1 = same class) for edges ``src -> dst`` (int64 ``[E]``).
 
-        ``sim`` (float32 ``[E]`` cosine similarity) is required when ``use_edge_sim`` is set.
+        ``edge_x`` (float32 ``[E, len(edge_features)]``, :func:`edge_inputs`) is required when ``edge_features``
+        is not empty.
         """
         z = self.src_mlp(h)[src] + self.dst_mlp(h)[dst]
         if self.sim_mlp is not None:
-            z = z + self.sim_mlp(sim[:, None])
+            z = z + self.sim_mlp(edge_x)
         return self.classifier(z)
 
     def forward(self, g, edge_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Linkage logits and predicted density.
 
         Args:
-            g: DGL graph with ``features``, ``cluster_features`` (node) and ``affine``, ``raw_affine`` (edge).
+            g: DGL graph with ``features``, ``cluster_features`` (node) and ``affine``, ``raw_affine`` and the
+                ``edge_features`` (edge), as :func:`toolkit.cluster.graph.build_graph` makes it.
             edge_ids: optional int64 ``[E']`` edges to score.  Training passes the in-edges of a mini-batch's
                 seed nodes: the seeds' densities are then exact (every in-edge of a seed is scored) and the
                 linkage head, the costliest part, skips the other edges of the sampled neighbourhood.
@@ -145,7 +173,7 @@ class Lander(nn.Module):
         sim = g.edata["raw_affine"]
         if edge_ids is not None:
             src, dst, sim = src[edge_ids], dst[edge_ids], sim[edge_ids]
-        logits = self.edge_logits(h, src, dst, sim)
+        logits = self.edge_logits(h, src, dst, edge_inputs(g, self.edge_features, edge_ids))
         p = torch.softmax(logits, dim=1)
         return logits, edge_density(p[:, 1] - p[:, 0], sim, dst, g.num_nodes())
 
@@ -158,13 +186,13 @@ class Lander(nn.Module):
         h = self.node_embeddings(g)
         hs, hd = self.src_mlp(h), self.dst_mlp(h)
         src, dst = g.edges()
-        sim = g.edata["raw_affine"]
+        edge_x = edge_inputs(g, self.edge_features)
         p_same = torch.empty(src.shape[0], dtype=torch.float32)
         for start in range(0, src.shape[0], edge_chunk):
             chunk = slice(start, start + edge_chunk)
             z = hs[src[chunk]] + hd[dst[chunk]]
             if self.sim_mlp is not None:
-                z = z + self.sim_mlp(sim[chunk, None])
+                z = z + self.sim_mlp(edge_x[chunk])
             p_same[chunk] = torch.softmax(self.classifier(z), dim=1)[:, 1]
         return p_same, edge_density(2 * p_same - 1, g.edata["raw_affine"], dst, g.num_nodes())
 
