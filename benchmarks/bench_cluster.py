@@ -212,14 +212,14 @@ def table(rows: list[dict]) -> str:
 
 
 def bench_knn_recall(n: int = 50_000, dim: int = 128, classes: int = 1_000, k: int = 10, seed: int = 0) -> dict:
-    """Recall@(k-1) of the default HNSW settings (configs/model/hilander.yaml) against exact faiss search, and
+    """Recall@(k-1) of the default HNSW settings (configs/cluster/model/hilander.yaml) against exact faiss search, and
     both search times, on a Gaussian mixture of ``n`` unit vectors (the size where HNSW takes over)."""
     from omegaconf import OmegaConf
 
     from toolkit.cluster.knn import knn_search, l2_normalize
     from toolkit.config import config_dir
 
-    knn_cfg = OmegaConf.load(config_dir() / "model" / "hilander.yaml").knn
+    knn_cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml").knn
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(classes, dim)).astype(np.float32)
     x = l2_normalize(centres[rng.integers(0, classes, n)] + 0.6 * rng.standard_normal((n, dim), np.float32))

@@ -15,10 +15,27 @@ def test_version(runner):
     assert __version__ in result.stdout
 
 
-def test_help_lists_commands(runner):
+COMMANDS = {"cluster": "cluster", "train-compatible": "train_compatible", "compare-models": "compare_models",
+            "compress": "compress", "train-encrypted": "train_encrypted"}
+
+
+def test_help_lists_every_command_with_its_summary(runner):
+    import typer.main
+
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    assert "cluster" in result.stdout
+    group = typer.main.get_command(app)
+    assert set(group.commands) == set(COMMANDS)  # a command added or dropped must update the config trees too
+    for name, command in group.commands.items():
+        summary = (command.help or "").strip().splitlines()[0][:30]
+        assert summary and summary in " ".join(result.stdout.split()), name
+
+
+def test_every_command_has_a_config_tree():
+    from toolkit.config import TREES, primary_path
+
+    assert set(COMMANDS.values()) == set(TREES)
+    assert all(primary_path(name).is_file() for name in TREES)
 
 
 def test_help_does_not_import_torch():

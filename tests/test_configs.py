@@ -1,40 +1,90 @@
-"""Every config in configs/ composes (primary configs, and each group option under each primary)."""
+"""Every config in configs/ composes, resolves and passes its command's declared constraints; bad values exit 2."""
 
 from __future__ import annotations
 
 import pytest
 from omegaconf import OmegaConf
 
-from toolkit.config import compose_config, config_dir
+from toolkit.config import SHARED_GROUPS, TREES, compose_config, config_dir, primary_path
+from toolkit.errors import InputError
+from toolkit.validation import checks_for, validate
 
-PRIMARY = sorted(p.stem for p in config_dir().glob("*.yaml"))
+PRIMARY = sorted(TREES)
 GROUP_OPTIONS = sorted(
-    (group.name, option.stem)
-    for group in config_dir().iterdir() if group.is_dir()
+    (name, group.name, option.stem)
+    for name in PRIMARY
+    for group in primary_path(name).parent.iterdir() if group.is_dir()
     for option in group.glob("*.yaml")
+    if any(group.name in (entry if isinstance(entry, dict) else {entry: None})
+           for entry in OmegaConf.to_container(OmegaConf.load(primary_path(name))).get("defaults", []))
 )
 
 
-def _primary_for(group: str) -> list[str]:
-    users = []
-    for name in PRIMARY:
-        primary = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{name}.yaml"))
-        for entry in primary.get("defaults", []):
-            if (isinstance(entry, dict) and group in entry) or entry == group:
-                users.append(name)
-    return users
+def test_every_yaml_belongs_to_a_tree_or_a_shared_group():
+    trees = {config_dir() / t for t in TREES.values()}
+    shared = {config_dir() / g for g in SHARED_GROUPS}
+    for path in config_dir().rglob("*.yaml"):
+        assert any(root in path.parents for root in trees | shared), f"{path} is in no config tree"
+
+
+def test_every_group_option_has_a_primary_that_uses_it():
+    used = {(TREES[n], g, o) for n, g, o in GROUP_OPTIONS}
+    for tree in set(TREES.values()):
+        for group in (config_dir() / tree).iterdir():
+            if group.is_dir():
+                for option in group.glob("*.yaml"):
+                    assert (tree, group.name, option.stem) in used, f"{option} is used by no primary config"
 
 
 @pytest.mark.parametrize("name", PRIMARY)
-def test_primary_config_composes_and_resolves(name):
-    cfg = compose_config(name)
+def test_primary_config_composes_resolves_and_validates(name):
+    cfg = compose_config(name, ["data=sst2"] if name == "compress" else [])
     OmegaConf.to_container(cfg, resolve=True)
+    validate(name, cfg)
+    assert checks_for(name), f"{name} declares no constraints"
 
 
-@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
-def test_group_option_composes_with_its_commands(group, option):
-    users = _primary_for(group)
-    assert users, f"configs/{group}/{option}.yaml is used by no primary config"
-    for name in users:
-        cfg = compose_config(name, [f"{group}={option}"])
-        OmegaConf.to_container(cfg, resolve=True)
+@pytest.mark.parametrize(("name", "group", "option"), GROUP_OPTIONS)
+def test_group_option_composes_resolves_and_validates(name, group, option):
+    extra = ["data=sst2"] if name == "compress" and group != "data" else []
+    cfg = compose_config(name, [*extra, f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True)
+    validate(name, cfg)
+
+
+def test_constraint_keys_exist_in_some_composition():
+    """A check on a key no config has would never fire: every declared key occurs in some composed config."""
+    def keys(d, prefix=""):
+        for k, v in d.items():
+            yield prefix + k
+            if isinstance(v, dict):
+                yield from keys(v, prefix + k + ".")
+
+    for name in PRIMARY:
+        seen = set()
+        base = ["data=sst2"] if name == "compress" else []
+        seen |= set(keys(OmegaConf.to_container(compose_config(name, base), resolve=True)))
+        for n, group, option in GROUP_OPTIONS:
+            if n == name:
+                extra = base if group != "data" else []
+                seen |= set(keys(OmegaConf.to_container(compose_config(name, [*extra, f"{group}={option}"]),
+                                                        resolve=True)))
+        missing = [c.key for c in checks_for(name) if c.key not in seen]
+        assert not missing, f"{name}: checks on keys no config has: {missing}"
+
+
+def test_data_presets_resolve_against_toolkit_data_not_the_cwd(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config("cluster", ["data=omniglot"])
+    assert OmegaConf.to_container(cfg, resolve=True)["data"]["root"] == str((config_dir().parent.parent / "shared"
+                                                                             / "data" / "omniglot").resolve())
+    monkeypatch.setenv("TOOLKIT_DATA", str(tmp_path / "elsewhere"))
+    cfg = compose_config("train_compatible", ["data=compat_mnist"])
+    assert OmegaConf.to_container(cfg, resolve=True)["data"]["train_images"].startswith(str(tmp_path / "elsewhere"))
+
+
+def test_validate_names_key_value_and_form():
+    cfg = compose_config("cluster", ["model.train.lr=-0.5"])
+    with pytest.raises(InputError) as err:
+        validate("cluster", cfg)
+    assert str(err.value) == "config: model.train.lr: got -0.5; expected a number > 0"

@@ -83,6 +83,9 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
         if print_cfg:
             typer.echo(to_yaml(cfg, resolve=False), nl=False)
             return None
+        from toolkit.validation import validate
+
+        validate(config_name, cfg)  # every declared value constraint, before any work (exit 2)
         module_name, func_name = target.split(":")
         fn = getattr(importlib.import_module(module_name), func_name)
         from toolkit.runtime import execute

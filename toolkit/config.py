@@ -4,10 +4,19 @@ Typer commands call :func:`compose_config` with the user's ``key=value``
 overrides.  Hydra errors (unknown key, unknown group option, bad override
 syntax) are turned into :class:`toolkit.errors.InputError` so the CLI exits
 with code 2 and a one-line message.
+
+Layout: one config tree per technique, ``configs/<tree>/<command>.yaml`` with its own groups beside it
+(``configs/cluster/{data,model,encoder}``, ``configs/compat/{data,model,experiment}`` shared by
+``train-compatible`` and ``compare-models``, which read the same data and networks,
+``configs/compress/{data,model,scheduler}``, ``configs/encrypted/data``), so a group option of one command cannot
+be composed into another's schema.  Only ``configs/trainer`` is shared: it is registered in Hydra's ConfigStore
+before every composition.  Preset data paths use ``${data_root:sub/dir}``: ``$TOOLKIT_DATA/sub/dir``, or
+``<repository>/../shared/data/sub/dir`` when the variable is unset -- never the current directory.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,8 +42,48 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"no configs directory next to {here}")
 
 
+TREES = {"cluster": "cluster", "train_compatible": "compat", "compare_models": "compat", "compress": "compress",
+         "train_encrypted": "encrypted"}
+"""Primary config name -> its config tree under ``configs/``."""
+SHARED_GROUPS = ("trainer",)
+DATA_ENV = "TOOLKIT_DATA"
+
+
+def data_root(sub: str = "") -> str:
+    """Directory of a bundled dataset: ``$TOOLKIT_DATA/<sub>``, else ``<repository>/../shared/data/<sub>``.
+
+    The ``${data_root:...}`` resolver of the preset configs; the result is absolute, so presets work from any
+    working directory.
+    """
+    base = os.environ.get(DATA_ENV)
+    root = Path(base).expanduser() if base else config_dir().parent.parent / "shared" / "data"
+    return str((root / sub).resolve()) if sub else str(root.resolve())
+
+
+def _register() -> None:
+    """Register the ``data_root`` resolver and the shared groups (idempotent)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("data_root"):
+        OmegaConf.register_new_resolver("data_root", data_root)
+    store = ConfigStore.instance()
+    for group in SHARED_GROUPS:
+        for path in sorted((config_dir() / group).glob("*.yaml")):
+            store.store(group=group, name=path.stem, node=OmegaConf.load(path))
+
+
+def primary_path(name: str) -> Path:
+    """``configs/<tree>/<name>.yaml`` of a primary config.
+
+    Raises:
+        KeyError: unknown primary name.
+    """
+    return config_dir() / TREES[name] / f"{name}.yaml"
+
+
 def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
-    """Compose primary config ``configs/<name>.yaml`` with Hydra overrides.
+    """Compose primary config ``configs/<tree>/<name>.yaml`` (see :data:`TREES`) with Hydra overrides.
 
     Args:
         name: primary config name without extension, e.g. ``"cluster"``.
@@ -55,12 +104,14 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     for item in overrides:
         if item.startswith("-"):
             raise InputError("command line", item, "unknown option (overrides look like key=value)")
+    _register()
+    tree = config_dir() / TREES[name]
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), job_name=name, version_base="1.3"):
+        with initialize_config_dir(config_dir=str(tree), job_name=name, version_base="1.3"):
             return compose(config_name=name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"configs/{name}.yaml", "overrides", first) from None
+        raise InputError(f"configs/{TREES[name]}/{name}.yaml", "overrides", first) from None
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -94,9 +94,9 @@ def test_small_images_and_bad_options_are_input_errors():
 
 
 def test_shipped_encoder_config_names_every_option():
-    cfg = OmegaConf.load("configs/encoder/dlib-face.yaml")
+    cfg = OmegaConf.load("configs/cluster/encoder/dlib-face.yaml")
     assert cfg.arch == "dlib-face" and cfg.detect is False and cfg.upsample == 1 and cfg.num_jitters == 0
-    data = OmegaConf.load("configs/data/faces.yaml")
+    data = OmegaConf.load("configs/cluster/data/faces.yaml")
     assert set(data.train_classes).isdisjoint(data.test_classes)
     assert sorted([*data.train_classes, *data.test_classes]) == list(range(38))
 
@@ -172,7 +172,7 @@ def test_encode_faces_uses_every_class_and_caches(tmp_path, monkeypatch):
 
     monkeypatch.setattr(face_encoder, "embed_faces", fake_embed)
     cfg = OmegaConf.create({"data": {"kind": "images"}, "seed": 0,
-                            "encoder": OmegaConf.load("configs/encoder/dlib-face.yaml")})
+                            "encoder": OmegaConf.load("configs/cluster/encoder/dlib-face.yaml")})
     cfg.encoder.detect = True
     tx = np.random.default_rng(0).random((12, 1, 4, 4)).astype(np.float32)
     ty = np.repeat(np.arange(12), 1)  # 12 classes: the CNN path would split them, this one must not

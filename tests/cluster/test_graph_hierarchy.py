@@ -137,3 +137,28 @@ def test_training_graphs_on_cluster_means_link_clusters_by_their_mean_cosine():
     with pytest.raises(ValueError, match="knn_on"):
         training_graphs(x, y, [10], [2], {}, knn_on="x")
 
+
+
+def test_relational_edge_features_match_a_direct_computation():
+    from toolkit.cluster.graph import knn_edges, relational_edge_features
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    nbrs, sims = knn_search(x, 5)
+    src, dst, _ = knn_edges(nbrs, sims)
+    nbr_cos, jac = relational_edge_features(x, nbrs, sims, src, dst, chunk=7)  # several chunks
+    lists = [set([i, *nbrs[i][nbrs[i] >= 0].tolist()]) for i in range(len(x))]
+    means = np.stack([x[i] + sum(max(float(s), 0.0) * x[j] for j, s in zip(nbrs[i], sims[i], strict=True) if j >= 0)
+                      for i in range(len(x))])
+    means /= np.linalg.norm(means, axis=1, keepdims=True)
+    for e in range(len(src)):
+        a, b = lists[src[e]], lists[dst[e]]
+        assert jac[e] == pytest.approx(len(a & b) / len(a | b))
+        assert nbr_cos[e] == pytest.approx(float(means[src[e]] @ means[dst[e]]), abs=1e-5)
+    # both are rotation invariant, as the linkage head's inputs must be under model.train.rotate
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    xr = (x @ q).astype(np.float32)
+    nbr_cos_r, jac_r = relational_edge_features(xr, nbrs, sims, src, dst)
+    np.testing.assert_allclose(nbr_cos_r, nbr_cos, atol=1e-5)
+    np.testing.assert_array_equal(jac_r, jac)

@@ -61,7 +61,7 @@ def test_training_reduces_loss(tmp_path):
 
     x, y = blobs(25, 6, 8, spread=0.3)
     graphs = training_graphs(x, y, [10], [2], {})
-    cfg = OmegaConf.load(config_dir() / "model" / "hilander.yaml")
+    cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
     cfg.hidden, cfg.train.epochs = 32, 15
     before = [lander_loss(*Lander(8, 32, edge_features=("cosine",))(g), g, balance=False)[0].item() for g in graphs]
     module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")
@@ -116,3 +116,24 @@ def test_rotated_training_step_leaves_the_training_graph_unchanged(graph):
     loss_p = plain.training_step([(graph, None)], 0)
     torch.testing.assert_close(graph.ndata["features"], before)  # rotation happens in a local scope
     assert torch.isfinite(loss_r) and not torch.isclose(loss_r, loss_p)  # the network saw rotated inputs
+
+
+def test_edge_feature_names_are_declared_once_for_config_checks():
+    from toolkit.cluster.model import EDGE_FEATURES
+    from toolkit.cluster.schema import EDGE_FEATURE_NAMES
+
+    assert tuple(EDGE_FEATURES) == EDGE_FEATURE_NAMES
+
+
+def test_old_checkpoint_with_use_edge_sim_loads(tmp_path):
+    import torch
+
+    from toolkit.cluster.command import CHECKPOINT_FORMAT, load_checkpoint
+
+    model = Lander(8, hidden=16, edge_features=("cosine",))
+    hp = {"feature_dim": 8, "hidden": 16, "num_conv": 1, "dropout": 0.0, "use_gat": False, "gat_heads": 1,
+          "use_cluster_feat": True, "use_edge_sim": True}
+    torch.save({"format": CHECKPOINT_FORMAT, "hparams": hp, "state_dict": model.state_dict(), "tau": 0.7,
+                "knn_on": "peak"}, tmp_path / "old.ckpt")
+    loaded = load_checkpoint(str(tmp_path / "old.ckpt"), 8)
+    assert loaded.edge_features == ("cosine",) and loaded.tau == 0.7

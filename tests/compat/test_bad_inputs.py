@@ -115,7 +115,7 @@ def test_compare_models_length_mismatch(runner, tmp_path):
 
 
 def test_unknown_method(runner, tmp_path):
-    _fails(runner, tmp_path, "method=magic", match="unknown method")
+    _fails(runner, tmp_path, "method=magic", match="method: got 'magic'; expected one of none, bct")
 
 
 def test_old_head_file_rows_not_matching_checkpoint(runner, ckpts):
@@ -143,7 +143,7 @@ def test_negative_labels(runner, tmp_path):
 
 
 def test_negative_loss_weight(runner, tmp_path):
-    _fails(runner, tmp_path, "fd.beta=-1", match="fd.beta: must be >= 0")
+    _fails(runner, tmp_path, "fd.beta=-1", match="fd.beta: got -1; expected a number >= 0")
 
 
 def test_compare_models_label_or_id_mismatch(runner, tmp_path):

@@ -48,7 +48,7 @@ def test_torchscript_classifier(tmp_path):
 
 
 def test_plain_state_dict_needs_arch_name(tmp_path):
-    m = build_model("mlp", (1, 8, 8), 10)  # configs/model/mlp.yaml sizes
+    m = build_model("mlp", (1, 8, 8), 10)  # configs/compat/model/mlp.yaml sizes
     torch.save(m.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(InputError, match="needs a named architecture"):
         load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8))

@@ -58,15 +58,13 @@ def test_image_folder_test_classes_matched_by_name(tmp_path):
         load_split(OmegaConf.create(cfg))
 
 
-def test_negative_labels_and_cluster_keys_rejected(tmp_path):
+def test_negative_labels_and_unknown_kind_rejected(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((8, 2), np.float32))
     np.save(tmp_path / "y.npy", np.array([0, 1, -1, 0, 1, 0, 1, 0]))
     cfg = {"kind": "features", "train_features": str(tmp_path / "x.npy"), "train_labels": str(tmp_path / "y.npy"),
            "test_features": str(tmp_path / "x.npy"), "test_labels": str(tmp_path / "y.npy")}
     with pytest.raises(InputError, match="negative label"):
         load_split(OmegaConf.create(cfg))
-    with pytest.raises(InputError, match="cluster command"):
-        load_split(OmegaConf.create({"kind": "digits", "train_classes": [0, 1]}))
     with pytest.raises(InputError, match="unknown kind"):
         load_split(OmegaConf.create({"kind": "audio"}))
 

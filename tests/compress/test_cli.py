@@ -108,12 +108,12 @@ def test_compression_leaving_rank_zero(runner, tiny_text):
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["optimizer.name=rmsprop"], "optimizer.name: expected adam or sgd"),
+    (["optimizer.name=rmsprop"], "optimizer.name: got 'rmsprop'; expected one of adam, sgd"),
     (["scheduler.min_lr=0.1", "scheduler.max_lr=0.01"], "scheduler: calr: need 0 <= min_lr < max_lr"),
     (["scheduler=triangular2", "scheduler.max_lr=-1"], "scheduler"),
-    (["baselines.quantize_bits=[8,3]"], "baselines.quantize_bits: expected a list of 16, 8 and/or 4"),
+    (["baselines.quantize_bits=[8,3]"], "baselines.quantize_bits: got [8, 3]; expected a list of bit widths"),
     (["data.vectors=null", "model.embedding_dim=5"], "4-bit quantization needs an even embedding dimension"),
-    (["pretrain.lr=0"], "pretrain.lr: expected a positive number"),
+    (["pretrain.lr=0"], "pretrain.lr: got 0; expected a number > 0"),
 ])
 def test_bad_training_settings_fail_before_training(runner, tiny_text, args, needle):
     # caught up front (exit 2), not minutes into training as a runtime error (exit 1)

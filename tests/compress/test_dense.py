@@ -200,11 +200,11 @@ def test_cli_dense_option_off_by_default(runner, tiny_text):
 
 @pytest.mark.parametrize(("args", "needle"), [
     (["dense.rank=9"], "error: dense.rank: must be an integer in [1, min(m, n)] = [1, 4]"),
-    (["dense.rank=0"], "error: dense.rank:"),
-    (["dense.compression=1.5"], "error: dense.compression: expected a fraction in (0, 1)"),
-    (["dense.compression=0"], "error: dense.compression:"),
+    (["dense.rank=0"], "error: config: dense.rank: got 0"),
+    (["dense.compression=1.5"], "error: config: dense.compression: got 1.5; expected a number > 0 and < 1"),
+    (["dense.compression=0"], "error: config: dense.compression: got 0"),
     (["model=textcnn"], "error: dense.compression: 0.5 leaves rank 0 for the 2 x 300 first dense layer"),
-    (["dense.factorize=yes"], "error: dense.factorize: expected true or false"),
+    (["dense.factorize=yes"], "error: config: dense.factorize: got 'yes'; expected true or false"),
 ])
 def test_cli_bad_dense_settings_exit_2(runner, tiny_text, args, needle):
     out = tiny_text["dir"] / "out"

@@ -212,16 +212,16 @@ def test_train_step_without_earlier_steps(runner, tmp_path):
     (["train.learning_rate=5000"], "learning"),
     (["train.batch_size=40000", "ckks.max_blocks=1"], "batch_size"),
     (["circuit=fast"], "circuit"),
-    (["train.iterations=abc"], "train.iterations: expected an integer"),
-    (["train.iterations=0"], "train.iterations: must be >= 1"),
-    (["train.learning_rate=-1"], "train.learning_rate: must be > 0"),
+    (["train.iterations=abc"], "train.iterations: got 'abc'; expected an integer >= 1"),
+    (["train.iterations=0"], "train.iterations: got 0; expected an integer >= 1"),
+    (["train.learning_rate=-1"], "train.learning_rate: got -1; expected one of auto or a number > 0"),
     (["workers=two"], "workers"),
     (["train.batch_size=0"], "train.batch_size"),
     (["ckks.poly_modulus_degree=8192", "ckks.coeff_mod_bit_sizes=[60,forty,60]"], "ckks"),
-    (["train.momentum=1.0"], "train.momentum: must be a number in [0, 1)"),
-    (["train.momentum=-0.1"], "train.momentum: must be a number in [0, 1)"),
-    (["train.momentum=1.5"], "train.momentum: must be a number in [0, 1)"),
-    (["train.momentum=fast"], "train.momentum: must be a number in [0, 1)"),
+    (["train.momentum=1.0"], "train.momentum: got"),
+    (["train.momentum=-0.1"], "train.momentum: got"),
+    (["train.momentum=1.5"], "train.momentum: got"),
+    (["train.momentum=fast"], "train.momentum: got"),
     (["train.momentum=0.5", "train.momentum_schedule=adam"], "train.momentum_schedule"),
 ])
 def test_bad_parameters_refused(runner, tmp_path, args, needle):
@@ -381,9 +381,9 @@ def test_loss_rises(curve, rises):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["train.allow_rising_loss=maybe"], "train.allow_rising_loss: expected true or false"),
-    (["train.learning_rate_grid=[]"], "train.learning_rate_grid: expected a non-empty list"),
-    (["train.learning_rate_grid=[1,-2]"], "train.learning_rate_grid: must be > 0"),
+    (["train.allow_rising_loss=maybe"], "train.allow_rising_loss: got 'maybe'; expected true or false"),
+    (["train.learning_rate_grid=[]"], "train.learning_rate_grid: got []; expected a non-empty list"),
+    (["train.learning_rate_grid=[1,-2]"], "train.learning_rate_grid: got [1, -2]; expected a non-empty list of numbers > 0"),
 ])
 def test_bad_learning_rate_search_keys(runner, tmp_path, args, needle):
     _bad(runner, tmp_path, args, needle)

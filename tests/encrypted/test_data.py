@@ -11,7 +11,7 @@ from toolkit.errors import InputError
 
 
 def test_breast_cancer_default_split_and_scaling():
-    cfg = OmegaConf.load("configs/data/breast_cancer.yaml")
+    cfg = OmegaConf.load("configs/encrypted/data/breast_cancer.yaml")
     data = load_dataset(cfg, seed=0)
     assert data.x_train.shape[1] == 30 == len(data.feature_names)
     assert len(data.y_train) + len(data.y_test) == 569
@@ -109,7 +109,7 @@ def test_mnist38_is_14x14_three_vs_eight():
     from tests.conftest import shared_data
 
     root = shared_data("mnist", "train-images-idx3-ubyte.gz").parent
-    cfg = OmegaConf.load("configs/data/mnist38.yaml")
+    cfg = OmegaConf.load("configs/encrypted/data/mnist38.yaml")
     cfg.root = str(root)
     data = load_dataset(cfg, seed=0)
     assert data.x_train.shape == (11982, 196) and data.x_test.shape == (1984, 196)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.cluster.schema import METHODS
 from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run, seed_everything
 
-METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan", "auto")
 AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
 MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "edge_features")

@@ -204,7 +204,7 @@ def encode_faces(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run
 
     Args:
         tx: float32 ``[N, C, H, W]`` meta-training images; ty: int64 ``[N]`` labels; sx: float32 ``[M, C, H, W]``
-            test images; cfg: the composed config (``cfg.encoder`` from ``configs/encoder/dlib-face.yaml``).
+            test images; cfg: the composed config (``cfg.encoder`` from ``configs/cluster/encoder/dlib-face.yaml``).
 
     Returns:
         ``(train_features [N, 128], train_labels [N], test_features [M, 128], info)`` with

@@ -3,7 +3,7 @@
 * ``digits``: scikit-learn's bundled 8x8 digits, pixel values as features, split by class.
 * ``features``: user files (``.npy``, ``.npz``, ``.csv``, learn-to-cluster ``.bin`` + ``.meta``).
 * ``images``: class folders / zips or MNIST IDX files.  As in Hi-LANDER's pipeline, a supervised CNN
-  encoder (``configs/encoder``) is trained on the meta-training classes and its embeddings are the
+  encoder (``configs/cluster/encoder``) is trained on the meta-training classes and its embeddings are the
   features.  The encoder and the features are cached in the output directory (``encoder.ckpt``,
   ``features/*.npy``) and reused when a later run with the same data and encoder config points
   ``output_dir`` at it.

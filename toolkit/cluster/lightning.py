@@ -147,7 +147,7 @@ def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
 
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
                val_graphs: list | None = None) -> LanderModule:
-    """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/model/hilander.yaml``) and return the module.
+    """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/cluster/model/hilander.yaml``) and return the module.
 
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
     optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
@@ -169,7 +169,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     data = SeedBatches(graphs, tr.batch_size, model_cfg.num_conv + 1, seed)
     # at least ``min_steps`` optimiser steps: a small meta-training set has one step per epoch, and 20 steps
     # leave P(same) squeezed into a narrow band where no tau separates classes
-    epochs = max(int(tr.epochs), math.ceil(int(tr.get("min_steps", 0)) / len(data)))
+    epochs = max(int(tr.epochs), math.ceil(int(tr.min_steps) / len(data)))
     module = LanderModule(feature_dim, int(model_cfg.hidden), int(model_cfg.num_conv), float(model_cfg.dropout),
                           bool(model_cfg.use_gat), int(model_cfg.gat_heads), bool(model_cfg.use_cluster_feat),
                           [str(n) for n in model_cfg.edge_features], float(tr.lr), float(tr.momentum), float(tr.weight_decay), bool(tr.balance),

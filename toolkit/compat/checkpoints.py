@@ -5,7 +5,7 @@ Formats read by :func:`load_model`:
 * the toolkit's own ``model.pt`` (written by :func:`save_model`): a dict with ``format``, ``arch``,
   ``arch_kwargs``, ``in_shape``, ``num_classes``, ``state_dict`` and optionally ``projection``;
 * a Lightning ``.ckpt`` of a toolkit module (``hyper_parameters`` with ``arch`` ..., weights under ``net.``);
-* a plain PyTorch ``state_dict`` plus an architecture named in ``configs/model/`` (``arch_name``);
+* a plain PyTorch ``state_dict`` plus an architecture named in ``configs/compat/model/`` (``arch_name``);
 * a TorchScript archive whose ``forward`` returns logits (and optional ``embed`` method).
 
 Every pickle is read with ``torch.load(weights_only=True)``: a file needing arbitrary code to unpickle
@@ -28,7 +28,7 @@ FORMAT = "toolkit-compat/1"
 
 
 def model_config(name: str, source: str = "model") -> tuple[str, dict]:
-    """Read ``configs/model/<name>.yaml`` (keys ``arch`` and ``kwargs``) and return ``(arch, kwargs)``.
+    """Read ``configs/compat/model/<name>.yaml`` (keys ``arch`` and ``kwargs``) and return ``(arch, kwargs)``.
 
     Raises:
         InputError: unknown name or a file without a zoo ``arch``.
@@ -37,9 +37,10 @@ def model_config(name: str, source: str = "model") -> tuple[str, dict]:
 
     from toolkit.config import config_dir
 
-    path = config_dir() / "model" / f"{name}.yaml"
+    models = config_dir() / "compat" / "model"
+    path = models / f"{name}.yaml"
     if not path.is_file():
-        choices = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))
+        choices = sorted(p.stem for p in models.glob("*.yaml"))
         raise InputError(source, "model", f"unknown model config '{name}' (choices: {', '.join(choices)})")
     spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     arch = spec.get("arch") if isinstance(spec, dict) else None
@@ -95,7 +96,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
         path: the checkpoint file.
         field: config key naming it (for error messages), e.g. ``old.checkpoint``.
         in_shape: input shape of the data (without batch), checked against the checkpoint's.
-        arch_name: ``configs/model/<name>`` for plain state_dicts.
+        arch_name: ``configs/compat/model/<name>`` for plain state_dicts.
         arch_kwargs: overrides of that config's ``kwargs`` (plain state_dicts only).
 
     Returns:
@@ -139,7 +140,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if not arch_name:
             raise InputError(p, field, "a plain state_dict needs a named architecture (set the model key to "
-                             "a configs/model/ name, e.g. old.model=mlp)")
+                             "a configs/compat/model/ name, e.g. old.model=mlp)")
         arch, kwargs = model_config(arch_name, field)
         kwargs.update(arch_kwargs or {})
         state, ck_shape, fmt = obj, (), "state_dict"

@@ -56,7 +56,7 @@ def _arch(cfg_model: Any, overrides: Any = None) -> tuple[str, dict]:
 
     spec = OmegaConf.to_container(cfg_model, resolve=True) if not isinstance(cfg_model, dict) else cfg_model
     if not isinstance(spec, dict) or "arch" not in spec:
-        raise InputError("model", "arch", "expected a zoo model config (configs/model/mlp|cnn|resnet)")
+        raise InputError("model", "arch", "expected a zoo model config (configs/compat/model/mlp|cnn|resnet)")
     kwargs = dict(spec.get("kwargs") or {})
     if overrides:
         kwargs.update(OmegaConf.to_container(overrides, resolve=True) if not isinstance(overrides, dict)

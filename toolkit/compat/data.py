@@ -71,23 +71,13 @@ def load_split(data_cfg: Any, seed: int = 0) -> Split:
     """Load ``cfg.data`` as a :class:`Split`.
 
     Config keys: ``kind``; ``test_fraction`` (split when there is no test set); ``max_train`` /
-    ``max_test`` (stratified subsample, null = all); kind-specific file keys (see ``configs/data``).
+    ``max_test`` (stratified subsample, null = all); kind-specific file keys (see ``configs/compat/data``).
 
     Raises:
         InputError: unknown kind, missing files or labels, NaN features, mismatched row counts, negative
-            labels, a class with no training sample, or the
-            cluster command's class-split keys (``train_classes``/``test_classes``), which mean
-            something else there.
+            labels, or a class with no training sample.
     """
     kind = _get(data_cfg, "kind")
-    for key in ("train_classes", "test_classes"):
-        if _get(data_cfg, key) is not None:
-            raise InputError(f"data.{key}", None, "is the cluster command's class split; train-compatible "
-                             "trains and tests on the same classes (use data=compat_mnist, compat_omniglot, "
-                             "compat_digits or features)")
-    if _get(data_cfg, "drop_seen_groups"):
-        raise InputError("data.drop_seen_groups", None, "splits classes between train and test (cluster "
-                         "command); train-compatible needs the same classes (use data=compat_omniglot)")
     frac = float(_get(data_cfg, "test_fraction", 0.25) or 0.25)
     ids_test = None
     if kind == "digits":

@@ -136,7 +136,7 @@ def run(cfg: DictConfig, run: Run) -> dict:
     """Run one compression experiment (or a sweep over compression/rank values).
 
     Args:
-        cfg: the composed ``compress`` config (``configs/compress.yaml``).
+        cfg: the composed ``compress`` config (``configs/compress/compress.yaml``).
         run: staged output directory; nothing is committed if this raises.
 
     Returns:

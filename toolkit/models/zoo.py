@@ -3,7 +3,7 @@
 Every model exposes ``embed(x)`` (the L2-unnormalised embedding), ``head``
 (an ``nn.Linear(E, C)``) and ``forward(x) = head(embed(x))``, so commands can
 use either the logits or the embedding.  Architectures are named in
-``configs/model/*.yaml`` (``arch: mlp | cnn | resnet``).
+``configs/compat/model/*.yaml`` (``arch: mlp | cnn | resnet``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""The bad-override table: every command exits 2 with one line naming the key, before any work (issue 11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.cli import app
+
+BAD = {
+    "cluster": [
+        ("model=lstm", "lstm"),                     # another command's group option
+        ("model.no_such_key=1", "no_such_key"),
+        ("seed=abc", "seed"),
+        ("method=spectral", "method"),
+        ("model.train.lr=-1", "model.train.lr"),
+        ("model.train.lr=fast", "model.train.lr"),
+        ("model.infer.tau=1.5", "model.infer.tau"),
+        ("model.infer.knn_k=1", "model.infer.knn_k"),
+        ("model.num_conv=7", "model.num_conv"),
+        ("model.hidden=15", "model.hidden"),
+        ("model.edge_features=[cosine,angle]", "model.edge_features"),
+        ("model.train.val_fraction=1", "model.train.val_fraction"),
+        ("encoder.class_fraction=0", "encoder.class_fraction"),
+        ("baselines.kmeans_k=1", "baselines.kmeans_k"),
+    ],
+    "train-compatible": [
+        ("model=hilander", "hilander"),
+        ("method=distill", "method"),
+        ("train.epochs=0", "train.epochs"),
+        ("train.lr=0", "train.lr"),
+        ("fd.temperature=-1", "fd.temperature"),
+        ("fd.lm_reduction=max", "fd.lm_reduction"),
+        ("old.train_fraction=1.5", "old.train_fraction"),
+        ("data.test_fraction=1", "data.test_fraction"),
+        ("data=compat_cifar10 data.channels=2", "data.channels"),
+        ("data.train_classes=[0]", "train_classes"),    # the cluster command's key: not in this tree
+        ("bootstrap.level=95", "bootstrap.level"),
+    ],
+    "compare-models": [
+        ("max_nfr=1", "max_nfr"),
+        ("max_nfr=-0.1", "max_nfr"),
+        ("retrieval.criterion_metric=top3", "retrieval.criterion_metric"),
+        ("bootstrap.n=-5", "bootstrap.n"),
+    ],
+    "compress": [
+        ("data=sst2 model=cnn", "cnn"),               # the compat zoo's name: compress's is model=textcnn
+        ("data=sst2 compression=1.5", "compression"),
+        ("data=sst2 compression=[0.5,0]", "compression"),
+        ("data=sst2 rank=0", "rank"),
+        ("data=sst2 scheduler=step", "step"),
+        ("data=sst2 scheduler.max_lr=-1", "scheduler.max_lr"),
+        ("data=sst2 finetune.epochs=0", "finetune.epochs"),
+        ("data=sst2 baselines.quantize_bits=[3]", "baselines.quantize_bits"),
+        ("data=sst2 data.valid_fraction=0", "data.valid_fraction"),
+    ],
+    "train-encrypted": [
+        ("train.iterations=0", "train.iterations"),
+        ("train.learning_rate=-2", "train.learning_rate"),
+        ("train.momentum=1", "train.momentum"),
+        ("circuit=deep", "circuit"),
+        ("step=predict", "step"),
+        ("workers=0", "workers"),
+        ("ckks.poly_modulus_degree=1000", "ckks.poly_modulus_degree"),
+        ("data.test_fraction=0", "data.test_fraction"),
+        ("model=mlp", "model"),
+    ],
+}
+CASES = [(cmd, override, key) for cmd, rows in BAD.items() for override, key in rows]
+
+
+@pytest.mark.parametrize(("command", "override", "key"), CASES, ids=[f"{c}:{o}" for c, o, _k in CASES])
+def test_bad_override_exits_2_with_one_line(runner, tmp_path, command, override, key):
+    out = tmp_path / "out"
+    args = [command, *override.split(), f"output_dir={out}"]
+    if command == "compare-models":
+        args = [command, "old.npy", "new.npy", *override.split(), f"output_dir={out}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], lines
+    assert not out.exists()  # nothing written

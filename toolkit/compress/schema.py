@@ -1,0 +1,31 @@
+"""Declared value constraints of ``toolkit compress`` (``configs/compress/``), checked by :func:`toolkit.validation.validate`."""
+
+from __future__ import annotations
+
+from toolkit.validation import Check, boolean, choice, fraction, int_list, integer, list_of, number
+
+CHECKS: list[Check] = [
+    integer("seed", 0),
+    list_of(fraction("compression", null=True)),
+    list_of(integer("rank", 1, null=True)),
+    boolean("dense.factorize"), fraction("dense.compression", null=True), integer("dense.rank", 1, null=True),
+    integer("batch_size", 1), integer("threads", 1, null=True),
+    choice("optimizer.name", ("adam", "sgd")), number("optimizer.adam_eps", 0.0, lo_open=True),
+    number("optimizer.momentum", 0.0, 1.0, hi_open=True), number("optimizer.weight_decay", 0.0),
+    integer("pretrain.epochs", 1), number("pretrain.lr", 0.0, lo_open=True), integer("finetune.epochs", 1),
+    boolean("baselines.enabled"),
+    Check("baselines.quantize_bits", "a list of bit widths from 16, 8, 4",
+          lambda v: isinstance(v, list) and all(b in (16, 8, 4) for b in v)),
+    boolean("baselines.from_scratch"),
+    integer("eval.latency_batch", 1), integer("eval.latency_repeats", 1), boolean("plot"),
+    choice("model.arch", ("lstm", "dan", "cnn")), integer("model.embedding_dim", 1, null=True),
+    integer("model.hidden", 1), number("model.dropout", 0.0, 1.0, hi_open=True),
+    int_list("model.dan_hidden", 1), integer("model.cnn_filters", 1), int_list("model.cnn_widths", 1),
+    choice("scheduler.name", ("calr", "clr", "triangular2", "cosine-restarts", "constant")),
+    number("scheduler.max_lr", 0.0, lo_open=True), number("scheduler.min_lr", 0.0),
+    number("scheduler.cycle_epochs", 0.0, lo_open=True), number("scheduler.decay", 0.0, 1.0, lo_open=True),
+    integer("scheduler.anneal_cycles", 0), number("scheduler.restart_min_lr", 0.0, null=True),
+    choice("data.format", ("auto", "lines", "snips", "csv", "tsv", "jsonl")),
+    fraction("data.valid_fraction"), boolean("data.int_labels"), boolean("data.lowercase"),
+    integer("data.max_len", 1), integer("data.min_freq", 1), integer("data.max_vocab", 1, null=True),
+]
