@@ -258,22 +258,47 @@ def train_encrypted(overrides: Overrides = None, cfg: CfgFlag = False, json_out:
                                                        "estimated time; encrypt nothing.")] = False) -> None:
     """Train logistic regression on CKKS-encrypted data (keygen, encrypt, train, decrypt).
 
+    The first word may name one role's step: keygen | encrypt | train | refresh | decrypt | all
+    (the same as step=<name>, which keeps working).
+
     Examples:
 
       toolkit train-encrypted                       # breast cancer, low-depth circuit, all roles
 
       toolkit train-encrypted --plan data=mnist38 circuit=baseline
 
-      toolkit train-encrypted step=keygen output_dir=run1    # owner (then step=encrypt)
+      toolkit train-encrypted keygen output_dir=run1     # owner (then: encrypt)
 
-      toolkit train-encrypted step=train output_dir=run1     # server (step=refresh: owner)
+      toolkit train-encrypted train output_dir=run1      # server (refresh: owner)
 
-      toolkit train-encrypted step=decrypt output_dir=run1   # owner: model + evaluation
+      toolkit train-encrypted decrypt output_dir=run1    # owner: model + evaluation
 
       toolkit train-encrypted data=csv_binary data.path=d.csv data.label_column=y --json
     """
+    overrides, extra = _step_subcommand(list(overrides or []))
     run_command("train-encrypted", "train_encrypted", "toolkit.encrypted.command:run", overrides, cfg,
-                json_out, quiet, extra=["plan=true"] if plan else None)
+                json_out, quiet, extra=[*extra, *(["plan=true"] if plan else [])])
+
+
+def _step_subcommand(args: list[str]) -> tuple[list[str], list[str]]:
+    """``train-encrypted <step> key=value ...`` -> the overrides and ``["step=<step>"]``.
+
+    Raises:
+        typer.Exit: code 2 when the step is also given as ``step=`` with another value, or the first word is
+            neither a step nor an override.
+    """
+    from toolkit.encrypted.schema import STEPS
+
+    if not args or "=" in args[0] or args[0].startswith("-"):
+        return args, []
+    word, rest = args[0], args[1:]
+    if word not in STEPS:
+        raise fail(f"train-encrypted: unknown step '{word}' (expected one of {', '.join(STEPS)}, "
+                   "or key=value overrides)", EXIT_BAD_INPUT)
+    clash = [a for a in rest if a.startswith("step=") and a != f"step={word}"]
+    if clash:
+        raise fail(f"train-encrypted: step given twice ('{word}' and '{clash[0]}')", EXIT_BAD_INPUT)
+    return rest, [f"step={word}"]
 
 
 if __name__ == "__main__":  # pragma: no cover

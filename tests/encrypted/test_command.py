@@ -157,7 +157,7 @@ def test_separate_roles_server_sees_only_its_files(runner, tmp_path):
     owner_dir, server_dir = tmp_path / "owner_side", tmp_path / "server_side"
     common = [*FAST, *_csv_args(data), "train.iterations=2"]
     for step in ("keygen", "encrypt"):
-        r = runner.invoke(app, ["train-encrypted", f"step={step}", f"output_dir={owner_dir}", *common])
+        r = runner.invoke(app, ["train-encrypted", step, f"output_dir={owner_dir}", *common])  # subcommand form
         assert r.exit_code == 0, r.stderr
     shutil.copytree(owner_dir / "server", server_dir / "server")  # only the server's files travel
     prints = _secret_key_fingerprints(owner_dir / "owner" / "secret_context.zip")
@@ -165,20 +165,20 @@ def test_separate_roles_server_sees_only_its_files(runner, tmp_path):
     owner_blob = (owner_dir / "owner" / "secret_context.zip").read_bytes()
     assert sum(fp in owner_blob for fp in prints) >= 14
     for _ in range(2):  # train until the chain is used up, owner refreshes, train again
-        r = runner.invoke(app, ["train-encrypted", "step=train", f"output_dir={server_dir}", *common])
+        r = runner.invoke(app, ["train-encrypted", "train", f"output_dir={server_dir}", *common])
         assert r.exit_code == 0, r.stderr
         shutil.copy(server_dir / "server" / "encrypted_weights.zip", owner_dir / "server" / "encrypted_weights.zip")
         shutil.copy(server_dir / "server" / "train_state.json", owner_dir / "server" / "train_state.json")
         state = json.loads((server_dir / "server" / "train_state.json").read_text())
         if not state["needs_refresh"]:
             break
-        r = runner.invoke(app, ["train-encrypted", "step=refresh", f"output_dir={owner_dir}", *common])
+        r = runner.invoke(app, ["train-encrypted", "step=refresh", f"output_dir={owner_dir}", *common])  # old form
         assert r.exit_code == 0, r.stderr
         shutil.copy(owner_dir / "server" / "encrypted_weights.zip", server_dir / "server" / "encrypted_weights.zip")
     assert state["iteration"] == 2 and not state["needs_refresh"]
     # the secret key never appears in any file the server step read or wrote
     assert _assert_no_secret_key(server_dir, prints) >= 6
-    r = runner.invoke(app, ["train-encrypted", "step=decrypt", "--json", f"output_dir={owner_dir}", *common])
+    r = runner.invoke(app, ["train-encrypted", "decrypt", "--json", f"output_dir={owner_dir}", *common])
     assert r.exit_code == 0, r.stderr
     m = json.loads(r.stdout)["metrics"]
     assert m["max_abs_weight_diff"] < 5e-3
@@ -387,3 +387,16 @@ def test_loss_rises(curve, rises):
 ])
 def test_bad_learning_rate_search_keys(runner, tmp_path, args, needle):
     _bad(runner, tmp_path, args, needle)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["predict"], "unknown step 'predict'"),
+    (["train", "step=keygen"], "step given twice"),
+])
+def test_step_subcommand_errors(runner, tmp_path, args, needle):
+    _bad(runner, tmp_path, args, needle)
+
+
+def test_step_subcommand_is_the_step_key(runner):
+    result = runner.invoke(app, ["train-encrypted", "keygen", "--cfg"])
+    assert result.exit_code == 0 and "step: keygen" in result.stdout
