@@ -103,7 +103,9 @@ def main(argv: list[str]) -> None:
     """Print the per-level table for the run in ``argv[0]`` and the per-level threshold variants."""
     out = Path(argv[0])
     cfg = compose_config("cluster", [*argv[1:], f"output_dir={out}", "trainer.progress=false"])
-    data = load_cluster_data(cfg, Run(out / "levels_diagnostic"))
+    run = Run(out)  # the run's own output_dir, so its cached encoder features are found
+    data = load_cluster_data(cfg, run)
+    run.abort()  # writes nothing into the run being diagnosed
     if data.test_y is None:
         raise SystemExit("the test set has no labels")
     model = load_checkpoint(str(out / "model.ckpt"), data.test_x.shape[1])

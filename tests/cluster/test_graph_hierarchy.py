@@ -162,3 +162,16 @@ def test_relational_edge_features_match_a_direct_computation():
     nbr_cos_r, jac_r = relational_edge_features(xr, nbrs, sims, src, dst)
     np.testing.assert_allclose(nbr_cos_r, nbr_cos, atol=1e-5)
     np.testing.assert_array_equal(jac_r, jac)
+
+
+def test_decode_keep_leaves_fragments_in_training_levels():
+    x, y = blobs(n_per=20, classes=20, spread=0.6)
+    full = training_graphs(x, y, [10], [2], {})
+    half = training_graphs(x, y, [10], [2], {}, decode_keep=0.5)
+    assert len(full) == len(half) == 2
+    assert full[0].num_nodes() == half[0].num_nodes() == 400  # level 0 is the same
+    # level 1 keeps the nodes whose parent edge was dropped: more, smaller fragments
+    assert half[1].num_nodes() > full[1].num_nodes()
+    children_full = 400 - full[1].num_nodes()
+    children_half = 400 - half[1].num_nodes()
+    assert children_half == pytest.approx(0.5 * children_full, abs=2)

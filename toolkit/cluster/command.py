@@ -359,7 +359,8 @@ def _train(cfg, run: Run, data):
     with run.timer("train_graphs"):
         try:
             graphs = training_graphs(data.train_x[fit_idx], data.train_y[fit_idx], list(mc.train.knn_k),
-                                     list(mc.train.levels), knn_kwargs(mc), log, str(mc.knn_on))
+                                     list(mc.train.levels), knn_kwargs(mc), log, str(mc.knn_on),
+                                     float(mc.train.decode_keep))
         except ValueError as exc:
             raise InputError("config", "model.train", str(exc)) from None
         val_graphs = []

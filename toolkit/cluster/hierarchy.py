@@ -90,7 +90,8 @@ def _check_knn_on(knn_on: str) -> None:
 
 
 def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list[int], knn_kwargs: dict,
-                    log: Callable[[str], None] = lambda _m: None, knn_on: str = "peak") -> list:
+                    log: Callable[[str], None] = lambda _m: None, knn_on: str = "peak",
+                    decode_keep: float = 1.0) -> list:
     """Build the multi-level training graphs from labelled meta-training data (notes section 1.7).
 
     For each ``(k, L)`` pair: level 0 is the kNN graph of all points; each next level decodes the
@@ -104,6 +105,9 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
         knn_kwargs: keyword arguments of :func:`knn_search`.
         knn_on: which vectors of a level's nodes give its kNN graph and edge similarities, as in
             :func:`cluster_hierarchy`.
+        decode_keep: share of the would-be children that keep their parent when a level is decoded, those with
+            the most similar parent (1: every node with a higher-density neighbour, the reference). Below 1 the
+            next level holds several fragments of a class, as inference's levels do.
 
     Returns:
         List of DGL graphs with ground truth (see :func:`toolkit.cluster.graph.build_graph`).
@@ -132,6 +136,11 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
             parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
                                     0.0, len(ids))
             child = np.flatnonzero(parent >= 0)
+            if 0 < len(child) and decode_keep < 1.0:
+                psim = np.einsum("nd,nd->n", vecs[parent[child]], vecs[child])  # cosine of each parent edge
+                keep = psim >= np.quantile(psim, 1.0 - decode_keep)
+                parent[child[~keep]] = -1
+                child = child[keep]
             if len(child) == 0:
                 break
             edges_src.append(ids[parent[child]])

@@ -30,7 +30,7 @@ CHECKS: list[Check] = [
     integer("model.train.epochs", 1), integer("model.train.min_steps", 0),
     number("model.train.lr", 0.0, lo_open=True), number("model.train.momentum", 0.0, 1.0, hi_open=True),
     number("model.train.weight_decay", 0.0), integer("model.train.batch_size", 1),
-    boolean("model.train.rotate"), boolean("model.train.balance"),
+    fraction("model.train.decode_keep", hi_open=False), boolean("model.train.rotate"), boolean("model.train.balance"),
     number("model.train.val_fraction", 0.0, 1.0, hi_open=True),
     choice("model.train.tau_on", ("all", "heldout")), boolean("model.train.select_best"),
     integer("model.infer.knn_k", 2),
