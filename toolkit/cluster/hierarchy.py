@@ -136,7 +136,7 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
             parent = select_parents(src, dst, 1.0 - g.edata["raw_affine"].numpy(), g.ndata["density"].numpy(),
                                     0.0, len(ids))
             child = np.flatnonzero(parent >= 0)
-            if 0 < len(child) and decode_keep < 1.0:
+            if len(child) > 0 and decode_keep < 1.0:
                 psim = np.einsum("nd,nd->n", vecs[parent[child]], vecs[child])  # cosine of each parent edge
                 keep = psim >= np.quantile(psim, 1.0 - decode_keep)
                 parent[child[~keep]] = -1
