@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -66,3 +67,17 @@ def test_unknown_group_option_exits_2(runner):
 def test_unknown_flag_exits_2(runner):
     result = runner.invoke(app, ["cluster", "--no-such-flag"])
     assert result.exit_code == 2
+
+
+def test_json_error_document_on_bad_input(runner):
+    result = runner.invoke(app, ["cluster", "model.train.lr=-1", "--json"])
+    assert result.exit_code == 2
+    doc = json.loads(result.stdout)
+    assert doc["command"] == "cluster" and doc["error"]["exit_code"] == 2
+    assert doc["error"]["message"] == "config: model.train.lr: got -1; expected a number > 0"
+    assert result.stderr.strip() == "error: " + doc["error"]["message"]
+
+
+def test_no_json_on_stdout_without_the_flag(runner):
+    result = runner.invoke(app, ["cluster", "model.train.lr=-1"])
+    assert result.exit_code == 2 and result.stdout == ""
