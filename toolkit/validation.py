@@ -68,9 +68,12 @@ def _is_num(v: Any) -> bool:
 
 def integer(key: str, lo: int | None = None, hi: int | None = None, null: bool = False) -> Check:
     """An int in ``[lo, hi]`` (either bound optional)."""
-    words = "an integer" + (f" >= {lo}" if lo is not None and hi is None else "") + \
-        (f" <= {hi}" if hi is not None and lo is None else "") + \
-        (f" in [{lo}, {hi}]" if lo is not None and hi is not None else "")
+    if lo is not None and hi is not None:
+        words = f"an integer in [{lo}, {hi}]"
+    elif lo is not None:
+        words = f"an integer >= {lo}"
+    else:
+        words = "an integer" if hi is None else f"an integer <= {hi}"
     return Check(key, words, lambda v: _is_int(v) and (lo is None or v >= lo) and (hi is None or v <= hi), null)
 
 

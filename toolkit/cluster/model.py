@@ -70,14 +70,14 @@ EDGE_FEATURES = {"cosine": "raw_affine", "nbr_cosine": "nbr_cosine", "snn_jaccar
 def edge_inputs(g, names: tuple[str, ...], edge_ids: torch.Tensor | None = None) -> torch.Tensor | None:
     """Stack the named edge features of ``g`` into float32 ``[E (or E'), len(names)]``; None for no names.
 
+    ``names`` are keys of :data:`EDGE_FEATURES` (checked once, by :class:`Lander`); ``edge_ids`` (int64 ``[E']``)
+    selects edges.
+
     Raises:
-        ValueError: a name not in :data:`EDGE_FEATURES`.
+        KeyError: a name not in :data:`EDGE_FEATURES`, or a graph without that edge data.
     """
     if not names:
         return None
-    unknown = [n for n in names if n not in EDGE_FEATURES]
-    if unknown:
-        raise ValueError(f"unknown edge feature(s) {unknown}; expected some of {list(EDGE_FEATURES)}")
     cols = [g.edata[EDGE_FEATURES[n]] for n in names]
     if edge_ids is not None:
         cols = [c[edge_ids] for c in cols]
