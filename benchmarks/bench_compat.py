@@ -75,7 +75,7 @@ SCENARIOS: dict[str, dict] = {
         "desc": "Omniglot small1 (136-way, 15 train / 5 test per character): old MLP-128/64 on 50%, "
                 "new MLP-512/128 on 100%",
         "overrides": ["data=compat_omniglot", "train.epochs=25", "train.batch_size=128", "model=mlp",
-                      "model.kwargs.hidden=512", "model.kwargs.embed_dim=128", "old.kwargs.hidden=128",
+                      "model.hidden=512", "model.embed_dim=128", "old.kwargs.hidden=128",
                       "old.kwargs.embed_dim=64", "old.train_fraction=0.5"],
     },
     "cifar10_arch": {
@@ -97,22 +97,14 @@ def _provenance(flag: str, seeds, start: float, settings: str = "") -> str:
             f"other jobs, torch 1 thread; seeds {seeds}; {settings}total {time.perf_counter() - start:.0f} s.")
 
 
-def _patch_data_cache() -> None:
-    """Load each dataset split once per process (the command reloads it per run otherwise)."""
+@functools.lru_cache(maxsize=8)
+def _split(key: str, seed: int):
+    """Each dataset split is loaded once per process and handed to every run (the command would reload it)."""
     from omegaconf import OmegaConf
 
-    import toolkit.compat.data as data_mod
+    from toolkit.compat.data import load_split
 
-    original = data_mod.load_split
-
-    @functools.lru_cache(maxsize=8)
-    def cached(key: str, seed: int):
-        return original(OmegaConf.create(json.loads(key)), seed)
-
-    def load_split(data_cfg, seed=0):
-        return cached(json.dumps(OmegaConf.to_container(data_cfg, resolve=True), sort_keys=True), seed)
-
-    data_mod.load_split = load_split
+    return load_split(OmegaConf.create(json.loads(key)), seed)
 
 
 def merge(overrides: list[str], later: list[str]) -> list[str]:
@@ -122,12 +114,16 @@ def merge(overrides: list[str], later: list[str]) -> list[str]:
 
 
 def run_one(overrides: list[str], out: Path) -> dict:
-    from toolkit.compat.command import run
+    from omegaconf import OmegaConf
+
+    from toolkit.compat.task import TrainCompatible
     from toolkit.config import compose_config
     from toolkit.runtime import execute
+    from toolkit.task import run_task
 
     cfg = compose_config("train_compatible", overrides + [f"output_dir={out}"])
-    return execute("train-compatible", cfg, run)
+    split = _split(json.dumps(OmegaConf.to_container(cfg.data, resolve=True), sort_keys=True), int(cfg.seed or 0))
+    return execute("train-compatible", cfg, lambda c, r: run_task(TrainCompatible(c, r, split=split)))
 
 
 def summarise(rows: list[dict]) -> str:
@@ -294,7 +290,6 @@ def main() -> None:
     from toolkit import console
 
     console.set_quiet(True)
-    _patch_data_cache()
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.sweep:
         run_sweep(args, out_dir)

@@ -26,6 +26,10 @@ BAD = {
     "train-compatible": [
         ("model=hilander", "hilander"),
         ("method=distill", "method"),
+        ("model._target_=os.system", "model._target_"),       # only zoo networks are instantiated
+        ("model.embed_dim=0", "model.embed_dim"),
+        ("model=cnn model.blocks=0", "model.blocks"),
+        ("model.hidden_size=64", "hidden_size"),             # not an argument of the MLP
         ("train.epochs=0", "train.epochs"),
         ("train.lr=0", "train.lr"),
         ("fd.temperature=-1", "fd.temperature"),

@@ -88,3 +88,16 @@ def test_validate_names_key_value_and_form():
     with pytest.raises(InputError) as err:
         validate("cluster", cfg)
     assert str(err.value) == "config: model.train.lr: got -0.5; expected a number > 0"
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (config_dir() / "compat" / "model").glob("*.yaml")))
+def test_every_network_config_is_instantiated(option):
+    """configs/compat/model/* build through hydra.utils.instantiate and run a forward pass."""
+    import torch
+
+    from toolkit.models.zoo import model_from_config
+
+    cfg = compose_config("train_compatible", [f"model={option}"])
+    net = model_from_config(cfg.model, (1, 16, 16), 3)
+    assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 3)
+    assert net.arch_kwargs == {k: v for k, v in OmegaConf.to_container(cfg.model).items() if not k.startswith("_")}

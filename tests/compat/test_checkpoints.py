@@ -66,8 +66,10 @@ def test_lightning_checkpoint_of_compat_module(tmp_path):
     from toolkit.training import make_trainer
 
     torch.manual_seed(0)
-    module = CompatModule("mlp", [1, 8, 8], 3, {"hidden": 16, "embed_dim": 8}, method="bct", old_head_rows=3,
-                          old_embed_dim=4)
+    net = build_model("mlp", (1, 8, 8), 3, hidden=16, embed_dim=8)
+    module = CompatModule(net, [1, 8, 8], method="bct", lr=1e-3, weight_decay=1e-4, bct_weight=1.0,
+                          naive_weight=1.0, fd_weight=1.0, fd_kind_bct="lm", alpha=1.0, beta=5.0, temperature=100.0,
+                          lm_reduction="mean", shift_pixels=0, projection=False, old_head_rows=3, old_embed_dim=4)
     y = torch.randint(0, 3, (32,))
     ds = TensorDataset(torch.rand(32, 1, 8, 8), y, y, torch.ones(32, dtype=torch.bool), torch.zeros(32, 3))
     trainer = make_trainer({"max_epochs": 1, "progress": "false"}, tmp_path / "r", checkpoint_dir=tmp_path / "ck")

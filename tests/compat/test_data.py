@@ -112,4 +112,4 @@ def test_experiment_compat_cifar10_runs_on_a_small_rgb_set(tmp_path, runner):
     assert res.exit_code == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["metrics"]["old_source"].startswith("trained here (cnn")
-    assert doc["config"]["model"]["arch"] == "resnet" and doc["metrics"]["n"] == 12
+    assert doc["config"]["model"]["_target_"] == "toolkit.models.zoo.ResNet" and doc["metrics"]["n"] == 12

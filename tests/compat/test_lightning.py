@@ -8,6 +8,17 @@ import torch.nn.functional as F
 
 from toolkit.compat.lightning import METHODS, CompatModule, method_parts
 from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
+from toolkit.models.zoo import build_model
+
+# every loss setting is required (the config holds the defaults); these are the test's own values
+SETTINGS = dict(lr=1e-3, weight_decay=1e-4, bct_weight=1.0, naive_weight=1.0, fd_weight=1.0, fd_kind_bct="lm",
+                alpha=1.0, beta=5.0, temperature=100.0, lm_reduction="mean", shift_pixels=0, projection=False)
+
+
+def make(method: str, hidden: int = 8, embed_dim: int = 6, dropout: float = 0.1, **kw) -> CompatModule:
+    """A CompatModule over a 4x4-input MLP with 4 classes."""
+    net = build_model("mlp", (1, 4, 4), 4, hidden=hidden, embed_dim=embed_dim, dropout=dropout)
+    return CompatModule(net, [1, 4, 4], method=method, **{**SETTINGS, **kw})
 
 
 def test_method_parts():
@@ -34,9 +45,8 @@ def _batch():
 
 def _module(method: str, **kw) -> CompatModule:
     torch.manual_seed(0)
-    m = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 6, "dropout": 0.0}, method=method,
-                     old_head_rows=4, old_embed_dim=5, fd_columns=3, old_classes=3, bct_weight=0.7,
-                     naive_weight=0.3, fd_weight=0.5, alpha=1.0, beta=5.0, temperature=4.0, **kw)
+    m = make(method, dropout=0.0, old_head_rows=4, old_embed_dim=5, fd_columns=3, old_classes=3, bct_weight=0.7,
+             naive_weight=0.3, fd_weight=0.5, alpha=1.0, beta=5.0, temperature=4.0, **kw)
     if m.uses_bct:
         m.set_old_head(torch.randn(4, 5), torch.randn(4))
     if m.fd_kind is not None:
@@ -79,19 +89,17 @@ def test_old_head_is_frozen_buffer_and_projection_only_when_needed():
     total, _ = m.compute_loss((x, y, y_old, old_correct, old_logits))
     total.backward()
     assert m.projection.weight.grad is not None
-    same = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 5}, method="bct", old_head_rows=4,
-                        old_embed_dim=5)
+    same = make("bct", embed_dim=5, old_head_rows=4, old_embed_dim=5)
     assert same.projection is None
-    forced = CompatModule("mlp", [1, 4, 4], 4, {"hidden": 8, "embed_dim": 5}, method="bct", old_head_rows=4,
-                          old_embed_dim=5, projection=True)
+    forced = make("bct", embed_dim=5, old_head_rows=4, old_embed_dim=5, projection=True)
     assert forced.projection is not None
 
 
 def test_missing_old_parts_raise():
     with pytest.raises(ValueError, match="old_head_rows"):
-        CompatModule("mlp", [1, 4, 4], 4, method="bct")
+        make("bct")
     with pytest.raises(ValueError, match="fd_columns"):
-        CompatModule("mlp", [1, 4, 4], 4, method="fd-kl")
+        make("fd-kl")
 
 
 class SpyOld(torch.nn.Module):

@@ -22,16 +22,16 @@ import torch
 from torch import nn
 
 from toolkit.errors import InputError
-from toolkit.models.zoo import MODEL_NAMES, build_model
+from toolkit.models.zoo import build_model, spec_from_config
 
 FORMAT = "toolkit-compat/1"
 
 
 def model_config(name: str, source: str = "model") -> tuple[str, dict]:
-    """Read ``configs/compat/model/<name>.yaml`` (keys ``arch`` and ``kwargs``) and return ``(arch, kwargs)``.
+    """Read ``configs/compat/model/<name>.yaml`` (a zoo ``_target_`` and its kwargs); return ``(arch, kwargs)``.
 
     Raises:
-        InputError: unknown name or a file without a zoo ``arch``.
+        InputError: unknown name or a file that does not name a zoo network.
     """
     from omegaconf import OmegaConf
 
@@ -42,11 +42,7 @@ def model_config(name: str, source: str = "model") -> tuple[str, dict]:
     if not path.is_file():
         choices = sorted(p.stem for p in models.glob("*.yaml"))
         raise InputError(source, "model", f"unknown model config '{name}' (choices: {', '.join(choices)})")
-    spec = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    arch = spec.get("arch") if isinstance(spec, dict) else None
-    if arch not in MODEL_NAMES:
-        raise InputError(path, "arch", f"expected one of {', '.join(MODEL_NAMES)}; this is not a zoo model")
-    return str(arch), dict(spec.get("kwargs") or {})
+    return spec_from_config(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
 
 
 class ScriptedClassifier(nn.Module):

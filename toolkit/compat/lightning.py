@@ -26,7 +26,7 @@ from torch import nn
 
 from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
 from toolkit.models.classifier import random_shift
-from toolkit.models.zoo import EmbeddingClassifier, build_model
+from toolkit.models.zoo import EmbeddingClassifier
 
 METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd")
 
@@ -49,17 +49,15 @@ def method_parts(method: str, fd_kind_for_bct: str = "lm") -> tuple[bool, str | 
 class CompatModule(pl.LightningModule):
     """New-model training: ``CE + λ_bct·L_influence + λ_fd·L_FD`` (or the naive weighting).
 
-    Only primitives are saved as hyper-parameters; the frozen old head and the FD column map are
-    buffers, so a checkpoint loads with ``torch.load(weights_only=True)``.
+    The loss settings have no defaults here: they come from the config (``configs/compat/train_compatible.yaml``
+    through :func:`compat_module_from_config`), so a default lives in one place only.  Only primitives are
+    saved as hyper-parameters (``arch`` and ``arch_kwargs`` of the network, for reloading); the frozen old head
+    and the FD column map are buffers, so a checkpoint loads with ``torch.load(weights_only=True)``.
 
     Args:
-        arch, in_shape, num_classes, arch_kwargs: the new zoo model (:func:`toolkit.models.zoo.build_model`).
+        net: the new zoo network (:func:`toolkit.models.zoo.model_from_config`).
+        in_shape: input shape without batch dimension (recorded for checkpoint checks).
         method: one of :data:`METHODS`.
-        old_head_rows: K, rows of the extended old head (BCT), 0 when unused.
-        old_embed_dim: E_old (BCT); a learned ``Linear(E_new, E_old, bias=False)`` projection is added
-            when it differs from the new embedding size or when ``projection`` is True.
-        fd_columns: number of old classes used by FD (length of the column map), 0 when unused.
-        old_classes: number of real (not synthesized) old classes; FD ignores samples of other classes.
         lr, weight_decay: AdamW with one-cycle cosine schedule.
         bct_weight: λ of the influence loss.
         naive_weight: λ of the naive loss.
@@ -69,18 +67,26 @@ class CompatModule(pl.LightningModule):
         shift_pixels: random-translation augmentation for image inputs; with FD or the naive loss it
             needs the old model (:meth:`set_old_model`), which then runs on every shifted batch.
         projection: force a learned projection even when embedding sizes agree.
+        old_head_rows: K, rows of the extended old head (BCT), 0 when unused.
+        old_embed_dim: E_old (BCT); a learned ``Linear(E_new, E_old, bias=False)`` projection is added
+            when it differs from the new embedding size or when ``projection`` is True.
+        fd_columns: number of old classes used by FD (length of the column map), 0 when unused.
+        old_classes: number of real (not synthesized) old classes; FD ignores samples of other classes.
+
+    Raises:
+        ValueError: unknown method, or BCT/FD without the old head/column sizes they need.
     """
 
-    def __init__(self, arch: str, in_shape: list[int], num_classes: int, arch_kwargs: dict | None = None,
-                 method: str = "none", old_head_rows: int = 0, old_embed_dim: int = 0, fd_columns: int = 0,
-                 old_classes: int = 0, lr: float = 1e-3, weight_decay: float = 1e-4, bct_weight: float = 1.0,
-                 naive_weight: float = 1.0, fd_weight: float = 1.0, fd_kind_bct: str = "lm",
-                 alpha: float = 1.0, beta: float = 5.0, temperature: float = 100.0,
-                 lm_reduction: str = "mean", shift_pixels: int = 0, projection: bool = False) -> None:
+    def __init__(self, net: EmbeddingClassifier, in_shape: list[int], *, method: str, lr: float,
+                 weight_decay: float, bct_weight: float, naive_weight: float, fd_weight: float, fd_kind_bct: str,
+                 alpha: float, beta: float, temperature: float, lm_reduction: str, shift_pixels: int,
+                 projection: bool, old_head_rows: int = 0, old_embed_dim: int = 0, fd_columns: int = 0,
+                 old_classes: int = 0) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["net"])
+        self.hparams.update(arch=net.arch, arch_kwargs=dict(net.arch_kwargs), num_classes=int(net.num_classes))
         self.uses_bct, self.fd_kind, self.uses_naive = method_parts(method, fd_kind_bct)
-        self.net: EmbeddingClassifier = build_model(arch, tuple(in_shape), num_classes, **(arch_kwargs or {}))
+        self.net = net
         self.projection: nn.Module | None = None
         if self.uses_bct:
             if old_head_rows <= 0 or old_embed_dim <= 0:
@@ -215,3 +221,24 @@ class CompatModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, total_steps=steps,
                                                     pct_start=0.15)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def compat_module_from_config(cfg: Any, net: EmbeddingClassifier, in_shape: list[int], **sizes: int) -> CompatModule:
+    """The :class:`CompatModule` of a ``train_compatible`` config: the one place config keys meet its arguments.
+
+    Args:
+        cfg: composed ``train_compatible`` config (``method``, ``train.*``, ``bct.*``, ``naive.*``, ``fd.*``).
+        net: the new network; in_shape: its input shape.
+        **sizes: ``old_head_rows``, ``old_embed_dim``, ``fd_columns``, ``old_classes`` (from the data and the
+            old model, not from the config).
+
+    Raises:
+        ValueError: as :class:`CompatModule`.
+    """
+    tc, fd = cfg.train, cfg.fd
+    return CompatModule(net, list(in_shape), method=str(cfg.method), lr=float(tc.lr),
+                        weight_decay=float(tc.weight_decay), bct_weight=float(cfg.bct.weight),
+                        naive_weight=float(cfg.naive.weight), fd_weight=float(fd.weight),
+                        fd_kind_bct=str(fd.kind_for_bct), alpha=float(fd.alpha), beta=float(fd.beta),
+                        temperature=float(fd.temperature), lm_reduction=str(fd.lm_reduction),
+                        shift_pixels=int(tc.shift_pixels), projection=bool(cfg.bct.projection), **sizes)

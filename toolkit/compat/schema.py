@@ -5,10 +5,12 @@ Checked by :func:`toolkit.validation.validate` before any data is read.
 
 from __future__ import annotations
 
+from toolkit.models.zoo import ZOO_TARGETS
 from toolkit.validation import Check, boolean, choice, fraction, integer, number
 
 METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd")
-_MODEL_KWARGS = [*(integer(f"model.kwargs.{k}", 1) for k in ("embed_dim", "hidden", "width", "depth")),
+_MODEL_KWARGS = [*(integer(f"model.{k}", 1) for k in ("embed_dim", "hidden", "width", "depth", "blocks",
+                                                      "blocks_per_stage")),
                  *(integer(f"old.kwargs.{k}", 1) for k in ("embed_dim", "hidden"))]
 
 _EVAL = [
@@ -25,8 +27,8 @@ _DATA = [
 
 CHECKS: list[Check] = [
     choice("method", METHODS), *_EVAL, *_DATA, *_MODEL_KWARGS,
-    choice("model.arch", ("mlp", "cnn", "resnet")),
-    number("model.kwargs.dropout", 0.0, 1.0, hi_open=True),
+    choice("model._target_", tuple(ZOO_TARGETS)),
+    number("model.dropout", 0.0, 1.0, hi_open=True),
     integer("train.epochs", 1), integer("train.batch_size", 1), number("train.lr", 0.0, lo_open=True),
     number("train.weight_decay", 0.0), integer("train.shift_pixels", 0),
     integer("old.num_classes", 1, null=True), fraction("old.train_fraction", hi_open=False),

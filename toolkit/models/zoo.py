@@ -2,13 +2,20 @@
 
 Every model exposes ``embed(x)`` (the L2-unnormalised embedding), ``head``
 (an ``nn.Linear(E, C)``) and ``forward(x) = head(embed(x))``, so commands can
-use either the logits or the embedding.  Architectures are named in
-``configs/compat/model/*.yaml`` (``arch: mlp | cnn | resnet``).
+use either the logits or the embedding.
+
+Configs name a network by its class (``configs/compat/model/*.yaml``: ``_target_: toolkit.models.zoo.MLP``,
+``_partial_: true`` and the class's keyword arguments) and :func:`model_from_config` builds it with
+``hydra.utils.instantiate``, the lightning-hydra-template's pattern; the data supply ``in_shape`` and
+``num_classes``.  Checkpoints record the short name (:attr:`EmbeddingClassifier.arch`) and
+:attr:`EmbeddingClassifier.arch_kwargs`, and :func:`build_model` rebuilds from those, so a checkpoint never
+names code to import.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,9 +24,17 @@ MODEL_NAMES = ("mlp", "cnn", "resnet")
 
 
 class EmbeddingClassifier(nn.Module):
-    """Base class: subclasses set ``self.backbone`` mapping inputs to ``[B, embed_dim]``."""
+    """Base class: subclasses set ``self.backbone`` mapping inputs to ``[B, embed_dim]``.
+
+    Attributes:
+        arch: short name of the architecture (a key of :data:`ZOO`), recorded in checkpoints.
+        arch_kwargs: the keyword arguments the network was built with (besides ``in_shape`` and
+            ``num_classes``); ``build_model(net.arch, in_shape, num_classes, **net.arch_kwargs)`` rebuilds it.
+    """
 
     backbone: nn.Module
+    arch: str = ""
+    arch_kwargs: dict
 
     def __init__(self, embed_dim: int, num_classes: int) -> None:
         super().__init__()
@@ -37,7 +52,7 @@ class EmbeddingClassifier(nn.Module):
 
 
 class MLP(EmbeddingClassifier):
-    """Multi-layer perceptron on flattened inputs.
+    """Multi-layer perceptron on flattened inputs (``arch = "mlp"``).
 
     Args:
         in_shape: input shape without the batch dimension, e.g. ``(64,)`` or ``(1, 28, 28)``.
@@ -48,9 +63,13 @@ class MLP(EmbeddingClassifier):
         dropout: dropout probability after each hidden layer.
     """
 
+    arch = "mlp"
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 64,
                  hidden: int = 256, depth: int = 1, dropout: float = 0.1) -> None:
         super().__init__(embed_dim, num_classes)
+        self.arch_kwargs = {"embed_dim": int(embed_dim), "hidden": int(hidden), "depth": int(depth),
+                            "dropout": float(dropout)}
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(in_shape)
         for _ in range(depth):
@@ -75,9 +94,12 @@ class SmallCNN(EmbeddingClassifier):
         blocks: number of conv blocks (each halves H and W while they are >= 2).
     """
 
+    arch = "cnn"
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 64,
                  width: int = 32, blocks: int = 4) -> None:
         super().__init__(embed_dim, num_classes)
+        self.arch_kwargs = {"embed_dim": int(embed_dim), "width": int(width), "blocks": int(blocks)}
         c, h, w = _as_image_shape(in_shape)
         layers: list[nn.Module] = [_Reshape((c, h, w))]
         cin = c
@@ -115,9 +137,13 @@ class ResNet(EmbeddingClassifier):
         blocks_per_stage: residual blocks per stage.
     """
 
+    arch = "resnet"
+
     def __init__(self, in_shape: tuple[int, ...], num_classes: int, embed_dim: int = 128,
                  width: int = 16, blocks_per_stage: int = 1) -> None:
         super().__init__(embed_dim, num_classes)
+        self.arch_kwargs = {"embed_dim": int(embed_dim), "width": int(width),
+                            "blocks_per_stage": int(blocks_per_stage)}
         c, h, w = _as_image_shape(in_shape)
         layers: list[nn.Module] = [_Reshape((c, h, w)), _conv_block(c, width)]
         cin = width
@@ -151,8 +177,15 @@ def _as_image_shape(in_shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (1, side, side)
 
 
+ZOO: dict[str, type[EmbeddingClassifier]] = {"mlp": MLP, "cnn": SmallCNN, "resnet": ResNet}
+"""Short name -> class of every zoo network."""
+
+ZOO_TARGETS: dict[str, str] = {f"{cls.__module__}.{cls.__qualname__}": name for name, cls in ZOO.items()}
+"""``_target_`` path -> short name (``toolkit.models.zoo.MLP`` -> ``mlp``)."""
+
+
 def build_model(arch: str, in_shape: tuple[int, ...], num_classes: int, **kwargs: object) -> EmbeddingClassifier:
-    """Build a zoo model by name.
+    """Build a zoo model by short name (how checkpoints are rebuilt).
 
     Args:
         arch: one of :data:`MODEL_NAMES`.
@@ -163,7 +196,60 @@ def build_model(arch: str, in_shape: tuple[int, ...], num_classes: int, **kwargs
     Raises:
         ValueError: unknown ``arch`` or an input shape the architecture cannot take.
     """
-    classes = {"mlp": MLP, "cnn": SmallCNN, "resnet": ResNet}
-    if arch not in classes:
+    if arch not in ZOO:
         raise ValueError(f"unknown model arch '{arch}' (expected one of {', '.join(MODEL_NAMES)})")
-    return classes[arch](tuple(in_shape), num_classes, **kwargs)
+    return ZOO[arch](tuple(in_shape), num_classes, **kwargs)
+
+
+def spec_from_config(node: Any, source: str = "model") -> tuple[str, dict]:
+    """``(arch, kwargs)`` of a network config: ``_target_`` naming a zoo class and its keyword arguments.
+
+    Args:
+        node: mapping or ``DictConfig`` with ``_target_`` (and optionally ``_partial_``) and the class's
+            keyword arguments (``in_shape``/``num_classes`` excluded: the data give them).
+        source: config key or file named in errors.
+
+    Raises:
+        toolkit.errors.InputError: no ``_target_``, or one that is not a zoo class.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    from toolkit.errors import InputError
+
+    spec = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    target = spec.get("_target_") if isinstance(spec, dict) else None
+    if target not in ZOO_TARGETS:
+        raise InputError(source, "_target_", f"got {target!r}; expected a zoo network: {', '.join(ZOO_TARGETS)} "
+                         "(configs/compat/model/)")
+    kwargs = {k: v for k, v in spec.items() if not str(k).startswith("_")}
+    return ZOO_TARGETS[target], kwargs
+
+
+def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, source: str = "model",
+                      overrides: dict | None = None) -> EmbeddingClassifier:
+    """Instantiate the network a config names (``hydra.utils.instantiate`` of its ``_target_``).
+
+    Args:
+        node: network config (see :func:`spec_from_config`).
+        in_shape: input shape without batch dimension; num_classes: head size.
+        source: config key named in errors.
+        overrides: keyword arguments replacing the config's (e.g. ``old.kwargs``).
+
+    Raises:
+        toolkit.errors.InputError: not a zoo network, an unknown keyword argument, or an input shape the
+            architecture cannot take.
+    """
+    from hydra.utils import instantiate
+
+    from toolkit.errors import InputError
+
+    arch, kwargs = spec_from_config(node, source)
+    kwargs.update(overrides or {})
+    cls = ZOO[arch]
+    try:
+        factory = instantiate({"_target_": f"{cls.__module__}.{cls.__qualname__}", "_partial_": True, **kwargs})
+        return factory(tuple(in_shape), num_classes)
+    except TypeError as exc:  # an argument the class does not take
+        raise InputError(source, None, f"{cls.__name__}: {str(exc).splitlines()[0]}") from None
+    except ValueError as exc:
+        raise InputError(source, None, str(exc)) from None

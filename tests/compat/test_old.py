@@ -1,4 +1,4 @@
-"""Helpers of toolkit.compat.command: label maps and old-head files."""
+"""toolkit.compat.old: label maps and old-head files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.compat.command import _load_head, class_map_from_config
+from toolkit.compat.old import class_map_from_config, load_head
 from toolkit.errors import InputError
 
 
@@ -42,18 +42,18 @@ def test_class_map_bad_json_file(tmp_path):
 def test_load_head_formats(tmp_path):
     w = np.arange(6, dtype=np.float32).reshape(3, 2)
     np.save(tmp_path / "w.npy", w)
-    hw, hb = _load_head(str(tmp_path / "w.npy"))
+    hw, hb = load_head(str(tmp_path / "w.npy"))
     assert np.array_equal(hw, w) and hb is None
     np.savez(tmp_path / "wb.npz", weight=w, bias=np.ones(3))
-    hw, hb = _load_head(str(tmp_path / "wb.npz"))
+    hw, hb = load_head(str(tmp_path / "wb.npz"))
     assert np.array_equal(hw, w) and hb.tolist() == [1.0, 1.0, 1.0]
     np.savez(tmp_path / "badbias.npz", weight=w, bias=np.ones(2))
     with pytest.raises(InputError, match=r"expected shape \(3,\)"):
-        _load_head(str(tmp_path / "badbias.npz"))
+        load_head(str(tmp_path / "badbias.npz"))
     np.savez(tmp_path / "noweight.npz", w=w)
     with pytest.raises(InputError, match="needs arrays 'weight'"):
-        _load_head(str(tmp_path / "noweight.npz"))
+        load_head(str(tmp_path / "noweight.npz"))
     w[0, 0] = np.nan
     np.save(tmp_path / "nan.npy", w)
     with pytest.raises(InputError, match="NaN"):
-        _load_head(str(tmp_path / "nan.npy"))
+        load_head(str(tmp_path / "nan.npy"))
