@@ -66,7 +66,7 @@ def run(circuit: str, iterations: int, workers: int, batch_size: int, extra: lis
     cmd = [str(ROOT / ".venv" / "bin" / "toolkit"), "train-encrypted", "--json", "-q", "data=mnist38",
            f"circuit={circuit}", f"train.iterations={iterations}", f"train.batch_size={batch_size}",
            f"workers={workers}", f"output_dir={out}", "plot=true", "estimate_time=true",
-           "train.learning_rate=2.0",  # the rate the tables in docs/encrypted.md were measured at (before `auto`)
+           "train.lr=2.0",  # the rate the tables in docs/encrypted.md were measured at (before `auto`)
            *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:

@@ -59,7 +59,7 @@ BAD = {
     ],
     "train-encrypted": [
         ("train.iterations=0", "train.iterations"),
-        ("train.learning_rate=-2", "train.learning_rate"),
+        ("train.lr=-2", "train.lr"),
         ("train.momentum=1", "train.momentum"),
         ("circuit=deep", "circuit"),
         ("step=predict", "step"),

@@ -101,3 +101,17 @@ def test_every_network_config_is_instantiated(option):
     net = model_from_config(cfg.model, (1, 16, 16), 3)
     assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 3)
     assert net.arch_kwargs == {k: v for k, v in OmegaConf.to_container(cfg.model).items() if not k.startswith("_")}
+
+
+def test_renamed_keys_still_work_from_the_command_line(capsys):
+    """train-encrypted's train.learning_rate became train.lr (one name per concept); the old name is rewritten."""
+    from toolkit.config import RENAMED_KEYS
+
+    cfg = compose_config("train_encrypted", ["train.learning_rate=2.5", "train.learning_rate_grid=[1.0,2.0]"])
+    assert cfg.train.lr == 2.5 and list(cfg.train.lr_grid) == [1.0, 2.0]
+    assert "learning_rate" not in cfg.train
+    assert "train.learning_rate is now train.lr" in capsys.readouterr().err
+    for name, table in RENAMED_KEYS.items():  # every new name exists in its tree, no old name does
+        top = compose_config(name, [])
+        for old, new in table.items():
+            assert OmegaConf.select(top, new) is not None and OmegaConf.select(top, old) is None, (old, new)

@@ -82,6 +82,33 @@ def primary_path(name: str) -> Path:
     return config_dir() / TREES[name] / f"{name}.yaml"
 
 
+RENAMED_KEYS: dict[str, dict[str, str]] = {
+    "train_encrypted": {"train.learning_rate": "train.lr", "train.learning_rate_grid": "train.lr_grid"},
+}
+"""Primary config -> {old key: new key}: keys renamed for one name per concept (docs/cli.md); an override that
+uses the old name is rewritten to the new one, with a note on stderr, so existing command lines keep working."""
+
+
+def rename_overrides(name: str, overrides: list[str]) -> list[str]:
+    """``overrides`` with every renamed key of primary config ``name`` (:data:`RENAMED_KEYS`) replaced.
+
+    ``+key=value`` and ``~key`` forms are rewritten too; a note per renamed key goes to stderr.
+    """
+    from toolkit.console import log
+
+    table = RENAMED_KEYS.get(name, {})
+    out = []
+    for item in overrides:
+        body = item.lstrip("+~")
+        prefix = item[: len(item) - len(body)]
+        key, sep, value = body.partition("=")
+        if key in table:
+            log(f"note: {key} is now {table[key]} (the old name still works)")
+            item = f"{prefix}{table[key]}{sep}{value}"
+        out.append(item)
+    return out
+
+
 def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose primary config ``configs/<tree>/<name>.yaml`` (see :data:`TREES`) with Hydra overrides.
 
@@ -100,7 +127,7 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = list(overrides or [])
+    overrides = rename_overrides(name, list(overrides or []))
     for item in overrides:
         if item.startswith("-"):
             raise InputError("command line", item, "unknown option (overrides look like key=value)")

@@ -209,12 +209,12 @@ def test_train_step_without_earlier_steps(runner, tmp_path):
      "does not match"),
     (["ckks.poly_modulus_degree=8192", "ckks.coeff_mod_bit_sizes=[40,25,25,25,25,40]"], "under 30 bits"),
     (["ckks.poly_modulus_degree=8192", "ckks.coeff_mod_bit_sizes=[60,40,40,60]"], "exhausted"),
-    (["train.learning_rate=5000"], "learning"),
+    (["train.lr=5000"], "learning"),
     (["train.batch_size=40000", "ckks.max_blocks=1"], "batch_size"),
     (["circuit=fast"], "circuit"),
     (["train.iterations=abc"], "train.iterations: got 'abc'; expected an integer >= 1"),
     (["train.iterations=0"], "train.iterations: got 0; expected an integer >= 1"),
-    (["train.learning_rate=-1"], "train.learning_rate: got -1; expected one of auto or a number > 0"),
+    (["train.lr=-1"], "train.lr: got -1; expected one of auto or a number > 0"),
     (["workers=two"], "workers"),
     (["train.batch_size=0"], "train.batch_size"),
     (["ckks.poly_modulus_degree=8192", "ckks.coeff_mod_bit_sizes=[60,forty,60]"], "ckks"),
@@ -315,7 +315,7 @@ CREDIT_LABEL = 'data.label_column="default payment next month"'
 def test_rising_simulated_loss_refused_before_any_key_is_made(runner, tmp_path):
     path, _, _ = _credit_like_csv(tmp_path / "credit.csv")
     line = _bad(runner, tmp_path, ["data=csv_binary", f"data.path={path}", CREDIT_LABEL,
-                                   "train.learning_rate=2.0"], "train.learning_rate: the simulated training loss")
+                                   "train.lr=2.0"], "train.lr: the simulated training loss")
     assert "train.allow_rising_loss=true" in line
 
 
@@ -328,7 +328,7 @@ def test_auto_learning_rate_converges_and_beats_the_majority_class(runner, tmp_p
     for lr in ("auto", "2.0"):
         out = tmp_path / f"plan_{lr}"
         r = runner.invoke(app, ["train-encrypted", "--plan", "--json", "data=csv_binary", f"data.path={path}",
-                                CREDIT_LABEL, f"train.learning_rate={lr}", f"output_dir={out}", *FAST])
+                                CREDIT_LABEL, f"train.lr={lr}", f"output_dir={out}", *FAST])
         assert r.exit_code == 0, r.stderr
         plans[lr] = (json.loads(r.stdout)["metrics"]["plan"], json.loads((out / "plan.json").read_text()))
     auto, fixed = plans["auto"][0], plans["2.0"][0]
@@ -382,8 +382,8 @@ def test_loss_rises(curve, rises):
 
 @pytest.mark.parametrize("args, needle", [
     (["train.allow_rising_loss=maybe"], "train.allow_rising_loss: got 'maybe'; expected true or false"),
-    (["train.learning_rate_grid=[]"], "train.learning_rate_grid: got []; expected a non-empty list"),
-    (["train.learning_rate_grid=[1,-2]"], "train.learning_rate_grid: got [1, -2]; expected a non-empty list of numbers > 0"),
+    (["train.lr_grid=[]"], "train.lr_grid: got []; expected a non-empty list"),
+    (["train.lr_grid=[1,-2]"], "train.lr_grid: got [1, -2]; expected a non-empty list of numbers > 0"),
 ])
 def test_bad_learning_rate_search_keys(runner, tmp_path, args, needle):
     _bad(runner, tmp_path, args, needle)

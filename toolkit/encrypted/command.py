@@ -105,8 +105,8 @@ def _check_cfg(cfg: Any) -> None:
         raise InputError("config", "circuit", f"unknown {cfg.circuit!r}; expected baseline or low-depth")
     t = cfg.train
     _number(t.iterations, "train.iterations", int, 1)
-    if str(t.learning_rate) != "auto":
-        _number(t.learning_rate, "train.learning_rate", float, 0, strict=True)
+    if str(t.lr) != "auto":
+        _number(t.lr, "train.lr", float, 0, strict=True)
     if not isinstance(t.get("allow_rising_loss", False), bool):
         raise InputError("config", "train.allow_rising_loss", f"expected true or false, got {t.allow_rising_loss!r}")
     if str(t.sigmoid) not in C.SIGMOID_COEFFS:
@@ -201,7 +201,7 @@ def _plan_ok(report: dict, sigmoid_range: float) -> bool:
 
 
 def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
-    """``train.learning_rate=auto``: simulate every rate of ``train.learning_rate_grid`` in plaintext (the owner's
+    """``train.lr=auto``: simulate every rate of ``train.lr_grid`` in plaintext (the owner's
     side, before anything is encrypted) and keep the one with the lowest training log loss over the last two
     iterations (the worse of the two) among those whose plan neither overflows nor leaves the sigmoid
     approximation's range.
@@ -214,11 +214,11 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     """
     from toolkit.encrypted.plan import simulate
 
-    grid = cfg.train.get("learning_rate_grid") or []
-    rates = [_number(r, "train.learning_rate_grid", float, 0, strict=True) for r in grid]
+    grid = cfg.train.get("lr_grid") or []
+    rates = [_number(r, "train.lr_grid", float, 0, strict=True) for r in grid]
     if not rates:
-        raise InputError("config", "train.learning_rate_grid", "expected a non-empty list of numbers > 0 "
-                         "for train.learning_rate=auto")
+        raise InputError("config", "train.lr_grid", "expected a non-empty list of numbers > 0 "
+                         "for train.lr=auto")
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
     rng_ = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
     rows, best = [], None
@@ -235,8 +235,8 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
         if ok and final is not None and np.isfinite(final) and (best is None or final < best[1]):
             best = (lr, final)
     if best is None:
-        raise InputError("config", "train.learning_rate", f"auto: no rate in {rates} gives a plan that fits the "
-                         "CKKS chain and the sigmoid range; give smaller rates in train.learning_rate_grid")
+        raise InputError("config", "train.lr", f"auto: no rate in {rates} gives a plan that fits the "
+                         "CKKS chain and the sigmoid range; give smaller rates in train.lr_grid")
     return {"chosen": best[0], "candidates": rows}
 
 
@@ -246,16 +246,16 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     from toolkit.encrypted.plan import measure_op_costs, simulate
 
     search = None
-    if str(cfg.train.learning_rate) == "auto":
+    if str(cfg.train.lr) == "auto":
         search = _choose_learning_rate(cfg, params, prep)
         with open_dict(cfg):
-            cfg.train.learning_rate = search["chosen"]  # the job, the reference and metrics use the chosen rate
+            cfg.train.lr = search["chosen"]  # the job, the reference and metrics use the chosen rate
         if not search.get("skipped"):
-            log(f"train.learning_rate=auto: chose {search['chosen']:g} (lowest simulated training loss)")
+            log(f"train.lr=auto: chose {search['chosen']:g} (lowest simulated training loss)")
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
     costs = measure_op_costs(params) if cfg.get("estimate_time", True) else None
     report = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations), coeffs,
-                      float(cfg.train.learning_rate), costs, momentum=_momentum(cfg))
+                      float(cfg.train.lr), costs, momentum=_momentum(cfg))
     report["sigmoid_range"] = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
     report["minibatches"] = [int(len(b)) for b in prep["batches"]]
     if report["fits_chain"]:
@@ -272,7 +272,7 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
             log(f"warning: the encrypted data will take {cts['data_file_bytes'] / 2 ** 30:.3g} GiB on disk "
                 f"({cts['data']} ciphertexts), above ckks.max_data_gib={budget:g}; the server needs about as "
                 "much memory: subsample (data.max_train), lower train.batch_size, or raise the budget")
-    report["learning_rate"] = float(cfg.train.learning_rate)
+    report["learning_rate"] = float(cfg.train.lr)
     report["learning_rate_search"] = search
     report["train_loss_curve"] = _loss_curve(report, prep) if len(report["trajectory"]) else []
     return report
@@ -297,19 +297,19 @@ def _refuse_bad_plan(report: dict, allow_rising_loss: bool = False) -> None:
                          f"the {report['circuit']} circuit needs {report['depth_per_iteration_nominal']} levels per "
                          f"iteration but the chain has {report['levels']}: the chain would be exhausted")
     if report.get("u_max", 0.0) > report.get("sigmoid_range", float("inf")):
-        raise InputError("config", "train.learning_rate",
+        raise InputError("config", "train.lr",
                          f"the plan leaves the sigmoid approximation's range: |z.w| reaches {report['u_max']:.3g} > "
                          f"{report['sigmoid_range']:g} (training would diverge); lower the learning rate")
     if report["overflow"]:
         raise InputError("config", "train", f"the plan overflows CKKS: {report['overflow'][0]} (lower "
-                         "train.learning_rate, or use a larger q0)")
+                         "train.lr, or use a larger q0)")
     curve = report.get("train_loss_curve") or []
     if loss_rises(curve):
         message = (f"the simulated training loss does not converge (lowest {min(curve):.3f}, {curve[-1]:.3f} after "
-                   f"iteration {len(curve)}; the all-zero model has {np.log(2.0):.3f}): lower train.learning_rate "
-                   "or use train.learning_rate=auto")
+                   f"iteration {len(curve)}; the all-zero model has {np.log(2.0):.3f}): lower train.lr "
+                   "or use train.lr=auto")
         if not allow_rising_loss:
-            raise InputError("config", "train.learning_rate", message + " (train.allow_rising_loss=true to run anyway)")
+            raise InputError("config", "train.lr", message + " (train.allow_rising_loss=true to run anyway)")
         log("warning: " + message)
 
 
@@ -414,7 +414,7 @@ def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
     else:
         prep = _prepare_data(cfg, owner.params)
     coeffs = C.SIGMOID_COEFFS[str(cfg.train.sigmoid)]
-    job = {"circuit": str(cfg.circuit), "coeffs": list(coeffs), "learning_rate": float(cfg.train.learning_rate),
+    job = {"circuit": str(cfg.circuit), "coeffs": list(coeffs), "learning_rate": float(cfg.train.lr),
            "iterations": int(cfg.train.iterations), "sigmoid": str(cfg.train.sigmoid),
            "momentum": _momentum(cfg).to_dict()}
     with run.timer("encrypt"):
