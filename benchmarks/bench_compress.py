@@ -94,7 +94,7 @@ def check_args(args: dict) -> str | None:
         return (f"{args['finetune_epochs']} fine-tuning epochs hold {cycles:g} cycles of {args['cycle_epochs']} "
                 f"epochs: CALR restarts at cycle {args['calr_floor_exp'] + 1}, so it would never restart")
     bad = [c for c in args["ablation_cells"] if c != "all" and (c.count("/") != 1 or c.split("/")[0] not in DATASETS
-                                                                or c.split("/")[1] not in ("lstm", "dan", "cnn"))]
+                                                                or c.split("/")[1] not in ("lstm", "dan", "textcnn"))]
     if bad:
         return f"unknown --ablation-cells {bad}; use DATASET/ARCH (e.g. sst2/lstm) or all"
     return None
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the grid (or rebuild the summary) and write the results; returns the exit code."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    ap.add_argument("--archs", nargs="+", default=["lstm", "dan"], choices=["lstm", "dan", "cnn"])
+    ap.add_argument("--archs", nargs="+", default=["lstm", "dan"], choices=["lstm", "dan", "textcnn"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--compressions", nargs="+", type=float, default=[0.5, 0.8, 0.9, 0.95])
     ap.add_argument("--ablation-p", type=float, default=0.9)

@@ -61,7 +61,7 @@ def test_low_rank_input_lstm_full_rank_and_rank_k_at_step_0():
         LowRankInputLSTM.from_lstm(nn.LSTM(6, 4, num_layers=2, batch_first=True), 2)
 
 
-@pytest.mark.parametrize("arch", ["lstm", "dan", "cnn"])
+@pytest.mark.parametrize("arch", ["lstm", "dan", "textcnn"])
 def test_classifier_full_rank_dense_factorization_is_function_preserving(arch):
     torch.manual_seed(0)
     net = TextClassifier(arch, vocab_size=30, embedding_dim=8, num_classes=3, hidden=6, cnn_filters=4).eval()
@@ -141,7 +141,7 @@ def test_lstm_and_cnn_dense_accounting_hand_computed():
     rest = model_size(lstm)["params"] - 30 * 8, model_size(low)["params"] - 8 * (30 + 8)
     assert rest[0] - rest[1] == 216 - 88
     # CNN, 3 widths x 4 filters -> 3 classes: head 12 x 3 + 3 = 39; rank 2: 2 * 15 + 3 = 33
-    cnn = TextClassifier("cnn", vocab_size=30, embedding_dim=8, num_classes=3, cnn_filters=4)
+    cnn = TextClassifier("textcnn", vocab_size=30, embedding_dim=8, num_classes=3, cnn_filters=4)
     assert cnn.first_dense_shape() == (3, 12) and dense_size(cnn)["params"] == 39
     assert dense_size(factorized_copy(cnn, 8, dense_rank=2))["params"] == 33
 

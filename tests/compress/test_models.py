@@ -11,7 +11,7 @@ from toolkit.compress.models import TextClassifier
 from toolkit.compress.pipeline import factorized_copy
 
 
-@pytest.mark.parametrize("arch", ["lstm", "dan", "cnn"])
+@pytest.mark.parametrize("arch", ["lstm", "dan", "textcnn"])
 def test_full_rank_factorization_is_function_preserving(arch):
     torch.manual_seed(0)
     net = TextClassifier(arch, vocab_size=30, embedding_dim=8, num_classes=3, hidden=6, cnn_filters=4).eval()
@@ -33,7 +33,7 @@ def test_text_classifier_rejects_unknown_arch():
         TextClassifier("gru", vocab_size=10, embedding_dim=4, num_classes=2)
 
 
-@pytest.mark.parametrize("arch", ["lstm", "dan", "cnn"])
+@pytest.mark.parametrize("arch", ["lstm", "dan", "textcnn"])
 def test_padding_does_not_change_the_prediction(arch):
     # padding (index 0) is masked out of pooling, so extra trailing padding leaves the logits unchanged
     torch.manual_seed(0)

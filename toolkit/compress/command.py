@@ -42,7 +42,7 @@ def _with_ratios(m: dict, base: dict) -> dict:
 
 
 DENSE_LAYER = {"dan": "encoder.0 (first Linear of the MLP)", "lstm": "encoder (LSTM input weights W_ih, b_ih)",
-               "cnn": "head (output Linear)"}
+               "textcnn": "head (output Linear)"}
 
 
 def dense_settings(cfg: DictConfig) -> tuple[bool, Any, Any]:

@@ -11,7 +11,7 @@ Architectures (Acharya et al. 2019, official code ``network.py``):
   layer.  (torch's LSTM has no peephole connections; the authors used ``use_peepholes=True``.)
 * ``dan``: deep averaging network (Iyyer et al. 2015): mean of the embeddings -> dense 30 (ReLU)
   -> dense 25 (ReLU) -> linear.  No ReLU is inserted after a factorized projection.
-* ``cnn``: Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
+* ``textcnn``: Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
   dropout, linear.
 
 The first dense layer after the embedding (optionally factorized by
@@ -24,7 +24,7 @@ The first dense layer after the embedding (optionally factorized by
   (H x C) would be the first ``nn.Linear`` after the recurrence, but at p = 0.9 the rank formula gives k = 0
   for C = 2, 6 or 7 classes (150 x 2: floor(0.1 * 300 / 152) = 0; 150 x 7: floor(0.1 * 1050 / 157) = 0), and
   for any p >= 0.5 with 2 classes, so it cannot be compressed meaningfully.
-* ``cnn``: its only ``nn.Linear``, the output layer (3 * filters -> C); the convolutions are not dense layers.
+* ``textcnn``: its only ``nn.Linear``, the output layer (3 * filters -> C); the convolutions are not dense layers.
   With few classes its rank is small (k <= C), so it usually needs ``dense.rank`` or a low ``dense.compression``.
 """
 
@@ -39,7 +39,7 @@ from torch import nn
 from toolkit.compress.factorize import FactorizedLinear, LowRankInputLSTM
 from toolkit.compress.schedulers import build_scheduler
 
-ARCHS = ("lstm", "dan", "cnn")
+ARCHS = ("lstm", "dan", "textcnn")
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ class TextClassifier(nn.Module):
     """Token ids long [B, T] -> logits float [B, C] through ``embedding`` then an encoder.
 
     Args:
-        arch: ``lstm`` | ``dan`` | ``cnn``.
+        arch: ``lstm`` | ``dan`` | ``textcnn``.
         vocab_size: V.
         embedding_dim: d (the width the encoder expects).
         num_classes: C.
