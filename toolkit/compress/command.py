@@ -1,4 +1,4 @@
-"""``toolkit compress``: config -> data -> train -> SVD-factorize -> fine-tune -> metrics and artifacts.
+"""``toolkit compress``: config -> data -> train -> SVD-factorize -> fine-tune -> metrics and artifacts (a :class:`Task`).
 
 Outputs (in ``output_dir``; with several compression values, one subfolder ``compression_<p>/`` or
 ``rank_<k>/`` per value): ``compressed.pt`` (state dict, vocabulary, classes, rank), ``lr_schedule.png``
@@ -18,6 +18,7 @@ from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff
 from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run
+from toolkit.task import Task, run_task
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "params", "bytes", "embedding_params", "embedding_bytes",
                 "latency_ms_per_batch")
@@ -132,8 +133,185 @@ def check_training_config(cfg: DictConfig, dim: int | None = None) -> None:
                                  f"dimension, got d = {dim}; use baselines.quantize_bits=[16,8]")
 
 
+class Compress(Task):
+    """``toolkit compress``: one compression experiment, or a sweep over compression/rank values.
+
+    Stages (:mod:`toolkit.task`): ``validate`` (declared constraints, the data and compression keys, optimizer,
+    schedule and baseline settings); ``setup`` (text data, the embedding dimension d, every point's rank, the
+    dense layer's ranks, all checked before training); ``fit`` (pre-train the uncompressed model; per point:
+    truncated SVD, fine-tuning with ``scheduler``, the from-scratch baselines); ``evaluate`` (accuracy, macro
+    F1, sizes and latency of every model, quantization baselines); ``save`` (``compressed.pt`` per point,
+    per-point ``metrics.json`` in a sweep, ``lr_schedule.png``, ``tradeoff.png``).
+
+    Raises (from its stages):
+        InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
+            with ``dense.factorize=true`` a ``dense.compression`` outside (0, 1) or leaving rank 0, or a
+            ``dense.rank`` outside [1, min(m, n)] (all before any training), bad optimizer / scheduler /
+            baseline settings (:func:`check_training_config`).
+    """
+
+    config_name = "compress"
+
+    def validate(self) -> None:
+        """Declared constraints; data given; compression or rank; optimizer, schedule and baseline settings."""
+        super().validate()
+        cfg = self.cfg
+        data_cfg = cfg.get("data")
+        if data_cfg is None or not data_cfg.get("train"):
+            raise InputError("data", None, P.NO_DATA_HINT)
+        self.ranks = _as_list(cfg.get("rank"))
+        self.comps = [] if self.ranks else [P.check_compression(c) for c in _as_list(cfg.get("compression"))]
+        if not self.ranks and not self.comps:
+            raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
+        check_training_config(cfg)
+        self.dense_on, self.dense_p, self.dense_k = dense_settings(cfg)
+
+    def setup(self) -> None:
+        """Text data, d, the sweep's points ``(label, p, k)`` and dense ranks; training settings."""
+        cfg, run = self.cfg, self.run
+        self.model_cfg = model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+        self.arch = arch = str(model_cfg.get("arch", "lstm"))
+        dim_cfg = model_cfg.get("embedding_dim")
+        self.seed = seed = int(cfg.seed or 0)
+        if cfg.get("threads"):
+            import torch
+
+            torch.set_num_threads(int(cfg.threads))
+        with run.timer("load_data"):
+            data = self.data = P.load_text_data(OmegaConf.to_container(cfg.data, resolve=True), dim_cfg, seed)
+        dim = self.dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
+        vsize = len(data.vocab)
+        check_training_config(cfg, dim)
+        self.points = points = (
+            [(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in self.ranks] if self.ranks else
+            [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in self.comps])
+        self.dense_shape, self.ranks_d = None, []
+        if self.dense_on:  # checked like the embedding's rank, before any output or training (exit 2, one line)
+            probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes are used
+            try:
+                self.dense_shape = probe.first_dense_shape()
+            except ValueError as exc:
+                raise InputError("dense.factorize", None, str(exc)) from None
+            self.ranks_d = dense_ranks(self.dense_shape, points, vsize, dim, self.dense_p, self.dense_k)
+            del probe
+        elif self.dense_p is not None or self.dense_k is not None:
+            log("dense.factorize is false: dense.compression / dense.rank are ignored")
+        if "vectors" in data.info:
+            v = data.info["vectors"]
+            log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
+                f"({v['vocab_coverage']:.1%}), {v.get('train_token_coverage', 0):.1%} of training tokens; "
+                "the rest are initialised randomly")
+        log(f"data: {data.info['train']} train / {data.info['valid']} valid / {data.info['test']} test, "
+            f"{len(data.classes)} classes, vocabulary {vsize} x {dim}")
+        self.common = dict(optim_cfg=OmegaConf.to_container(cfg.optimizer, resolve=True),
+                           trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
+                           batch_size=int(cfg.batch_size), seed=seed)
+        self.pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
+        self.sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
+        self.sched_name = str(self.sched_cfg.pop("name"))
+
+    def fit(self) -> None:
+        """Pre-train; per point: factorize (a copy is kept for the no-fine-tuning row), fine-tune, baselines."""
+        import copy
+
+        cfg, run, data, arch = self.cfg, self.run, self.data, self.arch
+        with run.timer("pretrain"):
+            log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
+            self.net = P.build_net(arch, data, self.dim, self.model_cfg, data.vectors, self.seed)
+            P.train_classifier(self.net, data, int(cfg.pretrain.epochs), "constant", self.pre_cfg, **self.common)
+        bl = cfg.baselines
+        budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
+        self.models: dict[str, dict[str, Any]] = {}
+        for i, (label, _p, k) in enumerate(self.points):
+            nets: dict[str, Any] = {"dense_rank": self.ranks_d[i][0] if self.dense_on else None}
+            with run.timer("factorize"):
+                fnet = P.factorized_copy(self.net, k, dense_rank=nets["dense_rank"])
+                nets["svd_no_finetune"] = copy.deepcopy(fnet)
+            with run.timer("finetune"):
+                dense_note = (f", first dense layer {self.dense_shape[0]} x {self.dense_shape[1]} at rank "
+                              f"{nets['dense_rank']}" if self.dense_on else "")
+                log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
+                    f"scheduler={self.sched_name}")
+                nets["lrs"] = P.train_classifier(fnet, data, int(cfg.finetune.epochs), self.sched_name,
+                                                 self.sched_cfg, **self.common)
+                nets["svd_finetune"] = fnet
+            if bl.enabled and bl.from_scratch:
+                width = P.equal_params_dim(len(data.vocab), self.dim, k)
+                for name, from_svd in (("svd_before_training", True), ("small_embedding", False)):
+                    with run.timer(name):
+                        log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
+                        table = P.small_table(data, self.dim, width, from_svd, self.seed)
+                        bnet = P.build_net(arch, data, width, self.model_cfg, table, self.seed)
+                        P.train_classifier(bnet, data, budget, "constant", self.pre_cfg, **self.common)
+                        nets[name] = bnet
+            self.models[label] = nets
+
+    def evaluate(self) -> dict:
+        """Every model on the test split; sizes and compression ratios against the uncompressed model."""
+        cfg, data = self.cfg, self.data
+        eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats),
+                       dense=self.dense_on)
+        with self.run.timer("evaluate"):
+            base = P.evaluate(self.net, data, **eval_kw)
+            base = _with_ratios(base, base)
+            metrics: dict[str, Any] = {"data": data.info, "embedding_shape": [len(data.vocab), self.dim],
+                                       "uncompressed": base}
+            if self.dense_on:
+                metrics["dense_layer"] = DENSE_LAYER[self.arch]
+                metrics["dense_shape"] = list(self.dense_shape)
+            self.curves: dict[str, list[tuple[float, float]]] = {}
+            bl = cfg.baselines
+            if bl.enabled and bl.quantize_bits:
+                for bits in _as_list(bl.quantize_bits):
+                    name = "fp16" if int(bits) == 16 else f"int{int(bits)}"
+                    q = _with_ratios(P.evaluate(P.quantized_copy(self.net, int(bits)), data, **eval_kw), base)
+                    metrics[f"quantize_{name}"] = q
+                    self.curves[f"quantize {name}"] = [(q["embedding_byte_compression"], q["accuracy"])]
+            runs: dict[str, Any] = {}
+            for i, (label, p, k) in enumerate(self.points):
+                nets = self.models[label]
+                res: dict[str, Any] = {"rank": k, "requested_compression": p}
+                if self.dense_on:
+                    res["dense_rank"], res["requested_dense_compression"] = self.ranks_d[i]
+                for method in ("svd_no_finetune", "svd_finetune", "svd_before_training", "small_embedding"):
+                    if method in nets:
+                        res[method] = _with_ratios(P.evaluate(nets[method], data, **eval_kw), base)
+                res["accuracy_before"] = base["accuracy"]
+                res["accuracy_after"] = res["svd_finetune"]["accuracy"]
+                for method in ("svd_finetune", "svd_no_finetune", "svd_before_training", "small_embedding"):
+                    if method in res:
+                        self.curves.setdefault(method.replace("_", " "), []).append(
+                            (res[method]["embedding_byte_compression"], res[method]["accuracy"]))
+                runs[label] = res
+        metrics["runs"] = runs if len(self.points) > 1 else None
+        if len(self.points) == 1:
+            metrics.update(next(iter(runs.values())))
+        self.runs = runs
+        return {k: v for k, v in metrics.items() if v is not None}
+
+    def save(self, metrics: dict) -> None:
+        """``compressed.pt`` per point (in ``<point>/`` for a sweep, with its ``metrics.json``) and the plots."""
+        cfg, run, data = self.cfg, self.run, self.data
+        for label, p, k in self.points:
+            sub = f"{label}/" if len(self.points) > 1 else ""
+            nets = self.models[label]
+            extra = {"rank": k, "compression": p, "model": self.model_cfg}
+            if self.dense_on:
+                extra["dense_rank"] = nets["dense_rank"]
+            P.save_checkpoint(run.path(sub + "compressed.pt"), nets["svd_finetune"], data, extra)
+            if cfg.plot:
+                spe = -(-data.info["train"] // int(cfg.batch_size))
+                plot_lr_schedule(run.path(sub + "lr_schedule.png"), nets["lrs"], spe,
+                                 f"fine-tuning learning rate: {self.sched_name} (rank {k})")
+            if sub:
+                run.write_json(sub + "metrics.json", self.runs[label])
+        if cfg.plot:
+            plot_tradeoff(run.path("tradeoff.png"), self.curves, metrics["uncompressed"]["accuracy"],
+                          f"{self.arch}: accuracy vs embedding size")
+
+
 def run(cfg: DictConfig, run: Run) -> dict:
-    """Run one compression experiment (or a sweep over compression/rank values).
+    """Run ``toolkit compress`` (:class:`Compress` through :func:`toolkit.task.run_task`).
 
     Args:
         cfg: the composed ``compress`` config (``configs/compress/compress.yaml``).
@@ -143,133 +321,6 @@ def run(cfg: DictConfig, run: Run) -> dict:
         ``{"metrics": ...}``: see ``docs/compress.md`` (Outputs).
 
     Raises:
-        InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
-            with ``dense.factorize=true`` a ``dense.compression`` outside (0, 1) or leaving rank 0, or a
-            ``dense.rank`` outside [1, min(m, n)] (checked before any training),
-            bad optimizer / scheduler / baseline settings (:func:`check_training_config`).
+        InputError: see :class:`Compress`.
     """
-    data_cfg = cfg.get("data")
-    if data_cfg is None or not data_cfg.get("train"):
-        raise InputError("data", None, P.NO_DATA_HINT)
-    ranks = _as_list(cfg.get("rank"))
-    comps = [] if ranks else [P.check_compression(c) for c in _as_list(cfg.get("compression"))]
-    if not ranks and not comps:
-        raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
-    check_training_config(cfg)
-    dense_on, dense_p, dense_k = dense_settings(cfg)
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-    arch = str(model_cfg.get("arch", "lstm"))
-    dim_cfg = model_cfg.get("embedding_dim")
-    seed = int(cfg.seed or 0)
-    if cfg.get("threads"):
-        import torch
-
-        torch.set_num_threads(int(cfg.threads))
-
-    with run.timer("load_data"):
-        data = P.load_text_data(OmegaConf.to_container(data_cfg, resolve=True), dim_cfg, seed)
-    dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
-    vsize = len(data.vocab)
-    check_training_config(cfg, dim)
-    points = ([(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in ranks] if ranks else
-              [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in comps])
-    dense_shape, ranks_d = None, []
-    if dense_on:  # checked like the embedding's rank, before any output or training (exit 2, one line)
-        probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes are used
-        try:
-            dense_shape = probe.first_dense_shape()
-        except ValueError as exc:
-            raise InputError("dense.factorize", None, str(exc)) from None
-        ranks_d = dense_ranks(dense_shape, points, vsize, dim, dense_p, dense_k)
-        del probe
-    elif dense_p is not None or dense_k is not None:
-        log("dense.factorize is false: dense.compression / dense.rank are ignored")
-    if "vectors" in data.info:
-        v = data.info["vectors"]
-        log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
-            f"({v['vocab_coverage']:.1%}), {v.get('train_token_coverage', 0):.1%} of training tokens; "
-            "the rest are initialised randomly")
-    log(f"data: {data.info['train']} train / {data.info['valid']} valid / {data.info['test']} test, "
-        f"{len(data.classes)} classes, vocabulary {vsize} x {dim}")
-
-    common = dict(optim_cfg=OmegaConf.to_container(cfg.optimizer, resolve=True),
-                  trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
-                  batch_size=int(cfg.batch_size), seed=seed)
-    eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats),
-                   dense=dense_on)
-    pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
-    sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
-    sched_name = str(sched_cfg.pop("name"))
-
-    with run.timer("pretrain"):
-        log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
-        net = P.build_net(arch, data, dim, model_cfg, data.vectors, seed)
-        P.train_classifier(net, data, int(cfg.pretrain.epochs), "constant", pre_cfg, **common)
-        base = P.evaluate(net, data, **eval_kw)
-    base = _with_ratios(base, base)
-    metrics: dict[str, Any] = {"data": data.info, "embedding_shape": [vsize, dim], "uncompressed": base}
-    if dense_on:
-        metrics["dense_layer"] = DENSE_LAYER[arch]
-        metrics["dense_shape"] = list(dense_shape)
-    curves: dict[str, list[tuple[float, float]]] = {}
-
-    bl = cfg.baselines
-    if bl.enabled and bl.quantize_bits:
-        with run.timer("quantize"):
-            for bits in _as_list(bl.quantize_bits):
-                name = "fp16" if int(bits) == 16 else f"int{int(bits)}"
-                q = _with_ratios(P.evaluate(P.quantized_copy(net, int(bits)), data, **eval_kw), base)
-                metrics[f"quantize_{name}"] = q
-                curves[f"quantize {name}"] = [(q["embedding_byte_compression"], q["accuracy"])]
-
-    runs: dict[str, Any] = {}
-    budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
-    for i, (label, p, k) in enumerate(points):
-        sub = f"{label}/" if len(points) > 1 else ""
-        res: dict[str, Any] = {"rank": k, "requested_compression": p}
-        kd = ranks_d[i][0] if dense_on else None
-        if dense_on:
-            res["dense_rank"], res["requested_dense_compression"] = ranks_d[i]
-        with run.timer("factorize"):
-            fnet = P.factorized_copy(net, k, dense_rank=kd)
-            res["svd_no_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
-        with run.timer("finetune"):
-            dense_note = f", first dense layer {dense_shape[0]} x {dense_shape[1]} at rank {kd}" if dense_on else ""
-            log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
-                f"scheduler={sched_name}")
-            lrs = P.train_classifier(fnet, data, int(cfg.finetune.epochs), sched_name, sched_cfg, **common)
-            res["svd_finetune"] = _with_ratios(P.evaluate(fnet, data, **eval_kw), base)
-        res["accuracy_before"] = base["accuracy"]
-        res["accuracy_after"] = res["svd_finetune"]["accuracy"]
-        extra = {"rank": k, "compression": p, "model": model_cfg}
-        if dense_on:
-            extra["dense_rank"] = kd
-        P.save_checkpoint(run.path(sub + "compressed.pt"), fnet, data, extra)
-        if cfg.plot:
-            spe = -(-data.info["train"] // int(cfg.batch_size))
-            plot_lr_schedule(run.path(sub + "lr_schedule.png"), lrs, spe,
-                             f"fine-tuning learning rate: {sched_name} (rank {k})")
-        if bl.enabled and bl.from_scratch:
-            width = P.equal_params_dim(vsize, dim, k)
-            for name, from_svd in (("svd_before_training", True), ("small_embedding", False)):
-                with run.timer(name):
-                    log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
-                    table = P.small_table(data, dim, width, from_svd, seed)
-                    bnet = P.build_net(arch, data, width, model_cfg, table, seed)
-                    P.train_classifier(bnet, data, budget, "constant", pre_cfg, **common)
-                    res[name] = _with_ratios(P.evaluate(bnet, data, **eval_kw), base)
-        for method in ("svd_finetune", "svd_no_finetune", "svd_before_training", "small_embedding"):
-            if method in res:
-                curves.setdefault(method.replace("_", " "), []).append(
-                    (res[method]["embedding_byte_compression"], res[method]["accuracy"]))
-        if sub:
-            run.write_json(sub + "metrics.json", res)
-        runs[label] = res
-    metrics["runs"] = runs if len(points) > 1 else None
-    if len(points) == 1:
-        metrics.update(next(iter(runs.values())))
-    metrics = {k: v for k, v in metrics.items() if v is not None}
-    if cfg.plot:
-        plot_tradeoff(run.path("tradeoff.png"), curves, base["accuracy"],
-                      f"{arch}: accuracy vs embedding size")
-    return {"metrics": metrics}
+    return run_task(Compress(cfg, run))
