@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.cluster.schema import METHODS
 from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run, seed_everything
+from toolkit.task import Task, run_task
 
 AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
@@ -191,8 +191,88 @@ def _check_sizes(cfg, n_train: int, n_test: int) -> None:
                              f"has {n_train} points; needs more than max(model.train.knn_k)={k_train}")
 
 
+class Cluster(Task):
+    """``toolkit cluster``: see ``docs/cluster.md``.
+
+    Stages (:mod:`toolkit.task`): ``validate`` (declared constraints, :mod:`toolkit.cluster.schema`);
+    ``setup`` (read features, or images still to embed; nothing trained); ``fit`` (the image encoder, or its
+    cached features; Hi-LANDER's GNN and tau, or a checkpoint; ``method=auto``'s selection on held-out
+    meta-training classes); ``evaluate`` (cluster the test set, edge diagnostics, pairwise/BCubed F, NMI, ARI);
+    ``save`` (``labels.npy``, ``model.ckpt``, ``clusters.png``, ``clusters_gallery.png``).
+
+    Raises (from its stages):
+        InputError: bad config or data (exit code 2).
+    """
+
+    config_name = "cluster"
+
+    def setup(self) -> None:
+        """Seed every RNG and read the data (timer ``load``)."""
+        from toolkit.cluster.features import read_cluster_inputs
+
+        seed_everything(self.cfg.seed)
+        with self.run.timer("load"):
+            self.inputs = read_cluster_inputs(self.cfg)
+
+    def fit(self) -> None:
+        """Features (encoder), then what the method learns from the meta-training data."""
+        from toolkit.cluster.features import embed_cluster_inputs
+
+        cfg, run = self.cfg, self.run
+        data = self.data = embed_cluster_inputs(self.inputs, cfg, run)
+        _check_sizes(cfg, len(data.train_x), len(data.test_x))
+        log(f"meta-training: {len(data.train_x)} points, {len(np.unique(data.train_y))} classes; "
+            f"clustering {len(data.test_x)} points of dimension {data.test_x.shape[1]}")
+        self.info: dict = {}
+        self.method = method = str(cfg.method)
+        self.model = None
+        if method == "auto":
+            self.method, self.model, self.tau, self.info = _auto_select(cfg, run, data)
+        elif method == "hilander":
+            self.model, self.tau, self.info = _fit_hilander(cfg, run, data)
+
+    def evaluate(self) -> dict:
+        """Cluster the test set with the fitted method and measure the clusters against the test labels."""
+        from toolkit.cluster.metrics import evaluate
+
+        cfg, run, data = self.cfg, self.run, self.data
+        metrics: dict = {"method": str(cfg.method), "num_points": int(len(data.test_x)), **data.info}
+        if self.method == "hilander":
+            self.labels, info = _cluster_hilander(cfg, run, data, self.model, self.tau)
+        else:
+            from toolkit.cluster.baselines import cluster_baseline
+
+            with run.timer("cluster"):
+                self.labels, info = cluster_baseline(self.method, data.train_x, data.train_y, data.test_x,
+                                                     data.test_y, cfg.baselines)
+        metrics.update(self.info)
+        metrics.update(info)
+        with run.timer("evaluate"):
+            metrics.update(evaluate(data.test_y, self.labels))
+        return metrics
+
+    def save(self, metrics: dict) -> None:
+        """``labels.npy``; ``model.ckpt`` of a GNN trained here; the plots (``plot=true``)."""
+        cfg, run, data, labels = self.cfg, self.run, self.data, self.labels
+        np.save(run.path("labels.npy"), labels)
+        if self.model is not None and not cfg.model.checkpoint:
+            save_checkpoint(self.model, data.train_x.shape[1], cfg.model, run.path("model.ckpt"), self.tau)
+        if cfg.plot:
+            from toolkit.cluster.plot import plot_clusters
+
+            with run.timer("plot"):
+                plot_clusters(data.test_x, labels, data.test_y, run.path("clusters.png"), int(cfg.plot_max_points),
+                              int(cfg.seed or 0))
+        if cfg.plot and data.test_images is not None:
+            from toolkit.cluster.plot import plot_gallery
+
+            with run.timer("plot_gallery"):
+                plot_gallery(data.test_images, labels, data.test_y, run.path("clusters_gallery.png"),
+                             int(cfg.gallery_max_clusters), int(cfg.gallery_per_row), int(cfg.seed or 0))
+
+
 def run(cfg, run: Run) -> dict:
-    """Execute ``toolkit cluster`` for the composed config; see ``docs/cluster.md``.
+    """Execute ``toolkit cluster`` for the composed config (:class:`Cluster` through :func:`run_task`).
 
     Returns:
         ``{"metrics": ...}`` with clustering metrics (when test labels exist), cluster counts,
@@ -201,56 +281,11 @@ def run(cfg, run: Run) -> dict:
     Raises:
         InputError: bad config or data (exit code 2).
     """
-    method = str(cfg.method)
-    if method not in METHODS:
-        raise InputError("config", "method", f"unknown method '{method}' (expected one of {', '.join(METHODS)})")
-    if cfg.model.infer.threshold not in ("prob", "sim"):
-        raise InputError("config", "model.infer.threshold", "expected 'prob' or 'sim'")
-    from toolkit.cluster.hierarchy import KNN_ON
-
-    if str(cfg.model.knn_on) not in KNN_ON:
-        raise InputError("config", "model.knn_on", f"expected one of {', '.join(KNN_ON)}, got '{cfg.model.knn_on}'")
-    seed_everything(cfg.seed)
-    from toolkit.cluster.features import load_cluster_data
-
-    with run.timer("load"):
-        data = load_cluster_data(cfg, run)
-    _check_sizes(cfg, len(data.train_x), len(data.test_x))
-    log(f"meta-training: {len(data.train_x)} points, {len(np.unique(data.train_y))} classes; "
-        f"clustering {len(data.test_x)} points of dimension {data.test_x.shape[1]}")
-    metrics: dict = {"method": method, "num_points": int(len(data.test_x)), **data.info}
-    if method == "hilander":
-        labels, info = _hilander(cfg, run, data)
-    elif method == "auto":
-        labels, info = _auto(cfg, run, data)
-    else:
-        from toolkit.cluster.baselines import cluster_baseline
-
-        with run.timer("cluster"):
-            labels, info = cluster_baseline(method, data.train_x, data.train_y, data.test_x, data.test_y, cfg.baselines)
-    metrics.update(info)
-    np.save(run.path("labels.npy"), labels)
-    from toolkit.cluster.metrics import evaluate
-
-    with run.timer("evaluate"):
-        metrics.update(evaluate(data.test_y, labels))
-    if cfg.plot:
-        from toolkit.cluster.plot import plot_clusters
-
-        with run.timer("plot"):
-            plot_clusters(data.test_x, labels, data.test_y, run.path("clusters.png"), int(cfg.plot_max_points),
-                          int(cfg.seed or 0))
-    if cfg.plot and data.test_images is not None:
-        from toolkit.cluster.plot import plot_gallery
-
-        with run.timer("plot_gallery"):
-            plot_gallery(data.test_images, labels, data.test_y, run.path("clusters_gallery.png"),
-                         int(cfg.gallery_max_clusters), int(cfg.gallery_per_row), int(cfg.seed or 0))
-    return {"metrics": metrics}
+    return run_task(Cluster(cfg, run))
 
 
-def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
-    """``method=auto``: score every candidate on held-out meta-training classes, run the best on the test set.
+def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
+    """``method=auto``: score every candidate on held-out meta-training classes and pick the best.
 
     The held-out classes are the ones Hi-LANDER already keeps out of GNN training
     (``model.train.val_fraction``, same seed).  Each candidate is fitted on the other meta-training classes
@@ -258,6 +293,9 @@ def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
     clusters the held-out classes; the highest pairwise F wins (ties: the earlier candidate in
     ``AUTO_CANDIDATES``).  The chosen method then runs as it would on its own (a baseline re-tunes on all
     meta-training classes; Hi-LANDER reuses the GNN just trained and the tau of ``model.train.tau_on``).
+
+    Returns:
+        ``(chosen method, Hi-LANDER model or None, its tau or None, info for metrics.json)``.
 
     Raises:
         InputError: fewer than 4 meta-training classes or ``model.train.val_fraction`` 0 (nothing to hold out).
@@ -276,18 +314,16 @@ def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
         candidates.append("kmeans")
     fx, fy, vx, vy = data.train_x[fit_idx], data.train_y[fit_idx], data.train_x[val_idx], data.train_y[val_idx]
     held: dict[str, float] = {}
-    trained = None
+    fitted = None
     with run.timer("auto_select"):
         for m in candidates:
             if m == "hilander":
-                if mc.checkpoint:
-                    model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
-                    tau_fit, trained = model.tau, None
+                fitted = _fit_hilander(cfg, run, data)
+                model = fitted[0]
+                if mc.checkpoint or str(inf.tau) != "auto":
+                    tau_fit = fitted[1]
                 else:
-                    model, tau, train_info = _train(cfg, run, data)
-                    trained = (model, tau, train_info)
-                    tau_fit, _ = tune_tau(model, fx, fy, inf, knn_kwargs(mc)) if str(inf.tau) == "auto" \
-                        else (float(inf.tau), None)
+                    tau_fit, _ = tune_tau(model, fx, fy, inf, knn_kwargs(mc))
                 lab, _ = cluster_hierarchy(vx, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
                                            int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
                                            knn_on=model.knn_on)
@@ -297,38 +333,36 @@ def _auto(cfg, run: Run, data) -> tuple[np.ndarray, dict]:
             log(f"auto: {m} pairwise F {held[m]:.3f} on {len(np.unique(vy))} held-out meta-training classes")
     chosen = max(candidates, key=lambda m: held[m])
     log(f"auto: chose {chosen}")
+    info = {"chosen_method": chosen, "auto_heldout_pairwise_f": held,
+            "auto_heldout_classes": int(len(np.unique(vy)))}
     if chosen == "hilander":
-        labels, info = _hilander(cfg, run, data, trained)
-    else:
-        with run.timer("cluster"):
-            labels, info = cluster_baseline(chosen, data.train_x, data.train_y, data.test_x, data.test_y,
-                                            cfg.baselines)
-    return labels, {"chosen_method": chosen, "auto_heldout_pairwise_f": held,
-                    "auto_heldout_classes": int(len(np.unique(vy))), **info}
+        model, tau, hl_info = fitted
+        return chosen, model, tau, {**info, **hl_info}
+    return chosen, None, None, info
 
 
-def _hilander(cfg, run: Run, data, trained: tuple | None = None) -> tuple[np.ndarray, dict]:
-    """Hi-LANDER end to end: train (or load, or reuse ``trained = (model, tau, info)``), cluster, diagnose."""
+def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
+    """Hi-LANDER's model and tau: loaded from ``model.checkpoint``, or trained here (:func:`_train`).
+
+    Returns:
+        ``(model, tau, info for metrics.json)``.
+    """
+    mc, inf = cfg.model, cfg.model.infer
+    if mc.checkpoint:
+        model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
+        tau, source = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
+            (float(inf.tau), "given")
+        log(f"loaded Hi-LANDER from {mc.checkpoint}")
+        return model, float(tau), {"checkpoint": str(mc.checkpoint), "tau_source": source}
+    return _train(cfg, run, data)
+
+
+def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarray, dict]:
+    """Cluster the test set level by level with ``model`` and ``tau``; per-level stats and edge diagnostics."""
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     mc, inf = cfg.model, cfg.model.infer
-    info: dict = {}
-    if trained is not None:
-        model, tau, train_info = trained
-        info.update(train_info)
-        save_checkpoint(model, data.train_x.shape[1], mc, run.path("model.ckpt"), tau)
-    elif mc.checkpoint:
-        model = load_checkpoint(str(mc.checkpoint), data.test_x.shape[1])
-        info["checkpoint"] = str(mc.checkpoint)
-        tau, info["tau_source"] = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
-            (float(inf.tau), "given")
-        log(f"loaded Hi-LANDER from {mc.checkpoint}")
-    else:
-        model, tau, train_info = _train(cfg, run, data)
-        info.update(train_info)
-        save_checkpoint(model, data.train_x.shape[1], mc, run.path("model.ckpt"), tau)
-    info["tau"] = tau
-    info["knn_on"] = model.knn_on
+    info: dict = {"tau": tau, "knn_on": model.knn_on}
     with run.timer("cluster"):
         labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),

@@ -57,8 +57,29 @@ def _select(x: np.ndarray, y: np.ndarray, classes, where: str) -> tuple[np.ndarr
     return x[keep], y[keep]
 
 
-def load_cluster_data(cfg, run: Run) -> ClusterData:
-    """Build :class:`ClusterData` from the composed config (``cfg.data``, ``cfg.encoder``, ``cfg.trainer``).
+@dataclass
+class ImageInputs:
+    """Images read from ``cfg.data`` (``data.kind=images``), before the encoder turns them into features.
+
+    Attributes:
+        train_images: float32 ``[N, C, H, W]`` in [0, 1]; train_y: int64 ``[N]`` labels 0..K-1.
+        test_images: float32 ``[M, C, H, W]``; test_y: int64 ``[M]`` or None.
+        groups: ``[N]`` group name (e.g. alphabet) of each meta-training image, or None.
+        source: the test images' path.
+    """
+
+    train_images: np.ndarray
+    train_y: np.ndarray
+    test_images: np.ndarray
+    test_y: np.ndarray | None
+    groups: np.ndarray | None
+    source: str
+
+
+def read_cluster_inputs(cfg) -> ClusterData | ImageInputs:
+    """Read ``cfg.data``: features ready to cluster (``digits``, ``features``), or images still to embed.
+
+    Nothing is trained here; :func:`embed_cluster_inputs` turns :class:`ImageInputs` into features.
 
     Raises:
         InputError: unknown ``data.kind``, missing/malformed files, length or dimension mismatches,
@@ -85,11 +106,38 @@ def load_cluster_data(cfg, run: Run) -> ClusterData:
                               "data.test_labels", n=len(sx))
         out = ClusterData(tx, ty, sx, sy, str(data.test_features))
     elif kind == "images":
-        out = _image_data(cfg, run)
+        return _read_images(cfg)
     else:
         raise InputError("config", "data.kind", f"unknown kind '{kind}' (expected digits, features or images)")
     validate(out)
     return out
+
+
+def embed_cluster_inputs(inputs: ClusterData | ImageInputs, cfg, run: Run) -> ClusterData:
+    """Features of ``inputs``: image inputs go through the encoder (trained on meta-training classes, or
+    reused from the feature cache, or the pretrained ``encoder=dlib-face``); features pass through.
+
+    Raises:
+        InputError: as :func:`encode_images`, or dimensions/classes as :func:`validate`.
+    """
+    if isinstance(inputs, ClusterData):
+        return inputs
+    info: dict = {}
+    train_f, train_y, test_f = encode_images(inputs.train_images, inputs.train_y, inputs.test_images, cfg, run,
+                                             inputs.groups, info=info)
+    out = ClusterData(train_f, train_y, test_f, inputs.test_y, inputs.source, test_images=inputs.test_images,
+                      info=info)
+    validate(out)
+    return out
+
+
+def load_cluster_data(cfg, run: Run) -> ClusterData:
+    """:func:`read_cluster_inputs` then :func:`embed_cluster_inputs` (what the diagnostic scripts use).
+
+    Raises:
+        InputError: as those two.
+    """
+    return embed_cluster_inputs(read_cluster_inputs(cfg), cfg, run)
 
 
 def validate(d: ClusterData) -> None:
@@ -145,7 +193,7 @@ def _strip_common_root(names: list[str] | None) -> list[str] | None:
     return ["/".join(p) for p in parts]
 
 
-def _image_data(cfg, run: Run) -> ClusterData:
+def _read_images(cfg) -> ImageInputs:
     data = cfg.data
     tx, ty, tnames = _load_image_split(data.train_images, data.train_labels, data.train_classes, data, "train")
     sx, sy, snames = _load_image_split(data.test_images, data.test_labels, data.test_classes, data, "test")
@@ -166,9 +214,7 @@ def _image_data(cfg, run: Run) -> ClusterData:
     _, ty = np.unique(ty, return_inverse=True)
     if len(np.unique(ty)) < 2:
         raise InputError(str(data.train_images), "labels", "meta-training needs at least 2 classes")
-    info: dict = {}
-    train_f, train_y, test_f = encode_images(tx, ty, sx, cfg, run, groups, info=info)
-    return ClusterData(train_f, train_y, test_f, sy, str(data.test_images), test_images=sx, info=info)
+    return ImageInputs(tx, ty.astype(np.int64), sx, sy, groups, str(data.test_images))
 
 
 def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
