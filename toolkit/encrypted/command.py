@@ -23,6 +23,7 @@ from toolkit.console import log
 from toolkit.encrypted import circuit as C
 from toolkit.encrypted.params import CKKSParams, ParamError, choose_params, validate_params
 from toolkit.errors import InputError
+from toolkit.task import Task, run_task
 
 STEPS = ("all", "keygen", "encrypt", "train", "refresh", "decrypt")
 SECRET = "owner/secret_context.zip"
@@ -342,61 +343,96 @@ def _jsonable_plan(report: dict) -> dict:
     return out
 
 
+class TrainEncrypted(Task):
+    """``toolkit train-encrypted``: the protocol's step(s) as stages of :mod:`toolkit.task`.
+
+    ``step`` selects which parties act (``all`` runs them in one process; see ``docs/encrypted.md``):
+
+    * ``validate``: declared constraints (:mod:`toolkit.encrypted.schema`) and cross-key rules;
+    * ``setup``: the owner's plan (plaintext simulation that refuses a plan overflowing the chain or the
+      sigmoid range) and key generation (``all``, ``keygen``; ``plan=true`` stops after the plan);
+    * ``fit``: the owner encrypts (``all``, ``encrypt``), the server refreshes (``refresh``) or trains on the
+      ciphertexts (``all``, ``train``);
+    * ``evaluate``: the owner decrypts the weights and measures them (``all``, ``decrypt``);
+    * ``save``: nothing left: each party's messages (keys, ciphertexts, job, weights) are written by the step
+      that makes them, since they are what the next party reads.
+
+    Raises (from its stages):
+        InputError: bad config, parameters, data, files or a plan that would overflow/exhaust the chain.
+    """
+
+    config_name = "train_encrypted"
+
+    def validate(self) -> None:
+        """Declared constraints and the command's cross-key rules (:func:`_check_cfg`)."""
+        super().validate()
+        _check_cfg(self.cfg)
+
+    def setup(self) -> None:
+        """Plan (``plan=true``, ``all``) and key generation (``all``, ``keygen``)."""
+        from toolkit.runtime import seed_everything
+
+        cfg, run = self.cfg, self.run
+        seed_everything(cfg.seed)
+        self.step = step = str(cfg.step)
+        self.files = files = _Files(run)
+        self.metrics: dict[str, Any] = {"step": step}
+        self.plan_only = bool(cfg.get("plan"))
+        if self.plan_only:
+            params = resolve_params(cfg.ckks, str(cfg.circuit))
+            prep = _prepare_data(cfg, params)
+            with run.timer("plan"):
+                report = _plan(cfg, params, prep)
+            run.write_json("plan.json", _jsonable_plan(report))
+            self.metrics.update(plan=_plan_summary(report), step="plan")
+            return
+        if step in ("all", "keygen"):
+            from toolkit.encrypted.protocol import owner_keygen
+
+            params = resolve_params(cfg.ckks, str(cfg.circuit))
+            if step == "all":
+                prep = _prepare_data(cfg, params)
+                with run.timer("plan"):
+                    report = _plan(cfg, params, prep)
+                _refuse_bad_plan(report, bool(cfg.train.get("allow_rising_loss", False)))
+                run.write_json("plan.json", _jsonable_plan(report))
+                self.metrics["plan"] = _plan_summary(report)
+            with run.timer("keygen"):
+                owner_keygen(params, files.write(SECRET), files.write(PUBLIC))
+            self.metrics["params"] = {
+                "poly_modulus_degree": params.poly_modulus_degree, "levels": params.levels,
+                "scale_bits": params.scale_bits,
+                "coeff_mod_bit_sizes": "[" + ",".join(map(str, params.coeff_mod_bit_sizes)) + "]"}
+            self.metrics["public_context_mib"] = files.read(PUBLIC).stat().st_size / 2 ** 20
+
+    def fit(self) -> None:
+        """Encryption (owner) and encrypted training or refreshing (server)."""
+        if self.plan_only:
+            return
+        step, cfg, run = self.step, self.cfg, self.run
+        if step in ("all", "encrypt"):
+            self.metrics.update(_encrypt(cfg, run, self.files))
+        if step == "refresh":
+            self.metrics.update(_refresh_step(run, self.files))
+        if step in ("all", "train"):
+            self.metrics.update(_train(run, self.files, local=step == "all", workers=server_workers(cfg)))
+
+    def evaluate(self) -> dict:
+        """Decryption and the trained model's metrics (``all``, ``decrypt``); every step's metrics."""
+        if not self.plan_only and self.step in ("all", "decrypt"):
+            self.metrics.update(_decrypt(self.cfg, self.run, self.files))
+        return self.metrics
+
+
 def run(cfg: Any, run: Any) -> dict:
-    """Run the configured step(s).  See ``docs/encrypted.md`` for the keys and outputs.
+    """Run the configured step(s) (:class:`TrainEncrypted` through :func:`toolkit.task.run_task`).
+
+    See ``docs/encrypted.md`` for the keys and outputs.
 
     Raises:
         InputError: bad config, parameters, data, files or a plan that would overflow/exhaust the chain.
     """
-    from toolkit.runtime import seed_everything
-
-    _check_cfg(cfg)
-    seed_everything(cfg.seed)
-    step = str(cfg.step)
-    files = _Files(run)
-    metrics: dict[str, Any] = {"step": step}
-
-    if cfg.get("plan"):
-        params = resolve_params(cfg.ckks, str(cfg.circuit))
-        prep = _prepare_data(cfg, params)
-        with run.timer("plan"):
-            report = _plan(cfg, params, prep)
-        run.write_json("plan.json", _jsonable_plan(report))
-        metrics["plan"] = _plan_summary(report)
-        metrics["step"] = "plan"
-        return {"metrics": metrics}
-
-    if step in ("all", "keygen"):
-        from toolkit.encrypted.protocol import owner_keygen
-
-        params = resolve_params(cfg.ckks, str(cfg.circuit))
-        prep = _prepare_data(cfg, params) if step == "all" else None
-        if prep is not None:
-            with run.timer("plan"):
-                report = _plan(cfg, params, prep)
-            _refuse_bad_plan(report, bool(cfg.train.get("allow_rising_loss", False)))
-            run.write_json("plan.json", _jsonable_plan(report))
-            metrics["plan"] = _plan_summary(report)
-        with run.timer("keygen"):
-            owner_keygen(params, files.write(SECRET), files.write(PUBLIC))
-        metrics["params"] = {"poly_modulus_degree": params.poly_modulus_degree, "levels": params.levels,
-                             "scale_bits": params.scale_bits,
-                             "coeff_mod_bit_sizes": "[" + ",".join(map(str, params.coeff_mod_bit_sizes)) + "]"}
-        metrics["public_context_mib"] = files.read(PUBLIC).stat().st_size / 2 ** 20
-        if step == "keygen":
-            return {"metrics": metrics}
-    if step in ("all", "encrypt"):
-        metrics.update(_encrypt(cfg, run, files))
-        if step == "encrypt":
-            return {"metrics": metrics}
-    if step == "refresh":
-        return {"metrics": {**metrics, **_refresh_step(run, files)}}
-    if step in ("all", "train"):
-        metrics.update(_train(run, files, local=step == "all", workers=server_workers(cfg)))
-        if step == "train":
-            return {"metrics": metrics}
-    metrics.update(_decrypt(cfg, run, files))
-    return {"metrics": metrics}
+    return run_task(TrainEncrypted(cfg, run))
 
 
 def _encrypt(cfg: Any, run: Any, files: _Files) -> dict:
