@@ -56,16 +56,16 @@ def main(
     """ML research tools for the shell and CI."""
 
 
-def fail(message: str, code: int, json_command: str | None = None) -> typer.Exit:
+def fail(message: str, code: int, command: str = "", json_out: bool = False) -> typer.Exit:
     """Print ``error: message`` (one line) on stderr and return the Exit to raise.
 
-    With ``json_command`` (the command ran with ``--json``) stdout also gets the error document
+    With ``json_out`` (the command ran with ``--json``) stdout also gets the error document
     ``{"command", "version", "error": {"message", "exit_code"}}``, so a script reading stdout always gets one JSON
     document.
     """
     typer.echo(f"error: {message}", err=True)
-    if json_command is not None:
-        doc = {"command": json_command, "version": __version__, "error": {"message": message, "exit_code": code}}
+    if json_out:
+        doc = {"command": command, "version": __version__, "error": {"message": message, "exit_code": code}}
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     return typer.Exit(code)
 
@@ -100,9 +100,9 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
 
         doc = execute(command, cfg, fn)
     except InputError as exc:
-        raise fail(str(exc), EXIT_BAD_INPUT, command if json_out else None) from None
+        raise fail(str(exc), EXIT_BAD_INPUT, command, json_out) from None
     except KeyboardInterrupt:
-        raise fail("interrupted", 130, command if json_out else None) from None
+        raise fail("interrupted", 130, command, json_out) from None
     except typer.Exit:
         raise
     except Exception as exc:  # runtime failure: one line, traceback on demand
@@ -110,7 +110,7 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
             raise
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise fail(f"{type(exc).__name__}: {msg} (set TOOLKIT_DEBUG=1 for the traceback)",
-                   EXIT_RUNTIME, command if json_out else None) from None
+                   EXIT_RUNTIME, command, json_out) from None
     if json_out:
         from toolkit.runtime import to_jsonable
 
@@ -211,14 +211,14 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
     given = [o.split("=", 1)[0].lstrip("+~") for o in overrides or []]
     if "data" not in given and (keys := [k for k in given if k.startswith("data.")]):
         raise fail(f"{keys[0]}: compare-models has no default data; pass data=<preset> (e.g. data=compat_mnist) "
-                   "with the data.* keys", EXIT_BAD_INPUT, "compare-models" if json_out else None)
+                   "with the data.* keys", EXIT_BAD_INPUT, "compare-models", json_out)
     if max_nfr is not None:  # a fraction: `--max-nfr 1` meant as 1% would make the gate never fail
         from toolkit.compat.command import check_max_nfr
 
         try:
             check_max_nfr(max_nfr, "--max-nfr")
         except InputError as exc:
-            raise fail(str(exc), EXIT_BAD_INPUT, "compare-models" if json_out else None) from None
+            raise fail(str(exc), EXIT_BAD_INPUT, "compare-models", json_out) from None
     extra = [f"old={old}", f"new={new}"] + ([f"max_nfr={max_nfr}"] if max_nfr is not None else [])
     doc = run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
                       json_out, quiet, extra=extra)
@@ -250,7 +250,7 @@ def compress(overrides: Overrides = None, cfg: CfgFlag = False, json_out: JsonFl
         if sep and "," in value and not value.lstrip().startswith(("[", "'", '"')):
             if key.lstrip("+") not in ("compression", "rank"):
                 raise fail(f"command line: {item}: comma sweeps are supported for compression= and rank= "
-                           "only; run one command per value of other keys", 2, "compress" if json_out else None)
+                           "only; run one command per value of other keys", 2, "compress", json_out)
             item = f"{key}=[{value}]"  # one run per value, in subfolders of output_dir
         swept.append(item)
     run_command("compress", "compress", "toolkit.compress.command:run", swept, cfg, json_out, quiet)
@@ -302,11 +302,11 @@ def _step_subcommand(args: list[str], json_out: bool = False) -> tuple[list[str]
     word, rest = args[0], args[1:]
     if word not in STEPS:
         raise fail(f"train-encrypted: unknown step '{word}' (expected one of {', '.join(STEPS)}, "
-                   "or key=value overrides)", EXIT_BAD_INPUT, "train-encrypted" if json_out else None)
+                   "or key=value overrides)", EXIT_BAD_INPUT, "train-encrypted", json_out)
     clash = [a for a in rest if a.startswith("step=") and a != f"step={word}"]
     if clash:
         raise fail(f"train-encrypted: step given twice ('{word}' and '{clash[0]}')", EXIT_BAD_INPUT,
-                   "train-encrypted" if json_out else None)
+                   "train-encrypted", json_out)
     return rest, [f"step={word}"]
 
 
