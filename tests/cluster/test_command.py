@@ -180,6 +180,10 @@ def test_auto_scores_every_candidate_on_heldout_classes_and_runs_the_best(runner
     assert set(held) == {"hilander", "hac", "dbscan", "hdbscan"}  # k-means needs K: not a candidate
     assert m["chosen_method"] == max(held, key=held.get)
     assert m["auto_heldout_classes"] == 2 and all(0.0 <= v <= 1.0 for v in held.values())
+    wins = m["auto_choice_bootstrap_wins"]  # class resamples in which each candidate is best
+    assert set(wins) == set(held) and abs(sum(wins.values()) - 1.0) < 1e-9
+    if wins[m["chosen_method"]] < 0.9:
+        assert "do not separate the candidates" in result.stderr
     saved = json.loads((out / "metrics.json").read_text())["metrics"]
     assert saved["chosen_method"] == m["chosen_method"]
 

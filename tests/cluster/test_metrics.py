@@ -57,3 +57,21 @@ def test_perfect_clustering_and_unlabelled():
     assert m["pairwise_f"] == m["bcubed_f"] == pytest.approx(1.0)
     assert m["nmi"] == pytest.approx(1.0) and m["ari"] == pytest.approx(1.0)
     assert set(evaluate(None, PRED)) == {"num_clusters", "num_singletons"}
+
+
+def test_class_bootstrap_wins_separates_a_clear_winner_from_a_tie():
+    from toolkit.cluster.metrics import class_bootstrap_wins
+
+    y = np.repeat(np.arange(20), 10)
+    perfect, merged = y.copy(), y // 2  # merged joins pairs of classes
+    # merged listed first: ties would go to it, so it loses only if its cross-class merges are counted
+    wins = class_bootstrap_wins(y, {"merged": merged, "perfect": perfect}, n_boot=50)
+    assert wins == {"merged": 0.0, "perfect": 1.0}
+    # two clusterings that each split a different class: the winner depends on which classes are drawn
+    a, b = y.copy(), y.copy()
+    a[y == 0] = np.where(np.arange(10) < 5, 100, 0)
+    b[y == 1] = np.where(np.arange(10) < 5, 101, 1)
+    wins = class_bootstrap_wins(y, {"a": a, "b": b}, n_boot=200, seed=1)
+    assert 0.2 < wins["a"] < 0.8 and abs(wins["a"] + wins["b"] - 1.0) < 1e-9
+    with pytest.raises(ValueError):
+        class_bootstrap_wins(y, {})

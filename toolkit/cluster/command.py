@@ -12,6 +12,7 @@ from toolkit.runtime import Run, seed_everything
 from toolkit.task import Task, run_task
 
 AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
+AUTO_CONFIDENT = 0.9  # below this share of held-out class resamples won, method=auto warns that its choice is noisy
 CHECKPOINT_FORMAT = "toolkit.hilander/1"
 MODEL_KEYS = ("hidden", "num_conv", "dropout", "use_gat", "gat_heads", "use_cluster_feat", "edge_features")
 
@@ -314,6 +315,7 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
         candidates.append("kmeans")
     fx, fy, vx, vy = data.train_x[fit_idx], data.train_y[fit_idx], data.train_x[val_idx], data.train_y[val_idx]
     held: dict[str, float] = {}
+    held_labels: dict[str, np.ndarray] = {}
     fitted = None
     with run.timer("auto_select"):
         for m in candidates:
@@ -330,11 +332,19 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
             else:
                 lab, _ = cluster_baseline(m, fx, fy, vx, vy, cfg.baselines)
             held[m] = float(pairwise_f(vy, lab)[2])
+            held_labels[m] = lab
             log(f"auto: {m} pairwise F {held[m]:.3f} on {len(np.unique(vy))} held-out meta-training classes")
     chosen = max(candidates, key=lambda m: held[m])
-    log(f"auto: chose {chosen}")
+    from toolkit.cluster.metrics import class_bootstrap_wins
+
+    wins = class_bootstrap_wins(vy, held_labels, seed=int(cfg.seed or 0))
+    log(f"auto: chose {chosen} (best in {wins[chosen]:.0%} of held-out class resamples)")
+    if wins[chosen] < AUTO_CONFIDENT:
+        log(f"auto: warning: the {len(np.unique(vy))} held-out meta-training classes do not separate the candidates "
+            f"(held-out pairwise F {', '.join(f'{m} {held[m]:.3f}' for m in candidates)}); the choice may not carry "
+            "over to the test classes -- give more labelled meta-training classes")
     info = {"chosen_method": chosen, "auto_heldout_pairwise_f": held,
-            "auto_heldout_classes": int(len(np.unique(vy)))}
+            "auto_heldout_classes": int(len(np.unique(vy))), "auto_choice_bootstrap_wins": wins}
     if chosen == "hilander":
         model, tau, hl_info = fitted
         return chosen, model, tau, {**info, **hl_info}

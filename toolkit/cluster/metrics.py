@@ -109,3 +109,51 @@ def evaluate(labels_true: np.ndarray | None, labels_pred: np.ndarray) -> dict[st
         "ari": float(adjusted_rand_score(labels_true, labels_pred)),
     })
     return out
+
+
+def class_bootstrap_wins(labels_true: np.ndarray, predictions: dict[str, np.ndarray], n_boot: int = 200,
+                         seed: int = 0) -> dict[str, float]:
+    """How often each clustering has the best pairwise F when the *classes* are resampled with replacement.
+
+    Each replicate draws as many classes as there are, with replacement; a class drawn twice enters twice, as a
+    separate class: the k-th copy of every class shares predicted-label offset k, so predicted merges between
+    different classes still count as false pairs within a layer of copies, while two copies of one class never
+    pair up.  With few classes the replicates disagree, which says the observed ranking is not reliable.
+
+    Args:
+        labels_true: int ``[N]`` true labels.
+        predictions: name -> int ``[N]`` predicted labels of each method on the same points.
+        n_boot: replicates; seed: RNG seed.
+
+    Returns:
+        name -> share of replicates (in [0, 1]) in which it has the highest pairwise F (ties: the first name).
+
+    Raises:
+        ValueError: empty ``predictions`` or arrays of unequal length.
+    """
+    if not predictions:
+        raise ValueError("no predictions to compare")
+    t = np.asarray(labels_true)
+    classes, inverse = np.unique(t, return_inverse=True)
+    members = [np.flatnonzero(inverse == c) for c in range(len(classes))]
+    names = list(predictions)
+    preds = [np.asarray(predictions[n]) for n in names]
+    if any(len(p) != len(t) for p in preds):
+        raise ValueError("predictions and labels differ in length")
+    span = int(max(int(p.max()) for p in preds)) + 1
+    rng = np.random.default_rng(seed)
+    wins = np.zeros(len(names))
+    for _ in range(n_boot):
+        draw = rng.integers(0, len(classes), len(classes))
+        occurrence = np.zeros(len(draw), np.int64)  # k for the k-th draw of the same class
+        seen: dict[int, int] = {}
+        for j, c in enumerate(draw.tolist()):
+            occurrence[j] = seen.get(c, 0)
+            seen[c] = occurrence[j] + 1
+        sizes = [len(members[c]) for c in draw]
+        idx = np.concatenate([members[c] for c in draw])
+        truth = np.repeat(np.arange(len(draw)), sizes)  # one true class per drawn copy
+        layer = np.repeat(occurrence, sizes)
+        scores = [pairwise_f(truth, p[idx] + layer * span)[2] for p in preds]
+        wins[int(np.argmax(scores))] += 1
+    return {n: float(w / n_boot) for n, w in zip(names, wins, strict=True)}
