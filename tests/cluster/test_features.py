@@ -59,8 +59,8 @@ def test_image_folder_end_to_end_and_feature_cache(runner, tmp_path):
     out = tmp_path / "out"
     args = ["cluster", "data=images", f"data.train_images={tmp_path / 'train'}",
             f"data.test_images={tmp_path / 'test'}", "data.image_size=8", "encoder.epochs=1", "encoder.width=8",
-            "encoder.embed_dim=16", "model.hidden=16", "model.train.epochs=2", "model.train.knn_k=[5]",
-            "model.train.levels=[1]", "model.infer.tau=0.5", "plot=false", f"output_dir={out}", "--json"]
+            "encoder.embed_dim=16", "model.hidden=16", "model.train.epochs=2", "model.train.min_steps=0",
+            "model.train.knn_k=[5]", "model.train.levels=[1]", "model.infer.tau=0.5", "plot=false", f"output_dir={out}", "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)

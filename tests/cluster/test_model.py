@@ -62,7 +62,7 @@ def test_training_reduces_loss(tmp_path):
     x, y = blobs(25, 6, 8, spread=0.3)
     graphs = training_graphs(x, y, [10], [2], {})
     cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
-    cfg.hidden, cfg.train.epochs = 32, 15
+    cfg.hidden, cfg.train.epochs, cfg.train.min_steps = 32, 15, 60  # one step per epoch: 60 steps, not 300
     before = [lander_loss(*Lander(8, 32, edge_features=("cosine",))(g), g, balance=False)[0].item() for g in graphs]
     module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")
     after = [lander_loss(*module.model(g), g, balance=False)[0].item() for g in graphs]
