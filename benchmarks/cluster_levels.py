@@ -24,16 +24,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from finished_run import load_finished_run
 from sklearn.metrics import roc_auc_score
 
-from toolkit.cluster.command import knn_kwargs, load_checkpoint
-from toolkit.cluster.features import load_cluster_data
+from toolkit.cluster.command import knn_kwargs
 from toolkit.cluster.graph import build_graph
 from toolkit.cluster.hierarchy import components, segment_mean, select_parents
 from toolkit.cluster.knn import knn_search, l2_normalize
 from toolkit.cluster.metrics import pairwise_f
-from toolkit.config import compose_config
-from toolkit.runtime import Run
 
 
 def replay(model, x: np.ndarray, y: np.ndarray, tau: float, k: int, kw: dict, rule: str = "fixed",
@@ -102,13 +100,7 @@ def replay(model, x: np.ndarray, y: np.ndarray, tau: float, k: int, kw: dict, ru
 def main(argv: list[str]) -> None:
     """Print the per-level table for the run in ``argv[0]`` and the per-level threshold variants."""
     out = Path(argv[0])
-    cfg = compose_config("cluster", [*argv[1:], f"output_dir={out}", "trainer.progress=false"])
-    run = Run(out)  # the run's own output_dir, so its cached encoder features are found
-    data = load_cluster_data(cfg, run)
-    run.abort()  # writes nothing into the run being diagnosed
-    if data.test_y is None:
-        raise SystemExit("the test set has no labels")
-    model = load_checkpoint(str(out / "model.ckpt"), data.test_x.shape[1])
+    cfg, data, model = load_finished_run(out, argv[1:])
     if getattr(model, "knn_on", "cluster") != "cluster":
         raise SystemExit("this diagnostic replays model.knn_on=cluster runs")
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]

@@ -23,14 +23,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from finished_run import load_finished_run
 
 from toolkit.cluster.baselines import split_classes
-from toolkit.cluster.command import _level0_p_same, knn_kwargs, load_checkpoint, tau_candidates
-from toolkit.cluster.features import load_cluster_data
+from toolkit.cluster.command import _level0_p_same, knn_kwargs, tau_candidates
 from toolkit.cluster.hierarchy import cluster_hierarchy
 from toolkit.cluster.metrics import pairwise_f
-from toolkit.config import compose_config
-from toolkit.runtime import Run
 
 
 def f_curve(model, x: np.ndarray, y: np.ndarray, taus: list[float], cfg) -> dict[float, tuple[float, int]]:
@@ -47,13 +45,7 @@ def f_curve(model, x: np.ndarray, y: np.ndarray, taus: list[float], cfg) -> dict
 def main(argv: list[str]) -> None:
     """Print F(tau) on the GNN-trained, held-out, all meta-training and test classes of the run in ``argv[0]``."""
     out = Path(argv[0])
-    cfg = compose_config("cluster", [*argv[1:], f"output_dir={out}", "trainer.progress=false"])
-    run = Run(out)  # the run's own output_dir, so its cached encoder features are found
-    data = load_cluster_data(cfg, run)
-    run.abort()  # writes nothing into the run being diagnosed
-    if data.test_y is None:
-        raise SystemExit("the test set has no labels")
-    model = load_checkpoint(str(out / "model.ckpt"), data.test_x.shape[1])
+    cfg, data, model = load_finished_run(out, argv[1:])
     fit_idx, val_idx = split_classes(data.train_y, float(cfg.model.train.val_fraction), int(cfg.seed or 0))
     sets = {"gnn-trained": (data.train_x[fit_idx], data.train_y[fit_idx]),
             "held-out": (data.train_x[val_idx], data.train_y[val_idx]),
