@@ -423,9 +423,7 @@ def _train(cfg, run: Run, data):
     model.knn_on = str(mc.knn_on)
     if str(inf.tau) != "auto":
         return model, float(inf.tau), {**info, "tau_source": "given"}
-    tau_on = str(mc.train.get("tau_on", "all"))
-    if tau_on not in ("all", "heldout"):
-        raise InputError("config", "model.train.tau_on", f"expected 'all' or 'heldout', got '{tau_on}'")
+    tau_on = str(mc.train.tau_on)  # all | heldout (schema)
     if tau_on == "heldout" and not val_graphs:
         raise InputError("config", "model.infer.tau", "'auto' with model.train.tau_on=heldout needs held-out "
                          "meta-training classes (model.train.val_fraction > 0 and enough classes)")

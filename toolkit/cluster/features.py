@@ -305,9 +305,7 @@ def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
     from toolkit.models.classifier import predict, train_classifier
 
     enc = cfg.encoder
-    split_by = str(enc.get("split_by", "group"))
-    if split_by not in ("group", "class"):
-        raise InputError("config", "encoder.split_by", f"expected 'group' or 'class', got '{split_by}'")
+    split_by = str(enc.split_by)  # group | class (schema)
     enc_idx, meta_idx = encoder_split(ty, float(enc.class_fraction), int(cfg.seed or 0),
                                       groups if split_by == "group" else None)
     _, enc_y = np.unique(ty[enc_idx], return_inverse=True)

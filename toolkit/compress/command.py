@@ -89,34 +89,19 @@ def dense_ranks(shape: tuple[int, int], points: list[tuple[str, float | None, in
     return out
 
 
-def check_training_config(cfg: DictConfig, dim: int | None = None) -> None:
-    """Validate the optimizer, schedule and baseline settings before any training starts.
+def check_schedule(cfg: DictConfig) -> None:
+    """Build the fine-tuning scheduler once on a dummy optimizer, so values only the scheduler can judge
+    (e.g. ``min_lr >= max_lr``) exit 2 before training instead of failing minutes into it.
 
-    Without this, a bad value would only surface as a runtime error (exit 1) minutes into training.
-
-    Args:
-        cfg: the composed ``compress`` config.
-        dim: the embedding dimension d once known (checks that 4-bit quantization gets an even d).
+    Single-key ranges are declared in :mod:`toolkit.compress.schema`.
 
     Raises:
-        InputError: unknown ``optimizer.name``; non-positive ``batch_size`` or ``pretrain.lr``; scheduler
-            values the scheduler rejects (e.g. ``min_lr >= max_lr``, ``decay`` outside (0, 1]);
-            ``baselines.quantize_bits`` other than 16, 8, 4, or 4 with an odd d.
+        InputError: naming ``scheduler`` and the scheduler's own message.
     """
     import torch
 
     from toolkit.compress.schedulers import build_scheduler
 
-    name = str(cfg.optimizer.get("name", "adam"))
-    if name not in ("adam", "sgd"):
-        raise InputError("optimizer.name", None, f"expected adam or sgd, got {name!r}")
-    for key, value in (("batch_size", cfg.get("batch_size")), ("pretrain.lr", cfg.pretrain.get("lr"))):
-        try:
-            ok = float(value) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise InputError(key, None, f"expected a positive number, got {value!r}")
     sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
     sched_name = str(sched_cfg.pop("name", ""))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -124,13 +109,17 @@ def check_training_config(cfg: DictConfig, dim: int | None = None) -> None:
         build_scheduler(sched_name, opt, sched_cfg, steps_per_epoch=10)
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError("scheduler", sched_name or None, str(exc).strip("'\"")) from None
-    if cfg.baselines.enabled:
-        for bits in _as_list(cfg.baselines.quantize_bits):
-            if isinstance(bits, bool) or bits not in (16, 8, 4):
-                raise InputError("baselines.quantize_bits", None, f"expected a list of 16, 8 and/or 4, got {bits!r}")
-            if bits == 4 and dim is not None and dim % 2:
-                raise InputError("baselines.quantize_bits", None, f"4-bit quantization needs an even embedding "
-                                 f"dimension, got d = {dim}; use baselines.quantize_bits=[16,8]")
+
+
+def check_quantize_dim(cfg: DictConfig, dim: int) -> None:
+    """4-bit quantization packs two values per byte: refuse it for an odd embedding dimension ``dim`` (d).
+
+    Raises:
+        InputError: naming ``baselines.quantize_bits``.
+    """
+    if cfg.baselines.enabled and 4 in _as_list(cfg.baselines.quantize_bits) and dim % 2:
+        raise InputError("baselines.quantize_bits", None, f"4-bit quantization needs an even embedding "
+                         f"dimension, got d = {dim}; use baselines.quantize_bits=[16,8]")
 
 
 class Compress(Task):
@@ -147,13 +136,13 @@ class Compress(Task):
         InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
             with ``dense.factorize=true`` a ``dense.compression`` outside (0, 1) or leaving rank 0, or a
             ``dense.rank`` outside [1, min(m, n)] (all before any training), bad optimizer / scheduler /
-            baseline settings (:func:`check_training_config`).
+            baseline settings (:mod:`toolkit.compress.schema`, :func:`check_schedule`, :func:`check_quantize_dim`).
     """
 
     config_name = "compress"
 
     def validate(self) -> None:
-        """Declared constraints; data given; compression or rank; optimizer, schedule and baseline settings."""
+        """Declared constraints; data given; compression or rank; the schedule (:func:`check_schedule`)."""
         super().validate()
         cfg = self.cfg
         data_cfg = cfg.get("data")
@@ -163,7 +152,7 @@ class Compress(Task):
         self.comps = [] if self.ranks else [P.check_compression(c) for c in _as_list(cfg.get("compression"))]
         if not self.ranks and not self.comps:
             raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
-        check_training_config(cfg)
+        check_schedule(cfg)
         self.dense_on, self.dense_p, self.dense_k = dense_settings(cfg)
 
     def setup(self) -> None:
@@ -181,7 +170,7 @@ class Compress(Task):
             data = self.data = P.load_text_data(OmegaConf.to_container(cfg.data, resolve=True), dim_cfg, seed)
         dim = self.dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
         vsize = len(data.vocab)
-        check_training_config(cfg, dim)
+        check_quantize_dim(cfg, dim)
         self.points = points = (
             [(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in self.ranks] if self.ranks else
             [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in self.comps])

@@ -25,7 +25,6 @@ from toolkit.encrypted.params import CKKSParams, ParamError, choose_params, vali
 from toolkit.errors import InputError
 from toolkit.task import Task, run_task
 
-STEPS = ("all", "keygen", "encrypt", "train", "refresh", "decrypt")
 SECRET = "owner/secret_context.zip"
 SCALING = "owner/scaling.json"
 REFRESH_LOG = "owner/refresh_log.json"
@@ -90,34 +89,6 @@ def server_workers(cfg: Any) -> int:
     if str(value) == "auto":
         return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     return int(_number(value, "workers", int, 1))
-
-
-def _check_cfg(cfg: Any) -> None:
-    """Validate the top-level and ``train`` keys (one-line InputError naming the key, exit 2).
-
-    Raises:
-        InputError: unknown step/circuit/sigmoid/momentum schedule; non-numeric or out-of-range iterations,
-            learning rate, momentum (outside [0, 1)), batch size, workers or seed.
-    """
-    step = str(cfg.get("step"))
-    if step not in STEPS:
-        raise InputError("config", "step", f"unknown {step!r}; expected one of {', '.join(STEPS)}")
-    if str(cfg.circuit) not in C.CIRCUITS:
-        raise InputError("config", "circuit", f"unknown {cfg.circuit!r}; expected baseline or low-depth")
-    t = cfg.train
-    _number(t.iterations, "train.iterations", int, 1)
-    if str(t.lr) != "auto":
-        _number(t.lr, "train.lr", float, 0, strict=True)
-    if not isinstance(t.get("allow_rising_loss", False), bool):
-        raise InputError("config", "train.allow_rising_loss", f"expected true or false, got {t.allow_rising_loss!r}")
-    if str(t.sigmoid) not in C.SIGMOID_COEFFS:
-        raise InputError("config", "train.sigmoid", f"unknown {t.sigmoid!r}; expected {sorted(C.SIGMOID_COEFFS)}")
-    _momentum(cfg)
-    server_workers(cfg)
-    if t.batch_size is not None:
-        _number(t.batch_size, "train.batch_size", int, 1)
-    if cfg.get("seed") is not None:
-        _number(cfg.get("seed"), "seed", int, 0)
 
 
 def _momentum(cfg: Any) -> C.Momentum:
@@ -348,7 +319,7 @@ class TrainEncrypted(Task):
 
     ``step`` selects which parties act (``all`` runs them in one process; see ``docs/encrypted.md``):
 
-    * ``validate``: declared constraints (:mod:`toolkit.encrypted.schema`) and cross-key rules;
+    * ``validate``: declared constraints (:mod:`toolkit.encrypted.schema`);
     * ``setup``: the owner's plan (plaintext simulation that refuses a plan overflowing the chain or the
       sigmoid range) and key generation (``all``, ``keygen``; ``plan=true`` stops after the plan);
     * ``fit``: the owner encrypts (``all``, ``encrypt``), the server refreshes (``refresh``) or trains on the
@@ -362,11 +333,6 @@ class TrainEncrypted(Task):
     """
 
     config_name = "train_encrypted"
-
-    def validate(self) -> None:
-        """Declared constraints and the command's cross-key rules (:func:`_check_cfg`)."""
-        super().validate()
-        _check_cfg(self.cfg)
 
     def setup(self) -> None:
         """Plan (``plan=true``, ``all``) and key generation (``all``, ``keygen``)."""
