@@ -61,7 +61,7 @@ class TrainCompatible(Task):
         from toolkit.models.zoo import model_from_config
 
         cfg, run = self.cfg, self.run
-        seed = self.seed = int(cfg.seed or 0)
+        seed = int(cfg.seed or 0)
         with run.timer("load_data"):
             split = self.split = self.split if self.split is not None else load_split(cfg.data, seed)
         old = self.old = prepare_old(cfg, split, run, seed)
@@ -105,7 +105,6 @@ class TrainCompatible(Task):
             module.set_old_model(old.net, torch.from_numpy(fd_old_cols if len(fd_old_cols) else np.arange(k)))
             log("augmentation on: the old model runs on every shifted training batch (online old logits)")
         self.train_columns = (y_old, old.train_logits[:, fd_old_cols] if len(fd_old_cols) else old.train_logits)
-        self.new_classes = int((class_map < 0).sum())
 
     def _old_head(self, uses_bct: bool) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray]:
         """BCT's frozen old head ``[K', E_old]`` (synthesized rows for missing heads and new classes) and the
@@ -181,7 +180,7 @@ class TrainCompatible(Task):
             "method": str(self.cfg.method), "old_source": old.source,
             "old_correct_train_fraction": float(self.old_correct.mean()),
             "old_logits": "online (old model on each shifted batch)" if self.online_old else "cached",
-            "new_classes": self.new_classes, "train_time_s": self.run.timings.get("train", 0.0),
+            "new_classes": int((self.class_map < 0).sum()), "train_time_s": self.run.timings.get("train", 0.0),
         })
         seen = module.online_old_correct
         if self.online_old and seen[1]:

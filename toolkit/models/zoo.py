@@ -181,6 +181,7 @@ ZOO: dict[str, type[EmbeddingClassifier]] = {"mlp": MLP, "cnn": SmallCNN, "resne
 """Short name -> class of every zoo network."""
 
 ZOO_TARGETS: dict[str, str] = {f"{cls.__module__}.{cls.__qualname__}": name for name, cls in ZOO.items()}
+_TARGET_OF: dict[str, str] = {name: target for target, name in ZOO_TARGETS.items()}
 """``_target_`` path -> short name (``toolkit.models.zoo.MLP`` -> ``mlp``)."""
 
 
@@ -225,15 +226,14 @@ def spec_from_config(node: Any, source: str = "model") -> tuple[str, dict]:
     return ZOO_TARGETS[target], kwargs
 
 
-def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, source: str = "model",
-                      overrides: dict | None = None) -> EmbeddingClassifier:
+def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, source: str = "model"
+                      ) -> EmbeddingClassifier:
     """Instantiate the network a config names (``hydra.utils.instantiate`` of its ``_target_``).
 
     Args:
         node: network config (see :func:`spec_from_config`).
         in_shape: input shape without batch dimension; num_classes: head size.
         source: config key named in errors.
-        overrides: keyword arguments replacing the config's (e.g. ``old.kwargs``).
 
     Raises:
         toolkit.errors.InputError: not a zoo network, an unknown keyword argument, or an input shape the
@@ -244,12 +244,10 @@ def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, so
     from toolkit.errors import InputError
 
     arch, kwargs = spec_from_config(node, source)
-    kwargs.update(overrides or {})
-    cls = ZOO[arch]
     try:
-        factory = instantiate({"_target_": f"{cls.__module__}.{cls.__qualname__}", "_partial_": True, **kwargs})
+        factory = instantiate({"_target_": _TARGET_OF[arch], "_partial_": True, **kwargs})
         return factory(tuple(in_shape), num_classes)
     except TypeError as exc:  # an argument the class does not take
-        raise InputError(source, None, f"{cls.__name__}: {str(exc).splitlines()[0]}") from None
+        raise InputError(source, None, f"{ZOO[arch].__name__}: {str(exc).splitlines()[0]}") from None
     except ValueError as exc:
         raise InputError(source, None, str(exc)) from None
