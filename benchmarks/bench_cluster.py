@@ -108,6 +108,7 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
                          "oracle_pairwise_f")},
                      "chosen_method": m.get("chosen_method"),
                      "auto_heldout_pairwise_f": m.get("auto_heldout_pairwise_f"),
+                     "auto_choice_bootstrap_wins": m.get("auto_choice_bootstrap_wins"),
                      # the image encoder is trained once per dataset and seed (first method), then cached
                      "encoder_seconds": doc["timings_s"].get("encoder", 0.0),
                      "peak_rss_mb": max(doc["peak_rss_mb"].values())})
