@@ -195,7 +195,10 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
                    quiet: QuietFlag = False,
                    max_nfr: Annotated[float | None, typer.Option(
                        "--max-nfr", help="CI gate: exit with code 3 when the negative flip rate exceeds this "
-                       "fraction in [0, 1) (0.01 = 1%).")] = None) -> None:
+                       "fraction in [0, 1) (0.01 = 1%).")] = None,
+                   trust_code: Annotated[bool, typer.Option(
+                       "--trust-code", help="Load TorchScript checkpoints: they carry code that runs with "
+                       "your rights (refused by default).")] = False) -> None:
     """Compare two models: error, NFR, PFR (and retrieval compatibility) for CI gates.
 
     OLD and NEW are toolkit checkpoints (model.pt; run on the data's test split) or prediction files
@@ -219,7 +222,8 @@ def compare_models(old: Annotated[str, typer.Argument(help="Old checkpoint or pr
             check_max_nfr(max_nfr, "--max-nfr")
         except InputError as exc:
             raise fail(str(exc), EXIT_BAD_INPUT, "compare-models", json_out) from None
-    extra = [f"old={old}", f"new={new}"] + ([f"max_nfr={max_nfr}"] if max_nfr is not None else [])
+    extra = [f"old={old}", f"new={new}"] + ([f"max_nfr={max_nfr}"] if max_nfr is not None else []) \
+        + (["trust_code=true"] if trust_code else [])
     doc = run_command("compare-models", "compare_models", "toolkit.compat.command:compare", overrides, cfg,
                       json_out, quiet, extra=extra)
     gate = (doc or {}).get("metrics", {}).get("gate")

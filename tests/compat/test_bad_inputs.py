@@ -124,6 +124,19 @@ def test_old_head_file_rows_not_matching_checkpoint(runner, ckpts):
            match="head has 7 rows but the old model gives 10 logits")
 
 
+def test_crafted_torchscript_refused_by_both_commands(runner, tmp_path):
+    from tests.compat.test_checkpoints import crafted_torchscript
+
+    model, victim = crafted_torchscript(tmp_path)
+    msg = _fails(runner, tmp_path, "data.max_train=40", f"old.checkpoint={model}", match="TorchScript archive")
+    assert "old.trust_code=true" in msg
+    out = tmp_path / "cmp"
+    res = runner.invoke(app, ["compare-models", str(model), str(model), "data=compat_digits", "-q",
+                              f"output_dir={out}"])
+    assert res.exit_code == 2 and "--trust-code" in res.stderr, res.stderr
+    assert victim.read_bytes() == b"hello" and not out.exists()
+
+
 def test_torchscript_for_other_inputs(runner, tmp_path):
     m = build_model("mlp", (1, 8, 8), 3, hidden=8, embed_dim=4).eval()
     torch.jit.trace(m, torch.rand(2, 1, 8, 8)).save(str(tmp_path / "ts.pt"))
@@ -132,7 +145,7 @@ def test_torchscript_for_other_inputs(runner, tmp_path):
     np.save(tmp_path / "y.npy", np.arange(30) % 3)
     _fails(runner, tmp_path, "data=features", f"data.train_features={tmp_path / 'x.npy'}",
            f"data.train_labels={tmp_path / 'y.npy'}", f"old.checkpoint={tmp_path / 'ts.pt'}",
-           match="cannot run the model on inputs of shape [5]")
+           "old.trust_code=true", match="cannot run the model on inputs of shape [5]")
 
 
 def test_negative_labels(runner, tmp_path):

@@ -39,7 +39,9 @@ def test_torchscript_classifier(tmp_path):
     m = build_model("mlp", (1, 8, 8), 10, hidden=16, embed_dim=8).eval()
     example = torch.rand(2, 1, 8, 8)
     torch.jit.trace_module(m, {"forward": example, "embed": example}).save(str(tmp_path / "ts.pt"))
-    net, p, info = load_model(tmp_path / "ts.pt", "old.checkpoint", (1, 8, 8))
+    with pytest.raises(InputError, match="TorchScript archive: it carries code"):
+        load_model(tmp_path / "ts.pt", "old.checkpoint", (1, 8, 8))
+    net, p, info = load_model(tmp_path / "ts.pt", "old.checkpoint", (1, 8, 8), trust_code=True)
     assert info["format"] == "torchscript" and p is None
     lg, emb = infer(net, X)
     ref_lg, ref_emb = _ref(m, X)
@@ -83,3 +85,35 @@ def test_lightning_checkpoint_of_compat_module(tmp_path):
         x = torch.from_numpy(X)
         np.testing.assert_allclose(lg, module(x).numpy(), atol=1e-5)
         np.testing.assert_allclose(emb, module.compatible_embedding(x).numpy(), atol=1e-5)
+
+
+class FileWriter(nn.Module):
+    """The issue's crafted model: its TorchScript ``forward`` overwrites a file through a shared mapping."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.from_file(self.target, True, 5, dtype=torch.uint8)
+        t.fill_(66)  # the result feeds the output, so TorchScript does not drop the write as dead code
+        return self.head(x.reshape(x.shape[0], -1)[:, :4]) + 0.0 * t.sum().float()
+
+
+def crafted_torchscript(tmp_path):
+    """(model path, victim file holding b'hello'); running the model turns the victim into b'BBBBB'."""
+    victim = tmp_path / "victim.txt"
+    victim.write_bytes(b"hello")
+    torch.jit.script(FileWriter(str(victim))).save(str(tmp_path / "crafted.pt"))
+    return tmp_path / "crafted.pt", victim
+
+
+def test_crafted_torchscript_writes_nothing_without_opt_in(tmp_path):
+    model, victim = crafted_torchscript(tmp_path)
+    with pytest.raises(InputError, match="pass old.trust_code=true only for a file you trust"):
+        load_model(model, "old.checkpoint", (1, 8, 8), opt_in="old.trust_code=true")
+    assert victim.read_bytes() == b"hello"
+    net, _, _ = load_model(model, "old.checkpoint", (1, 8, 8), trust_code=True)  # the opt-in runs its code
+    infer(net, X, embeddings=False)
+    assert victim.read_bytes() == b"BBBBB"

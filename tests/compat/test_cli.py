@@ -218,7 +218,7 @@ def test_torchscript_old_model_with_label_map(trained, runner, tmp_path):
     torch.jit.trace_module(net, {"forward": example, "embed": example}).save(str(tmp_path / "old_ts.pt"))
     (tmp_path / "map.json").write_text(json.dumps({str(r): perm[r] for r in range(10)}))
     res = runner.invoke(app, ["train-compatible", "--json", "-q", f"old.checkpoint={tmp_path / 'old_ts.pt'}",
-                              f"old.label_map={tmp_path / 'map.json'}", f"output_dir={tmp_path / 'o'}", *TINY])
+                              "old.trust_code=true", f"old.label_map={tmp_path / 'map.json'}", f"output_dir={tmp_path / 'o'}", *TINY])
     assert res.exit_code == 0, res.stderr
     m = json.loads(res.stdout)["metrics"]
     assert m["old_source"] == "checkpoint (torchscript)" and m["new_classes"] == 0
@@ -232,7 +232,8 @@ def test_torchscript_without_embed_gives_no_retrieval(trained, runner, tmp_path)
     out, doc = trained
     net, _, _ = load_model(out / "old_model.pt", "old", (1, 8, 8))
     torch.jit.trace(net, torch.rand(2, 1, 8, 8)).save(str(tmp_path / "old_ts.pt"))
-    base = ["train-compatible", "--json", "-q", f"old.checkpoint={tmp_path / 'old_ts.pt'}", *TINY]
+    base = ["train-compatible", "--json", "-q", f"old.checkpoint={tmp_path / 'old_ts.pt'}",
+            "old.trust_code=true", *TINY]
     res = runner.invoke(app, [*base, "method=fd-kl", f"output_dir={tmp_path / 'o'}"])
     assert res.exit_code == 0, res.stderr
     m = json.loads(res.stdout)["metrics"]

@@ -6,10 +6,14 @@ Formats read by :func:`load_model`:
   ``arch_kwargs``, ``in_shape``, ``num_classes``, ``state_dict`` and optionally ``projection``;
 * a Lightning ``.ckpt`` of a toolkit module (``hyper_parameters`` with ``arch`` ..., weights under ``net.``);
 * a plain PyTorch ``state_dict`` plus an architecture named in ``configs/compat/model/`` (``arch_name``);
-* a TorchScript archive whose ``forward`` returns logits (and optional ``embed`` method).
+* a TorchScript archive whose ``forward`` returns logits (and optional ``embed`` method), only with
+  ``trust_code=True``.
 
 Every pickle is read with ``torch.load(weights_only=True)``: a file needing arbitrary code to unpickle
-is refused with :class:`toolkit.errors.InputError`.
+is refused with :class:`toolkit.errors.InputError`.  A TorchScript archive *is* code (its ``forward`` can
+call any TorchScript operator, including ones that read and write files; PyTorch documents
+``torch.jit.load`` as safe for trusted files only), so it is refused unless the caller opts in
+(``old.trust_code=true`` / ``--trust-code``).
 """
 
 from __future__ import annotations
@@ -85,8 +89,10 @@ def _is_torchscript(p: Path) -> bool:
 
 def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
                arch_name: str | None = None,
-               arch_kwargs: dict | None = None) -> tuple[nn.Module, nn.Module | None, dict]:
-    """Load a classifier for inference, refusing untrusted pickles.
+               arch_kwargs: dict | None = None,
+               trust_code: bool = False,
+               opt_in: str = "trust_code=true") -> tuple[nn.Module, nn.Module | None, dict]:
+    """Load a classifier for inference, refusing untrusted pickles and (by default) TorchScript code.
 
     Args:
         path: the checkpoint file.
@@ -94,18 +100,25 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
         in_shape: input shape of the data (without batch), checked against the checkpoint's.
         arch_name: ``configs/compat/model/<name>`` for plain state_dicts.
         arch_kwargs: overrides of that config's ``kwargs`` (plain state_dicts only).
+        trust_code: load TorchScript archives (code that runs with the user's rights); refused when False.
+        opt_in: how the user sets ``trust_code`` (named in the refusal message).
 
     Returns:
         ``(net, projection or None, info)``; ``net`` has ``forward`` (logits) and ``embed``; ``info`` has
         ``arch``, ``num_classes``, ``embed_dim`` (None for TorchScript without ``embed``) and ``format``.
 
     Raises:
-        InputError: missing file; untrusted pickle; unknown layout; weights not matching the architecture.
+        InputError: missing file; untrusted pickle; TorchScript without ``trust_code``; unknown layout;
+            weights not matching the architecture.
     """
     p = Path(path).expanduser()
     if not p.is_file():
         raise InputError(p, field, "checkpoint file not found")
     if _is_torchscript(p):
+        if not trust_code:
+            raise InputError(p, field, "is a TorchScript archive: it carries code that would run with your "
+                             f"rights, so it is refused; pass {opt_in} only for a file you trust, or give "
+                             "a weights-only model.pt / state_dict")
         try:
             scripted = torch.jit.load(str(p), map_location="cpu")
         except (RuntimeError, ValueError) as exc:

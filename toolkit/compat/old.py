@@ -105,7 +105,8 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
         from omegaconf import OmegaConf
 
         kw = OmegaConf.to_container(oc.kwargs, resolve=True) if oc.get("kwargs") else None
-        net, _, info = load_model(ck, "old.checkpoint", split.in_shape, oc.get("model"), kw)
+        net, _, info = load_model(ck, "old.checkpoint", split.in_shape, oc.get("model"), kw,
+                                  trust_code=bool(oc.get("trust_code")), opt_in="old.trust_code=true")
         try:
             with run.timer("old_inference"):
                 tr_l, tr_e = infer(net, split.x_train)

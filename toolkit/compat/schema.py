@@ -32,7 +32,7 @@ CHECKS: list[Check] = [
     integer("train.epochs", 1), integer("train.batch_size", 1), number("train.lr", 0.0, lo_open=True),
     number("train.weight_decay", 0.0), integer("train.shift_pixels", 0),
     integer("old.num_classes", 1, null=True), fraction("old.train_fraction", hi_open=False),
-    integer("old.epochs", 1, null=True),
+    integer("old.epochs", 1, null=True), boolean("old.trust_code"),
     number("bct.weight", 0.0), boolean("bct.projection"), boolean("bct.synthesize_new"),
     number("naive.weight", 0.0),
     number("fd.weight", 0.0), number("fd.alpha", 0.0), number("fd.beta", 0.0),
@@ -42,5 +42,5 @@ CHECKS: list[Check] = [
 
 COMPARE_CHECKS: list[Check] = [
     *_EVAL, *_DATA,
-    number("max_nfr", 0.0, 1.0, hi_open=True, null=True),
+    number("max_nfr", 0.0, 1.0, hi_open=True, null=True), boolean("trust_code"),
 ]

@@ -314,7 +314,8 @@ class CompareModels(Task):
             if Path(path).suffix.lower() in MODEL_SUFFIXES:
                 if split is None:
                     split = _test_split(cfg, f"{which.upper()} {path} is a checkpoint, run on a test split")
-                net, proj, _ = load_model(path, which, split.in_shape, (cfg.get("arch") or {}).get(which))
+                net, proj, _ = load_model(path, which, split.in_shape, (cfg.get("arch") or {}).get(which),
+                                          trust_code=bool(cfg.get("trust_code")), opt_in="--trust-code")
                 with run.timer(f"{which}_inference"):
                     lg, emb = infer(net, split.x_test, proj)
                 sides[which] = {"predictions": lg.argmax(1), "embeddings": emb, "labels": split.y_test,
