@@ -80,8 +80,16 @@ class Run:
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = Path(output_dir)
         parent = self.output_dir.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.output_dir.name}.partial-", dir=parent))
+        blocker = next((a for a in [self.output_dir, *self.output_dir.parents] if a.exists() and not a.is_dir()),
+                       None)
+        if blocker is not None:
+            raise InputError(self.output_dir, "output_dir", f"{blocker} is a file, not a directory")
+        try:  # checked here, before any work: a run that cannot write its outputs must not start
+            parent.mkdir(parents=True, exist_ok=True)
+            self.staging = Path(tempfile.mkdtemp(prefix=f".{self.output_dir.name}.partial-", dir=parent))
+        except OSError as exc:
+            raise InputError(self.output_dir, "output_dir", f"cannot write into {parent} "
+                             f"({exc.strerror or type(exc).__name__})") from None
         self.timings: dict[str, float] = {}
         self.cpu_timings: dict[str, float] = {}
         self.peak_rss: dict[str, float] = {}

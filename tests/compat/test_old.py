@@ -33,7 +33,7 @@ def test_class_map_rejects_bad_entries(bad, match):
 
 def test_class_map_bad_json_file(tmp_path):
     (tmp_path / "bad.json").write_text("{1: 0")
-    with pytest.raises(InputError, match="not valid JSON"):
+    with pytest.raises(InputError, match="cannot read as a JSON object"):
         class_map_from_config(str(tmp_path / "bad.json"), 4, 2, None)
     with pytest.raises(InputError, match="file not found"):
         class_map_from_config(str(tmp_path / "none.json"), 4, 2, None)

@@ -98,12 +98,12 @@ def read_cluster_inputs(cfg) -> ClusterData | ImageInputs:
     elif kind == "features":
         tx = load_features(data.train_features, "data.train_features", data.feature_dim)
         ty = check_labels(load_labels(data.train_labels, "data.train_labels"), data.train_labels,
-                          "data.train_labels", n=len(tx))
+                          "data.train_labels", n=len(tx), nonnegative=True)
         sx = load_features(data.test_features, "data.test_features", data.feature_dim)
         sy = None
         if data.test_labels:
             sy = check_labels(load_labels(data.test_labels, "data.test_labels"), data.test_labels,
-                              "data.test_labels", n=len(sx))
+                              "data.test_labels", n=len(sx), nonnegative=True)
         out = ClusterData(tx, ty, sx, sy, str(data.test_features))
     elif kind == "images":
         return _read_images(cfg)

@@ -123,12 +123,29 @@ def load_split(data_cfg: Any, seed: int = 0) -> Split:
         which = "train_labels" if int(ytr.min()) < 0 else "test_labels"
         raise InputError("data", which, "labels must be integers 0..C-1; found a negative label")
     num_classes = int(max(ytr.max(), yte.max())) + 1
-    missing = sorted(set(range(num_classes)) - set(np.unique(ytr).tolist()))
-    if missing:
+    present = np.unique(ytr)  # checked before anything is sized by the largest id (a label of 1e9 is not 1e9 classes)
+    if len(present) != num_classes:
+        missing = _first_missing(present, num_classes)
         raise InputError("data", "train_labels", f"labels must be 0..C-1 with every class in the training "
-                         f"set; classes {missing[:10]} have no training sample")
+                         f"set; the largest label is {num_classes - 1} but only {len(present)} classes have "
+                         f"training samples (missing: {missing}{' ...' if len(missing) == 10 else ''})")
     return Split(np.ascontiguousarray(xtr, np.float32), ytr.astype(np.int64),
                  np.ascontiguousarray(xte, np.float32), yte.astype(np.int64), np.asarray(ids_test), num_classes)
+
+
+def _first_missing(present: np.ndarray, num_classes: int, limit: int = 10) -> list[int]:
+    """The first ``limit`` ids of ``0..num_classes-1`` absent from the sorted unique ``present`` (no
+    ``num_classes``-sized allocation)."""
+    out: list[int] = []
+    expected = 0
+    for v in [*present.tolist(), num_classes]:
+        while expected < min(int(v), num_classes) and len(out) < limit:
+            out.append(expected)
+            expected += 1
+        if len(out) >= limit:
+            break
+        expected = int(v) + 1
+    return out
 
 
 def _req(cfg: Any, key: str) -> str:

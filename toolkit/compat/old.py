@@ -69,11 +69,11 @@ def load_head(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     Raises:
         InputError: missing file, an ``.npz`` without ``weight``, or a bias of the wrong shape.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(p, "old.head", "file not found")
+    from toolkit.data.files import open_npz, require_file
+
+    p = require_file(path, "old.head", "old/head.npz")
     if p.suffix.lower() == ".npz":
-        with np.load(p, allow_pickle=False) as z:
+        with open_npz(p, "old.head", "an .npz head (weight [K, E], optional bias [K])") as z:
             if "weight" not in z:
                 raise InputError(p, "old.head", "an .npz head needs arrays 'weight' [K, E] and optional 'bias' [K]")
             w, b = z["weight"], z.get("bias")
@@ -222,10 +222,10 @@ def class_map_from_config(label_map: Any, num_new: int, num_old: int, default: n
         p = Path(label_map).expanduser()
         if not p.is_file():
             raise InputError(p, "old.label_map", "file not found (expected a JSON object {new: old})")
-        try:
-            label_map = json.loads(p.read_text())
-        except ValueError as exc:
-            raise InputError(p, "old.label_map", f"not valid JSON ({exc})") from None
+        from toolkit.data.files import read_text, reading
+
+        with reading(p, "old.label_map", "a JSON object {new_class: old_class}"):
+            label_map = json.loads(read_text(p, "old.label_map", expected="a JSON file"))
         source = str(p)
     from omegaconf import DictConfig, OmegaConf
 

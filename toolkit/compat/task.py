@@ -218,24 +218,29 @@ def load_predictions(path: str, which: str) -> dict:
     Raises:
         InputError: missing/unreadable file, non-finite logits, or predictions that are not 1-D integers.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(p, which, "file not found")
+    from toolkit.data.files import load_npy, open_npz, read_text, reading, require_file
+
+    p = require_file(path, which, "run/predictions.npz")
     out: dict[str, Any] = {}
-    try:
-        if p.suffix.lower() == ".npz":
-            with np.load(p, allow_pickle=False) as z:
+    suffix = p.suffix.lower()
+    with reading(p, which, "predictions (labels [N] or logits [N, C])"):
+        if suffix == ".npz":
+            with open_npz(p, which, "an .npz of predictions/logits [+ labels, ids, embeddings]") as z:
                 for key in ("predictions", "logits", "labels", "ids", "embeddings"):
                     if key in z:
                         out[key] = z[key]
-        elif p.suffix.lower() == ".npy":
-            arr = np.load(p, allow_pickle=False)
+        elif suffix == ".npy":
+            arr = load_npy(p, which, "predictions (labels [N] or logits [N, C])")
             out["logits" if arr.ndim == 2 else "predictions"] = arr
         else:
-            arr = np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None, ndmin=1)
+            lines = [ln for ln in read_text(p, which, expected="a predictions text file").split("\n") if ln.strip()]
+            arr = np.loadtxt(lines, delimiter="," if suffix == ".csv" else None, ndmin=1)
             out["logits" if arr.ndim == 2 else "predictions"] = arr
-    except (OSError, ValueError) as exc:
-        raise InputError(p, which, f"cannot read predictions ({str(exc).splitlines()[0]})") from None
+    for key in ("predictions", "logits", "labels"):
+        if key in out and (not np.issubdtype(np.asarray(out[key]).dtype, np.number)
+                           or np.issubdtype(np.asarray(out[key]).dtype, np.complexfloating)):
+            raise InputError(p, which, f"{key} must be real numbers (integer labels or float logits), "
+                             f"got dtype {np.asarray(out[key]).dtype}")
     if "predictions" not in out:
         if "logits" not in out:
             raise InputError(p, which, "expected predicted labels [N], logits [N, C], or an .npz with "

@@ -11,31 +11,16 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.files import load_npy, load_npz_member, read_text, reading, require_file
 from toolkit.errors import InputError
 
 
 def _require_file(path: str | Path, field: str) -> Path:
-    if path is None or str(path) in ("", "None", "null"):
-        raise InputError("config", field, "no file given (set it as an override, e.g. "
-                         f"{field}=path/to/file.npy)")
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise InputError(p, field, "file not found")
-    return p
+    return require_file(path, field)
 
 
 def _npz_array(p: Path, field: str, preferred: tuple[str, ...]) -> np.ndarray:
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            keys = list(z.keys())
-            for key in preferred:
-                if key in z:
-                    return z[key]
-            if len(keys) == 1:
-                return z[keys[0]]
-    except (OSError, ValueError) as exc:
-        raise InputError(p, field, f"not a readable .npz archive ({exc})") from None
-    raise InputError(p, field, f"expected one array or one named {'/'.join(preferred)}; found {keys}")
+    return load_npz_member(p, field, preferred, f"an .npz archive holding {'/'.join(preferred)}", required=True)
 
 
 def load_features(path: str | Path, field: str = "features", feature_dim: int | None = None) -> np.ndarray:
@@ -57,9 +42,9 @@ def load_features(path: str | Path, field: str = "features", feature_dim: int | 
     """
     p = _require_file(path, field)
     suffix = p.suffix.lower()
-    try:
+    with reading(p, field, f"a {suffix or 'feature'} matrix [samples, dims]"):
         if suffix == ".npy":
-            x = np.load(p, allow_pickle=False)
+            x = load_npy(p, field, "a .npy matrix [samples, dims]")
         elif suffix == ".npz":
             x = _npz_array(p, field, ("features", "x", "X", "embeddings"))
         elif suffix in (".csv", ".txt", ".tsv"):
@@ -74,17 +59,13 @@ def load_features(path: str | Path, field: str = "features", feature_dim: int | 
             x = raw.reshape(-1, int(feature_dim))
         else:
             raise InputError(p, field, f"unknown feature format '{suffix}' (expected .npy, .npz, .csv or .bin)")
-    except InputError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise InputError(p, field, f"cannot read ({str(exc).splitlines()[0]})") from None
     return check_features(x, p, field)
 
 
 def _read_text_matrix(p: Path, field: str) -> np.ndarray:
+    lines = read_text(p, field, expected="a numeric text matrix").split("\n")
+    first = lines[0]
     delimiter = "\t" if p.suffix.lower() == ".tsv" else ","
-    with p.open() as fh:
-        first = fh.readline()
     if delimiter not in first and p.suffix.lower() == ".txt":
         delimiter = None  # whitespace separated
     skip = 0
@@ -92,8 +73,26 @@ def _read_text_matrix(p: Path, field: str) -> np.ndarray:
         [float(v) for v in first.replace(",", " ").split()]
     except ValueError:
         skip = 1  # header row
-    x = np.loadtxt(p, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
-    return x
+    numbered = [(i + 1, ln) for i, ln in enumerate(lines) if i >= skip and ln.strip()]
+    if not numbered:
+        raise InputError(p, field, "no data rows (only a header, or blank lines)")
+    try:
+        return np.loadtxt([ln for _, ln in numbered], delimiter=delimiter, dtype=np.float64, ndmin=2)
+    except ValueError:
+        pass  # find the first bad line on this slow path only, to name it as the user sees the file
+    width = len(numbered[0][1].split(delimiter))
+    for number, line in numbered:
+        cells = line.split(delimiter)
+        if len(cells) != width:
+            raise InputError(p, field, f"line {number} has {len(cells)} fields, expected {width} like the "
+                             "first data row") from None
+        for col, cell in enumerate(cells, 1):
+            try:
+                float(cell)
+            except ValueError:
+                raise InputError(p, field, f"line {number}, column {col}: {cell.strip()[:40]!r} is not a "
+                                 "number") from None
+    raise InputError(p, field, "cannot parse as a numeric matrix")
 
 
 def check_features(x: np.ndarray, source: object, field: str = "features") -> np.ndarray:
@@ -103,17 +102,19 @@ def check_features(x: np.ndarray, source: object, field: str = "features") -> np
         InputError: not numeric, not 2-D, no rows or columns, or NaN/inf values.
     """
     x = np.asarray(x)
-    if x.dtype == object or not np.issubdtype(x.dtype, np.number):
-        raise InputError(source, field, f"expected a numeric array, got dtype {x.dtype}")
+    if x.dtype == object or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise InputError(source, field, f"expected a real-valued numeric array, got dtype {x.dtype}")
     if x.ndim != 2:
         raise InputError(source, field, f"expected a 2-D array [samples, dims], got shape {tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(source, field, f"expected a non-empty [samples, dims] array, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf, reported below
+        x = np.ascontiguousarray(x, dtype=np.float32)
     bad = ~np.isfinite(x)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
-        raise InputError(source, field, f"contains NaN or inf ({int(bad.sum())} values; first in row {row})")
+        raise InputError(source, field, f"contains NaN or inf, or values beyond float32's range (+-3.4e38) "
+                         f"({int(bad.sum())} values; first in row {row})")
     return x
 
 
@@ -130,13 +131,14 @@ def load_labels(path: str | Path, field: str = "labels") -> np.ndarray:
     """
     p = _require_file(path, field)
     suffix = p.suffix.lower()
-    try:
+    with reading(p, field, f"a {suffix or 'label'} file of labels [N]"):
         if suffix == ".npy":
-            y = np.load(p, allow_pickle=False)
+            y = load_npy(p, field, "a .npy label array [N]")
         elif suffix == ".npz":
             y = _npz_array(p, field, ("labels", "y", "targets"))
-        else:
-            tokens = [line.strip().split(",")[-1].strip() for line in p.read_text(errors="replace").splitlines()]
+        else:  # split on "\n" only: str.splitlines would also split inside a line at U+2028 etc.
+            text = read_text(p, field, expected="a label file, one label per line")
+            tokens = [line.strip().split(",")[-1].strip() for line in text.split("\n")]
             tokens = [t for t in tokens if t]
             try:
                 y = np.array([int(t) for t in tokens], dtype=np.int64)
@@ -145,10 +147,6 @@ def load_labels(path: str | Path, field: str = "labels") -> np.ndarray:
                     y = np.array([int(t) for t in tokens[1:]], dtype=np.int64)  # header row
                 else:
                     _, y = np.unique(np.array(tokens), return_inverse=True)
-    except InputError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise InputError(p, field, f"cannot read ({str(exc).splitlines()[0]})") from None
     return check_labels(y, p, field)
 
 
@@ -160,27 +158,39 @@ def _is_int(token: str) -> bool:
     return True
 
 
-def check_labels(y: np.ndarray, source: object, field: str = "labels", n: int | None = None) -> np.ndarray:
+def check_labels(y: np.ndarray, source: object, field: str = "labels", n: int | None = None,
+                 nonnegative: bool = False) -> np.ndarray:
     """Validate labels and return them as int64 ``[N]``.
 
     Args:
         y: candidate labels; a ``[N, 1]`` column is accepted and flattened.
         n: expected length (the number of feature rows), if known.
+        nonnegative: refuse negative ids (a ``-1`` "unlabelled" marker would otherwise count as a class).
 
     Raises:
-        InputError: not 1-D, empty, non-integer values, or length different from ``n``.
+        InputError: not 1-D, empty, non-integer values, negative ids with ``nonnegative``, or length
+            different from ``n``.
     """
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1 or y.size == 0:
         raise InputError(source, field, f"expected a non-empty 1-D label array, got shape {tuple(y.shape)}")
+    if np.issubdtype(y.dtype, np.complexfloating):
+        raise InputError(source, field, f"expected integer labels, got dtype {y.dtype}")
     if np.issubdtype(y.dtype, np.floating):
         if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
             raise InputError(source, field, "expected integer labels, got non-integer values")
+        if np.abs(y).max() > 2.0**53:
+            raise InputError(source, field, f"label {np.abs(y).max():.3g} is beyond the exact integer range of "
+                             "floats (2^53); store labels as integers 0..C-1")
     elif not np.issubdtype(y.dtype, np.integer):
         _, y = np.unique(y, return_inverse=True)
     y = y.astype(np.int64)
     if n is not None and y.shape[0] != n:
         raise InputError(source, field, f"has {y.shape[0]} labels but the features have {n} rows")
+    if nonnegative and y.min() < 0:
+        row = int(np.argmax(y < 0))
+        raise InputError(source, field, f"labels must be ids >= 0; found {int(y[row])} at row {row} (a -1 "
+                         "'unlabelled' marker would be scored as one class: drop those rows)")
     return y
