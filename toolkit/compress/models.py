@@ -241,10 +241,16 @@ class TextClassifierModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        """Logs ``val/loss`` and ``val/acc``."""
+        """Logs ``val/loss`` and ``val/acc``.
+
+        Labels ``>= C`` (the extra class of ``data.unseen_labels=other``) count as errors in ``val/acc`` and are
+        left out of ``val/loss`` (no output stands for them).
+        """
         tokens, y = batch
         logits = self.net(tokens)
-        self.log("val/loss", self.loss(logits, y), prog_bar=True)
+        seen = y < logits.shape[1]
+        if bool(seen.any()):
+            self.log("val/loss", self.loss(logits[seen], y[seen]), prog_bar=True)
         self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
 
     def configure_optimizers(self):

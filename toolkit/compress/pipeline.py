@@ -19,9 +19,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from toolkit.compress import metrics as M
 from toolkit.compress.factorize import FactorizedEmbedding, rank_for_compression
+from toolkit.compress.files import check_encoding
 from toolkit.compress.models import TextClassifier, TextClassifierModule, build_classifier
 from toolkit.compress.quantize import QuantizedEmbedding
+from toolkit.compress.schema import UNSEEN_POLICIES
+from toolkit.compress.splits import apply_unseen_policy, carve
 from toolkit.compress.text import TextSplit, Vocabulary, load_word_vectors, make_tokenizer, read_split
+from toolkit.console import log
 from toolkit.errors import InputError
 
 NO_DATA_HINT = ("no dataset given: pass data=sst2, data=trec or data=snips (files under ../shared/data/text), "
@@ -44,61 +48,104 @@ class TextData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def _split_settings(data_cfg: Mapping[str, Any], seed: int) -> tuple[bool, int]:
+    split = data_cfg.get("split") or {}
+    stratify = split.get("stratify", False)
+    if not isinstance(stratify, bool):
+        raise InputError("data.split.stratify", None, f"got {stratify!r}; expected true or false")
+    s = split.get("seed")
+    return stratify, int(seed if s is None else s)
+
+
 def load_text_data(data_cfg: Mapping[str, Any] | None, expected_dim: int | None = None, seed: int = 0) -> TextData:
     """Read, tokenize and encode train/valid/test splits and load word vectors.
 
-    Config keys: ``train``, ``test``, ``valid`` (optional; else ``valid_fraction`` of train is held out),
-    ``format``, ``text_column``, ``label_column``, ``int_labels``, ``lowercase``, ``max_len``,
-    ``min_freq``, ``max_vocab``, ``vectors`` (GloVe/word2vec text file or null).
+    Config keys (``configs/compress/data/text.yaml``, documented in ``docs/compress.md``): ``train``; ``test``
+    (else ``test_fraction`` of train is carved out as the test split); ``valid`` (else ``valid_fraction`` of
+    train is held out); ``split.stratify`` and ``split.seed`` (how train is carved; the seed defaults to
+    ``seed``); ``unseen_labels`` (``error`` | ``drop`` | ``other``: valid/test labels absent from training);
+    ``format``, ``header``, ``text_column``, ``label_column``, ``int_labels``, ``encoding``; ``lowercase``,
+    ``max_len``, ``min_freq``, ``max_vocab``; ``vectors`` (GloVe/word2vec text, ``.gz`` or ``.zip``, or null),
+    ``vectors_member``, ``vectors_encoding``.  Every path may use ``~`` and ``$VAR``.
+
+    Returns:
+        :class:`TextData`; the classes are the training split's labels.  With ``unseen_labels=other`` the unseen
+        valid/test rows have label index ``len(classes)``, which the classifier never predicts.  ``info`` holds
+        the split sizes, ``split`` (when train was carved), ``unseen_labels`` (with ``drop``/``other``: rows and
+        labels per split) and ``vectors`` (coverage).
 
     Raises:
-        InputError: no dataset configured, reader errors, test labels absent from train, vector file errors.
+        InputError: no dataset configured, reader errors, bad split fractions, test/valid labels absent from
+            train (with ``unseen_labels=error``), vector file errors.
     """
     if not data_cfg or not data_cfg.get("train"):
         raise InputError("data", None, NO_DATA_HINT)
-    if not data_cfg.get("test"):
-        raise InputError("data.test", None, "no test split given (data.test=PATH)")
-    kw = dict(fmt=str(data_cfg.get("format", "auto")), text_column=str(data_cfg.get("text_column", "text")),
-              label_column=str(data_cfg.get("label_column", "label")),
-              int_labels=bool(data_cfg.get("int_labels", False)))
-    train = read_split(data_cfg["train"], **kw)
-    test = read_split(data_cfg["test"], **kw)
-    valid = read_split(data_cfg["valid"], **kw) if data_cfg.get("valid") else None
+    test_fraction = data_cfg.get("test_fraction")
+    if data_cfg.get("test") and test_fraction is not None:
+        raise InputError("data.test_fraction", None, f"is {test_fraction} but data.test is given too: set one "
+                         "(data.test_fraction=null to read the test file)")
+    if not data_cfg.get("test") and test_fraction is None:
+        raise InputError("data.test", None, "no test split given (data.test=PATH, or data.test_fraction=F to "
+                         "carve it from data.train)")
+    policy = str(data_cfg.get("unseen_labels", "error"))
+    if policy not in UNSEEN_POLICIES:
+        raise InputError("data.unseen_labels", None, f"got {policy!r}; expected one of {', '.join(UNSEEN_POLICIES)}")
+    encoding = check_encoding(data_cfg.get("encoding", "utf-8"), "data.encoding")
+    kw = dict(fmt=str(data_cfg.get("format", "auto")), text_column=data_cfg.get("text_column", "text"),
+              label_column=data_cfg.get("label_column", "label"), int_labels=bool(data_cfg.get("int_labels", False)),
+              header=bool(data_cfg.get("header", True)), encoding=encoding)
+    train = read_split(data_cfg["train"], key="data.train", **kw)
+    test = read_split(data_cfg["test"], key="data.test", **kw) if data_cfg.get("test") else None
+    valid = read_split(data_cfg["valid"], key="data.valid", **kw) if data_cfg.get("valid") else None
+    info: dict[str, Any] = {}
+    if test is None or valid is None:
+        stratify, split_seed = _split_settings(data_cfg, seed)
+        valid_fraction = float(data_cfg.get("valid_fraction", 0.1)) if valid is None else None
+        source = train.source
+        train, carved_valid, carved_test = carve(train, float(test_fraction) if test is None else None,
+                                                 valid_fraction, stratify, split_seed)
+        valid, test = valid or carved_valid, test or carved_test
+        info["split"] = {"source": source, "test_fraction": float(test_fraction) if carved_test else None,
+                         "valid_fraction": valid_fraction, "stratify": stratify, "seed": split_seed}
     classes = sorted(set(train.labels), key=lambda s: (len(s), s) if s.lstrip("-").isdigit() else (0, s))
-    for split in (test, valid):
-        if split is None:
-            continue
-        unseen = sorted(set(split.labels) - set(classes))
-        if unseen:
-            raise InputError(split.source, "labels", f"labels {unseen[:5]} do not occur in the training split "
-                             f"{train.source} (known: {classes[:10]})")
-    if valid is None:
-        frac = float(data_cfg.get("valid_fraction", 0.1))
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(train.texts))
-        n_valid = int(round(frac * len(order)))
-        if n_valid >= len(order):
-            raise InputError("data.valid_fraction", None, "leaves no training examples")
-        pick = lambda idx: TextSplit([train.texts[i] for i in idx], [train.labels[i] for i in idx], train.source)  # noqa: E731
-        valid, train = pick(order[:n_valid]), pick(order[n_valid:])
+    unseen: dict[str, Any] = {"policy": policy}
+    for name in ("valid", "test"):
+        split = valid if name == "valid" else test
+        split, unseen[name] = apply_unseen_policy(split, name, classes, policy, train.source)
+        if name == "valid":
+            valid = split
+        else:
+            test = split
+    if policy != "error":
+        if policy == "other":
+            unseen["class_index"] = len(classes)
+        log(f"data.unseen_labels={policy}: " + ", ".join(
+            f"{unseen[n]['rows']} {n} rows ({'dropped' if policy == 'drop' else 'scored as errors'})"
+            for n in ("valid", "test")))
     tokenize = make_tokenizer(bool(data_cfg.get("lowercase", True)))
     toks = {name: [tokenize(t) for t in s.texts] for name, s in (("train", train), ("valid", valid), ("test", test))}
     vocab = Vocabulary.build(toks["train"], int(data_cfg.get("min_freq", 1)), data_cfg.get("max_vocab"))
     max_len = int(data_cfg.get("max_len", 40))
     index = {c: i for i, c in enumerate(classes)}
+    other = len(classes)  # only reached with unseen_labels=other: the class no output stands for
 
     def enc(name: str, split: TextSplit) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.from_numpy(vocab.encode(toks[name], max_len))
-        y = torch.tensor([index[c] for c in split.labels], dtype=torch.long)
+        y = torch.tensor([index.get(c, other) for c in split.labels], dtype=torch.long)
         return x, y
 
     (xtr, ytr), (xva, yva), (xte, yte) = enc("train", train), enc("valid", valid), enc("test", test)
     info = {"train": len(ytr), "valid": len(yva), "test": len(yte), "classes": len(classes),
-            "vocab_size": len(vocab)}
+            "vocab_size": len(vocab), **info}
+    if policy != "error":
+        info["unseen_labels"] = unseen
     vectors = None
     if data_cfg.get("vectors"):
         counts = np.bincount(xtr.reshape(-1).numpy(), minlength=len(vocab))
-        vectors, cov = load_word_vectors(data_cfg["vectors"], vocab, expected_dim, seed, token_counts=counts)
+        vectors, cov = load_word_vectors(data_cfg["vectors"], vocab, expected_dim, seed, token_counts=counts,
+                                         member=data_cfg.get("vectors_member") or None,
+                                         encoding=check_encoding(data_cfg.get("vectors_encoding", "utf-8"),
+                                                                 "data.vectors_encoding"))
         info["vectors"] = {**cov, "path": str(data_cfg["vectors"])}
     return TextData(xtr, ytr, xva, yva, xte, yte, vocab, classes, vectors, info)
 

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from toolkit.compress.files import is_codec
 from toolkit.validation import Check, boolean, choice, fraction, int_list, integer, list_of, number
+
+UNSEEN_POLICIES = ("error", "drop", "other")
+"""Values of ``data.unseen_labels`` (see :func:`toolkit.compress.splits.apply_unseen_policy`)."""
+
+
+def _column(value: object) -> bool:
+    """A header name (non-empty str) or a 0-based index (int >= 0, not bool)."""
+    if isinstance(value, bool):
+        return False
+    return (isinstance(value, int) and value >= 0) or (isinstance(value, str) and bool(value))
+
 
 CHECKS: list[Check] = [
     integer("seed", 0),
@@ -28,4 +40,12 @@ CHECKS: list[Check] = [
     choice("data.format", ("auto", "lines", "snips", "csv", "tsv", "jsonl")),
     fraction("data.valid_fraction"), boolean("data.int_labels"), boolean("data.lowercase"),
     integer("data.max_len", 1), integer("data.min_freq", 1), integer("data.max_vocab", 1, null=True),
+    fraction("data.test_fraction", null=True), boolean("data.split.stratify"), integer("data.split.seed", 0, null=True),
+    choice("data.unseen_labels", UNSEEN_POLICIES), boolean("data.header"),
+    Check("data.text_column", "a column name or a 0-based column index", _column),
+    Check("data.label_column", "a column name or a 0-based column index", _column),
+    Check("data.encoding", "a Python codec name such as utf-8, latin-1 or cp1252", is_codec),
+    Check("data.vectors_encoding", "a Python codec name such as utf-8, latin-1 or cp1252", is_codec),
+    Check("data.vectors_member", "the name of a member of the vectors zip archive",
+          lambda v: isinstance(v, str) and bool(v), null=True),
 ]
