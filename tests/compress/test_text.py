@@ -93,6 +93,14 @@ def test_shared_glove_partial_file_loads():
     vocab = Vocabulary(["<pad>", "<unk>", "the", "movie", "qwertyuiopasdf"])
     table, cov = load_word_vectors(path, vocab)
     assert table.shape == (5, 50) and cov["found"] == 2
+    assert cov["undecodable_rows"] == 5  # raw cp1252 bytes (0x96, 0x92, 0x97, 0x93, 0x94) among UTF-8 rows
+
+
+def test_shared_trec_train_is_latin1():
+    path = shared_data("text", "trec", "TREC.train.all")
+    with pytest.raises(InputError, match="line 66: byte 0xf0 .* set data.encoding=latin-1"):
+        read_split(path, int_labels=True)
+    assert any("sister\u00f0city" in t for t in read_split(path, int_labels=True, encoding="latin-1").texts)
 
 
 def test_shared_text_formats_read():
