@@ -5,7 +5,8 @@ function through :func:`toolkit.runtime.execute` and prints the result.  Heavy
 libraries are imported inside the command bodies so ``toolkit --help`` and
 ``toolkit --version`` stay fast.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input or config, 130 interrupted.
+Exit codes: 0 success, 1 runtime failure, 2 bad input or config, 3 CI gate failed (compare-models),
+130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.errors import EXIT_BAD_INPUT, EXIT_RUNTIME, InputError
+from toolkit.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
 
 app = typer.Typer(
     name="toolkit",
@@ -70,6 +71,28 @@ def fail(message: str, code: int, command: str = "", json_out: bool = False) -> 
     return typer.Exit(code)
 
 
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+def _terminate_on_sigterm() -> object:
+    """Make SIGTERM raise :class:`Terminated` in the main thread (so staged outputs are removed); returns the
+    previous handler (None when not in the main thread, where handlers cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _restore_sigterm(previous: object) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_command(command: str, config_name: str, target: str, overrides: list[str] | None,
                 print_cfg: bool, json_out: bool, quiet: bool, extra: list[str] | None = None) -> dict | None:
     """Compose config ``config_name`` with ``overrides``, then run ``target`` (``module:function``).
@@ -84,6 +107,7 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
     from toolkit import console
 
     console.set_quiet(quiet)
+    previous = _terminate_on_sigterm()
     try:
         from toolkit.config import compose_config, to_yaml
 
@@ -102,7 +126,9 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
     except InputError as exc:
         raise fail(str(exc), EXIT_BAD_INPUT, command, json_out) from None
     except KeyboardInterrupt:
-        raise fail("interrupted", 130, command, json_out) from None
+        raise fail("interrupted (SIGINT); nothing was written", EXIT_INTERRUPTED, command, json_out) from None
+    except Terminated:
+        raise fail("terminated (SIGTERM); nothing was written", EXIT_TERMINATED, command, json_out) from None
     except typer.Exit:
         raise
     except Exception as exc:  # runtime failure: one line, traceback on demand
@@ -111,6 +137,8 @@ def run_command(command: str, config_name: str, target: str, overrides: list[str
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise fail(f"{type(exc).__name__}: {msg} (set TOOLKIT_DEBUG=1 for the traceback)",
                    EXIT_RUNTIME, command, json_out) from None
+    finally:
+        _restore_sigterm(previous)
     if json_out:
         from toolkit.runtime import to_jsonable
 

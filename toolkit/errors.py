@@ -9,6 +9,16 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+EXIT_TERMINATED = 143   # 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when the process receives SIGTERM (``kill``, a CI job's timeout, a scheduler).
+
+    A BaseException like KeyboardInterrupt, so no ``except Exception`` swallows it: the run's staging directory is
+    deleted on the way out (:func:`toolkit.runtime.execute`) and the CLI exits with :data:`EXIT_TERMINATED`.
+    """
 
 
 class InputError(ValueError):

@@ -400,3 +400,16 @@ def test_step_subcommand_errors(runner, tmp_path, args, needle):
 def test_step_subcommand_is_the_step_key(runner):
     result = runner.invoke(app, ["train-encrypted", "keygen", "--cfg"])
     assert result.exit_code == 0 and "step: keygen" in result.stdout
+
+
+def test_plan_refuses_a_run_larger_than_free_memory(runner, tmp_path, monkeypatch):
+    monkeypatch.setattr("toolkit.resources.available_bytes", lambda: 1024)
+    out = tmp_path / "plan_mem"
+    r = runner.invoke(app, ["train-encrypted", "--plan", f"output_dir={out}", *FAST,
+                            *_csv_args(_csv(tmp_path / "d.csv"))])
+    assert r.exit_code == 2 and "GiB of memory, more than the" in r.stderr and not out.exists(), r.stderr
+    monkeypatch.undo()
+    r = runner.invoke(app, ["train-encrypted", "--json", "--plan", f"output_dir={out}", *FAST,
+                            *_csv_args(_csv(tmp_path / "d.csv"))])
+    plan = json.loads(r.stdout)["metrics"]["plan"]
+    assert plan["estimated_peak_memory_mib"] > plan["data_mib"] > 0

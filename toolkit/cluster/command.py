@@ -183,6 +183,10 @@ def load_checkpoint(path: str, feature_dim: int):
 
 def _check_sizes(cfg, n_train: int, n_test: int) -> None:
     k_infer = int(cfg.model.infer.knn_k)
+    k_means = cfg.baselines.get("kmeans_k")
+    if k_means and int(k_means) > n_test:  # before k-means allocates K centroids (and auto trains anything)
+        raise InputError("config", "baselines.kmeans_k", f"got {int(k_means)} clusters for {n_test} points to "
+                         "cluster; expected at most the number of points")
     if n_test <= k_infer:
         raise InputError("data", "test_features", f"has {n_test} points; needs more than model.infer.knn_k={k_infer}")
     if cfg.method in ("hilander", "auto") and not cfg.model.checkpoint:

@@ -33,6 +33,10 @@ DATA = "server/encrypted_data.zip"
 WEIGHTS = "server/encrypted_weights.zip"
 JOB = "server/job.json"
 STATE = "server/train_state.json"
+SERVER_MEMORY_PER_DATA_BYTE = 4.4
+"""Peak memory of a run per byte of serialised data ciphertexts: 8.8 GiB peak for 2 GiB of ciphertexts measured
+on a 5,000-feature CSV (issue 12's report); the ciphertexts are held deserialised, and each iteration's products
+and rotations add temporaries of the same size."""
 
 
 def resolve_params(ckks: Any, circuit: str) -> CKKSParams:
@@ -240,10 +244,15 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
         cts["weights_file_bytes"] = cts["weights"] * sizes["weight"]
         budget = float(cfg.ckks.get("max_data_gib") or 0)
         cts["budget_gib"] = budget or None
+        cts["estimated_peak_memory_bytes"] = SERVER_MEMORY_PER_DATA_BYTE * cts["data_file_bytes"]
         if budget and cts["data_file_bytes"] > budget * 2 ** 30:
             log(f"warning: the encrypted data will take {cts['data_file_bytes'] / 2 ** 30:.3g} GiB on disk "
                 f"({cts['data']} ciphertexts), above ckks.max_data_gib={budget:g}; the server needs about as "
                 "much memory: subsample (data.max_train), lower train.batch_size, or raise the budget")
+        from toolkit.resources import check_memory
+
+        check_memory(cts["estimated_peak_memory_bytes"], f"the {cts['data']} encrypted data ciphertexts", "config",
+                     "data", "subsample (data.max_train), select fewer feature columns, or run where more is free")
     report["learning_rate"] = float(cfg.train.lr)
     report["learning_rate_search"] = search
     report["train_loss_curve"] = _loss_curve(report, prep) if len(report["trajectory"]) else []
@@ -302,6 +311,8 @@ def _plan_summary(report: dict) -> dict:
     cts = report["ciphertexts"]
     out["data_mib"] = cts.get("data_file_bytes", cts["data_bytes"]) / 2 ** 20  # on disk (measured size per ciphertext)
     out["data_mib_in_memory"] = cts["data_bytes"] / 2 ** 20
+    if cts.get("estimated_peak_memory_bytes"):
+        out["estimated_peak_memory_mib"] = cts["estimated_peak_memory_bytes"] / 2 ** 20
     out["poly_modulus_degree"] = report["params"]["poly_modulus_degree"]
     out["coeff_mod_bit_sizes"] = "[" + ",".join(str(b) for b in report["params"]["coeff_mod_bit_sizes"]) + "]"
     return out

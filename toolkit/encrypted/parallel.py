@@ -56,6 +56,10 @@ def _worker(conn: Any, be: Any, circuit: str, batches: list[C.Minibatch], w: lis
             coeffs: tuple[float, float, float], lr: float, momentum: C.Momentum = C.NO_MOMENTUM,
             start: int = 0) -> None:
     """Worker loop; ``w`` is this group's state (weights, then ``v'`` with momentum)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C reaches the whole process group: the parent handles
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # it and kills its workers; no inherited CLI handler here
     ctx = be.ctx
     batches = [C.prepare(be, circuit, mb, coeffs, lr, momentum.grad_factor(start)) for mb in batches]
     conn.send("ready")
