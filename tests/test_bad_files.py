@@ -235,3 +235,12 @@ def test_json_error_document_for_a_bad_file(runner, tmp_path):
     assert res.exit_code == 2
     doc = json.loads(res.stdout)
     assert doc["error"]["exit_code"] == 2 and "no.npy" in doc["error"]["message"]
+
+
+def test_compare_models_refuses_label_names(runner, tmp_path):
+    np.save(tmp_path / "p.npy", np.arange(6) % 3)
+    (tmp_path / "names.txt").write_text("cat\ndog\nemu\ncat\ndog\nemu\n")
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["compare-models", str(tmp_path / "p.npy"), str(tmp_path / "p.npy"), "-q",
+                              f"labels={tmp_path / 'names.txt'}", f"output_dir={out}"])
+    assert "got names (e.g. 'cat')" in _assert_clean_exit_2(res, out, "names.txt")

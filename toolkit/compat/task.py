@@ -338,7 +338,7 @@ class CompareModels(Task):
         if cfg.get("labels"):
             from toolkit.data import check_labels, load_labels
 
-            labels = check_labels(load_labels(cfg.labels, "labels"), cfg.labels, "labels", n=n_old)
+            labels = check_labels(load_labels(cfg.labels, "labels", allow_names=False), cfg.labels, "labels", n=n_old)
         else:
             labels = sides["old"].get("labels", sides["new"].get("labels"))
             if labels is None:

@@ -118,10 +118,11 @@ def check_features(x: np.ndarray, source: object, field: str = "features") -> np
     return x
 
 
-def load_labels(path: str | Path, field: str = "labels") -> np.ndarray:
+def load_labels(path: str | Path, field: str = "labels", allow_names: bool = True) -> np.ndarray:
     """Read integer labels from ``.npy``, ``.npz``, or text (``.meta``/``.txt``/``.csv``, one per line).
 
-    Non-integer text labels (class names) are mapped to integers in sorted order.
+    Non-integer text labels (class names) are mapped to integers in sorted order when ``allow_names``; otherwise
+    (labels compared with a model's integer predictions) they are refused.
 
     Returns:
         int64 array of shape ``[N]``.
@@ -146,7 +147,11 @@ def load_labels(path: str | Path, field: str = "labels") -> np.ndarray:
                 if tokens and not _is_int(tokens[0]) and all(_is_int(t) for t in tokens[1:]):
                     y = np.array([int(t) for t in tokens[1:]], dtype=np.int64)  # header row
                 else:
-                    _, y = np.unique(np.array(tokens), return_inverse=True)
+                    y = np.array(tokens)
+    y = np.asarray(y)
+    if not allow_names and not (np.issubdtype(y.dtype, np.number) and not np.issubdtype(y.dtype, np.complexfloating)):
+        example = str(y.reshape(-1)[0]) if y.size else ""
+        raise InputError(p, field, f"expected integer class ids like the predictions, got names (e.g. {example!r})")
     return check_labels(y, p, field)
 
 
