@@ -88,6 +88,18 @@ def test_headerless_csv_with_column_indices(tmp_path):
     assert read_split(h, text_column=1, label_column=2).texts == ["hello there"]  # index with a header row
 
 
+def test_headerless_csv_with_a_bom_end_to_end(runner, tiny_text):
+    rows = [line.split(" ", 1) for line in make_lines(120, 0)]
+    train = tiny_text["dir"] / "train.csv"
+    train.write_bytes(codecs.BOM_UTF8 + "".join(f'{y},"{t}, indeed"\r\n' for y, t in rows).encode())
+    out = tiny_text["dir"] / "out"
+    args = [a for a in fast_overrides(tiny_text, out) if not a.startswith(("data.train=", "data.int_labels"))]
+    args += [f"data.train={train}", "data.header=false"]
+    _bad(runner, args, out, "data.text_column: 'text' names a column but data.header=false", "data.text_column=0")
+    doc = _ok(runner, [*args, "data.text_column=1", "data.label_column=0"])
+    assert doc["metrics"]["data"]["train"] == 108 and doc["metrics"]["data"]["classes"] == 2
+
+
 def test_quoted_csv_field_spanning_lines_keeps_line_numbers(tmp_path):
     c = tmp_path / "a.csv"
     c.write_text('text,label\n"two\nlines",a\nthird,\n')
