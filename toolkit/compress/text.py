@@ -251,9 +251,13 @@ def read_table(path: str | Path, fmt: str, text_column: str | int, label_column:
     return _check_nonempty(TextSplit(texts, labels, str(path)))
 
 
-def infer_format(path: str | Path) -> str:
-    """Guess the format from the path: folder -> snips, .csv/.tsv/.jsonl/.json -> table, else lines."""
-    p = expand_path(path, "data")
+def infer_format(path: str | Path, key: str = "data.train") -> str:
+    """Guess the format from the path: folder -> snips, .csv/.tsv/.jsonl/.json -> table, else lines.
+
+    Raises:
+        InputError: naming ``key`` when the path uses an unset environment variable.
+    """
+    p = expand_path(path, key)
     if p.is_dir():
         return "snips"
     suffix = p.suffix.lower()
@@ -276,7 +280,7 @@ def read_split(path: str | Path, fmt: str = "auto", text_column: str | int = "te
     Raises:
         InputError: unknown format or any reader error.
     """
-    fmt = infer_format(path) if fmt == "auto" else fmt
+    fmt = infer_format(path, key) if fmt == "auto" else fmt
     if fmt == "lines":
         return read_label_lines(path, int_labels=int_labels, encoding=encoding, key=key)
     if fmt == "snips":
