@@ -54,7 +54,8 @@ T = DATA / "text"
 DATASETS = {
     "sst2": {"train": T / "sst2/stsa.binary.train", "valid": T / "sst2/stsa.binary.dev",
              "test": T / "sst2/stsa.binary.test", "int_labels": True},
-    "trec": {"train": T / "trec/TREC.train.all", "test": T / "trec/TREC.test.all", "int_labels": True},
+    "trec": {"train": T / "trec/TREC.train.all", "test": T / "trec/TREC.test.all", "int_labels": True,
+             "encoding": "latin-1"},  # TREC.train.all holds Latin-1 bytes (line 66); the reader decodes strictly
     "snips": {"train": T / "snips/train", "valid": T / "snips/valid", "test": T / "snips/test"},
 }
 SCHEDULERS = ("calr", "clr", "triangular2", "cosine-restarts", "constant")

@@ -109,6 +109,17 @@ def rename_overrides(name: str, overrides: list[str]) -> list[str]:
     return out
 
 
+def quote_home(override: str) -> str:
+    """Quote the value of ``key=~/path`` so Hydra's override grammar accepts it (an unquoted ``~`` is a lexer
+    error there); the path keeps its ``~`` for the readers to expand.  Quoted, list, dict and ``~key`` (delete)
+    overrides are returned unchanged."""
+    key, sep, value = override.partition("=")
+    if not sep or "~" not in value or key.startswith("~") or value[:1] in ("'", '"', "[", "{"):
+        return override
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"{key}='{escaped}'"
+
+
 def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     """Compose primary config ``configs/<tree>/<name>.yaml`` (see :data:`TREES`) with Hydra overrides.
 
@@ -127,7 +138,7 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    overrides = rename_overrides(name, list(overrides or []))
+    overrides = [quote_home(o) for o in rename_overrides(name, list(overrides or []))]
     for item in overrides:
         if item.startswith("-"):
             raise InputError("command line", item, "unknown option (overrides look like key=value)")

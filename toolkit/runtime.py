@@ -203,7 +203,7 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
     from toolkit.config import to_container
 
     out = cfg.get("output_dir") or None
-    output_dir = Path(out) if out else default_output_dir(command)
+    output_dir = Path(os.path.expandvars(str(out))).expanduser() if out else default_output_dir(command)
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError(output_dir, "output_dir", "exists and is not a directory")
     with open_dict(cfg):
