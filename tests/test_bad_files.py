@@ -244,3 +244,60 @@ def test_compare_models_refuses_label_names(runner, tmp_path):
     res = runner.invoke(app, ["compare-models", str(tmp_path / "p.npy"), str(tmp_path / "p.npy"), "-q",
                               f"labels={tmp_path / 'names.txt'}", f"output_dir={out}"])
     assert "got names (e.g. 'cat')" in _assert_clean_exit_2(res, out, "names.txt")
+
+
+TEXT_DAMAGE = {
+    "empty": b"",
+    "garbage": bytes(range(256)) * 3,
+    "latin1": "1 caf\xe9 good\n0 bad film\n".encode("latin-1"),
+    "no_label": b"good film\nbad film\n",
+}
+VECTOR_DAMAGE = {
+    "empty": b"",
+    "garbage": bytes(range(256)) * 3,
+    "truncated_gz": None,   # built in the test: half of a gzip stream
+    "ragged": b"good 0.1 0.2 0.3 0.4\nbad 0.1 0.2\n",
+    "zip_no_txt": None,
+}
+
+
+def _compress_args(tmp_path: Path, out: Path, **files: Path) -> list[str]:
+    from tests.compress.conftest import make_lines
+
+    train, test, vec = tmp_path / "train.txt", tmp_path / "test.txt", tmp_path / "vec.txt"
+    train.write_text("\n".join(make_lines(60, 0)) + "\n")
+    test.write_text("\n".join(make_lines(20, 1)) + "\n")
+    vec.write_text("".join(f"{w} 0.1 0.2 0.3 0.4\n" for w in ("good", "bad", "the", "film")))
+    paths = {"train": train, "test": test, "vectors": vec, **files}
+    return ["compress", "-q", "data=text", f"data.train={paths['train']}", f"data.test={paths['test']}",
+            "data.int_labels=true", f"data.vectors={paths['vectors']}", "model=dan", "pretrain.epochs=1",
+            "finetune.epochs=1", f"output_dir={out}"]
+
+
+@pytest.mark.parametrize("field", ["train", "test"])
+@pytest.mark.parametrize("damage", [*TEXT_DAMAGE, "missing"])
+def test_compress_bad_text_files(runner, tmp_path, field, damage):
+    bad = tmp_path / "bad.txt"
+    if damage != "missing":
+        bad.write_bytes(TEXT_DAMAGE[damage])
+    out = tmp_path / "out"
+    res = runner.invoke(app, _compress_args(tmp_path, out, **{field: bad}))
+    _assert_clean_exit_2(res, out, "bad.txt")
+
+
+@pytest.mark.parametrize("damage", [*VECTOR_DAMAGE, "missing"])
+def test_compress_bad_vector_files(runner, tmp_path, damage):
+    import gzip
+
+    bad = tmp_path / "bad.vec"
+    if damage == "truncated_gz":
+        raw = gzip.compress(b"".join(f"w{i} 0.1 0.2 0.3 0.4\n".encode() for i in range(2000)))
+        bad.write_bytes(raw[: len(raw) // 2])
+    elif damage == "zip_no_txt":
+        with zipfile.ZipFile(bad, "w") as zf:
+            zf.writestr("README", "no vectors here")
+    elif damage != "missing":
+        bad.write_bytes(VECTOR_DAMAGE[damage])
+    out = tmp_path / "out"
+    res = runner.invoke(app, _compress_args(tmp_path, out, vectors=bad))
+    _assert_clean_exit_2(res, out, "bad.vec")

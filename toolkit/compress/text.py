@@ -376,7 +376,8 @@ def load_word_vectors(path: str | Path, vocab: Vocabulary, expected_dim: int | N
 
     Raises:
         InputError: missing/empty file, an archive member that cannot be chosen, corrupt compressed data,
-            more than 1% undecodable rows, rows with fewer than d values, non-numeric values, dimension != ``expected_dim``.
+            more than 1% undecodable rows, rows with fewer than d values, non-numeric values, dimension != ``expected_dim``,
+            no vocabulary word in the file.
     """
     path = expand_path(path, "data.vectors")
     if not path.is_file():
@@ -438,6 +439,10 @@ def load_word_vectors(path: str | Path, vocab: Vocabulary, expected_dim: int | N
         raise InputError(path, None, "empty vectors file (expected 'word v1 ... vd' per line)")
     for j, vec in lower_found.items():
         found.setdefault(j, vec)
+    if not found and len(vocab) > 2:
+        raise InputError(source, None, f"none of the {len(vocab) - 2} vocabulary words has a vector among its "
+                         f"{rows} rows (expected 'word v1 ... vd' per line in the training text's language and "
+                         "case; is it the right file?)")
     mean = sums / count if count else 0.0
     std = float(np.sqrt(max(sq / count - mean**2, 1e-12))) if count else 0.1
     rng = np.random.default_rng(seed)
