@@ -32,6 +32,24 @@ def test_maxabs_keeps_zeros_and_constant_columns():
         Scaling.fit(x, "zscore")
 
 
+def test_robust_scaling_winsorises_then_centres_and_round_trips():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0.0, 1.5, size=(2000, 3)) * [1.0, 100.0, 1e4]
+    s = Scaling.fit(x, "robust", 0.99)
+    np.testing.assert_allclose(s.hi, np.quantile(x, 0.99, axis=0))
+    xs = s.apply(x)
+    assert np.abs(xs).max() <= 1.0 + 1e-12 and np.allclose(xs.mean(0), 0.0, atol=1e-12)
+    far = s.apply(x * 1000.0)  # test values beyond the training range stay in [-1, 1]
+    assert np.abs(far).max() <= 1.0 + 1e-12
+    # the bulk of each column uses the range: with mean scaling one outlier squeezes it towards 0
+    assert np.all(np.std(xs, 0) > 2 * np.std(Scaling.fit(x, "mean").apply(x), 0))
+    again = Scaling.from_dict(s.to_dict())
+    np.testing.assert_array_equal(again.apply(x), xs)
+    assert Scaling.from_dict(Scaling.fit(x, "mean").to_dict()).lo is None
+    with pytest.raises(InputError, match="data.clip_quantile"):
+        Scaling.fit(x, "robust", 0.4)
+
+
 def test_signed_features_and_minibatches():
     x = np.array([[0.5, -0.5], [1.0, 0.0]])
     z = signed_features(x, np.array([1, 0]))

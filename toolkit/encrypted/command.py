@@ -147,7 +147,8 @@ def _prepare_data(cfg: Any, params: CKKSParams) -> dict:
 
     seed = int(cfg.seed or 0)
     data = load_dataset(cfg.data, seed)
-    scaling = Scaling.fit(data.x_train, str(cfg.data.get("scaling", "maxabs")))
+    scaling = Scaling.fit(data.x_train, str(cfg.data.get("scaling", "maxabs")),
+                          float(cfg.data.get("clip_quantile") or 0.99))
     xtr, xte = scaling.apply(data.x_train), scaling.apply(data.x_test)
     z = signed_features(xtr, data.y_train)
     batch_size = cfg.train.batch_size
@@ -180,7 +181,8 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     """``train.lr=auto``: simulate every rate of ``train.lr_grid`` in plaintext (the owner's
     side, before anything is encrypted) and keep the one with the lowest training log loss over the last two
     iterations (the worse of the two) among those whose plan neither overflows nor leaves the sigmoid
-    approximation's range.
+    approximation's range, and whose loss converges (:func:`loss_rises` false, the same check that refuses a
+    plan).
 
     Returns:
         ``{"chosen": rate, "candidates": [{"learning_rate", "final_train_loss" | None, "ok"}...]}``.
@@ -207,6 +209,7 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
         curve = _loss_curve(rep, prep) if ok and len(rep["trajectory"]) else []
         # the worse of the last two iterations: a rate that oscillates must not win on the parity of the last step
         final = max(curve[-2:]) if curve else None
+        ok = ok and bool(curve) and not loss_rises(curve)  # auto never picks a rate the plan check would refuse
         rows.append({"learning_rate": lr, "final_train_loss": final, "ok": ok})
         if ok and final is not None and np.isfinite(final) and (best is None or final < best[1]):
             best = (lr, final)

@@ -39,52 +39,79 @@ class BinaryData:
 
 @dataclass
 class Scaling:
-    """Per-feature affine scaling ``(x - center) / scale`` into [-1, 1] (saved with the model)."""
+    """Per-feature scaling ``(clip(x, lo, hi) - center) / scale`` into [-1, 1] (saved with the model).
+
+    ``lo``/``hi`` are None except for ``robust`` scaling (winsorising bounds in the raw feature units).
+    """
 
     center: np.ndarray
     scale: np.ndarray
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
 
     @classmethod
-    def fit(cls, x: np.ndarray, method: str = "maxabs") -> Scaling:
+    def fit(cls, x: np.ndarray, method: str = "maxabs", clip_quantile: float = 0.99) -> Scaling:
         """Fit on training features float ``[n, d]``.
 
         ``maxabs`` (Han et al.'s ``normalizeZData``): divide by the column's max |x|, no centring, so
         zeros (e.g. MNIST background) stay 0.  ``minmax``: mid-range centre and half-range scale.  ``mean``:
-        centre at the training mean, divide by the largest |x - mean|.  Constant columns get scale 1.
+        centre at the training mean, divide by the largest |x - mean|.  ``robust``: first winsorise each column
+        to its ``[1 - clip_quantile, clip_quantile]`` training quantiles, then ``mean`` on the clipped values.
+        Constant columns get scale 1.
 
         Centring matters for tables of positive, skewed columns (amounts, counts): uncentred, every feature
         shares a large common component with the bias, the first gradient steps move along it, and a
         10-iteration model ranks worse than chance (measured in docs/encrypted.md); ``mean`` removes it.
+        Winsorising matters for heavy tails: dividing by the largest deviation leaves the bulk of a column
+        near 0, a direction the few iterations of the circuit barely move along (measured in docs/encrypted.md,
+        ``benchmarks/encrypted_plain_sweep.py``).
 
         Raises:
-            InputError: unknown method.
+            InputError: unknown method, or ``clip_quantile`` outside (0.5, 1].
         """
+        lo = hi = None
         if method == "maxabs":
             center = np.zeros(x.shape[1])
             half = np.abs(x).max(axis=0)
         elif method == "minmax":
-            lo, hi = x.min(axis=0), x.max(axis=0)
-            center = (hi + lo) / 2.0
-            half = (hi - lo) / 2.0
-        elif method == "mean":
+            lo_, hi_ = x.min(axis=0), x.max(axis=0)
+            center = (hi_ + lo_) / 2.0
+            half = (hi_ - lo_) / 2.0
+        elif method in ("mean", "robust"):
+            if method == "robust":
+                if not 0.5 < float(clip_quantile) <= 1.0:
+                    raise InputError("config", "data.clip_quantile", f"got {clip_quantile}; expected a number in "
+                                     "(0.5, 1] (0.99 clips each column to its 1st..99th percentile)")
+                lo, hi = np.quantile(x, [1.0 - clip_quantile, clip_quantile], axis=0)
+                x = np.clip(x, lo, hi)
             center = x.mean(axis=0)
             half = np.abs(x - center).max(axis=0)
         else:
-            raise InputError("config", "data.scaling", f"unknown {method!r}; expected maxabs, minmax or mean")
-        return cls(center.astype(np.float64), np.where(half > 0, half, 1.0).astype(np.float64))
+            raise InputError("config", "data.scaling", f"unknown {method!r}; expected maxabs, minmax, mean or robust")
+        return cls(center.astype(np.float64), np.where(half > 0, half, 1.0).astype(np.float64),
+                   None if lo is None else lo.astype(np.float64), None if hi is None else hi.astype(np.float64))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """Scale ``[n, d]`` features (test values may fall slightly outside [-1, 1])."""
-        return (np.asarray(x, dtype=np.float64) - self.center) / self.scale
+        """Scale ``[n, d]`` features (test values may fall slightly outside [-1, 1] unless clipped)."""
+        x = np.asarray(x, dtype=np.float64)
+        if self.lo is not None and self.hi is not None:
+            x = np.clip(x, self.lo, self.hi)
+        return (x - self.center) / self.scale
 
     def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return {"center": self.center.tolist(), "scale": self.scale.tolist()}
+        """JSON-ready dict (``clip_lo``/``clip_hi`` only for robust scaling)."""
+        out = {"center": self.center.tolist(), "scale": self.scale.tolist()}
+        if self.lo is not None and self.hi is not None:
+            out.update({"clip_lo": self.lo.tolist(), "clip_hi": self.hi.tolist()})
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> Scaling:
         """Inverse of :meth:`to_dict`."""
-        return cls(np.asarray(d["center"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64))
+        lo, hi = d.get("clip_lo"), d.get("clip_hi")
+        return cls(np.asarray(d["center"], dtype=np.float64), np.asarray(d["scale"], dtype=np.float64),
+                   None if lo is None else np.asarray(lo, dtype=np.float64),
+                   None if hi is None else np.asarray(hi, dtype=np.float64))
 
 
 def _check_binary(y: np.ndarray, source: object, field: str) -> np.ndarray:
