@@ -121,7 +121,8 @@ def test_model_size_with_dense_layer_hand_computed():
     # DAN over a 100 x 10 table, dense 30 and 25, 2 classes: 1157 non-embedding parameters, of which the
     # first dense layer is 10*30 + 30 = 330
     net = TextClassifier("dan", vocab_size=100, embedding_dim=10, num_classes=2)
-    assert model_size(net, dense=True) == {"params": 2157, "bytes": 4 * 2157, "embedding_params": 1000,
+    assert model_size(net, dense=True) == {"params": 2157, "bytes": 4 * 2157, "model_params": 2157,
+                                           "model_bytes": 4 * 2157, "embedding_params": 1000,
                                            "embedding_bytes": 4000, "dense_params": 330, "dense_bytes": 1320}
     low = factorized_copy(net, 3, dense_rank=3)
     # embedding 3 * 110 = 330; dense 3 * (30 + 10) + 30 = 150; the rest 1157 - 330 = 827

@@ -28,8 +28,8 @@ def test_model_size_dense_and_factorized_hand_computed():
     # DAN over a 100 x 10 table: 10*30+30 + 30*25+25 + 25*2+2 = 1157 non-embedding parameters
     net = TextClassifier("dan", vocab_size=100, embedding_dim=10, num_classes=2)
     size = model_size(net)
-    assert size == {"params": 1000 + 1157, "bytes": 4 * (1000 + 1157), "embedding_params": 1000,
-                    "embedding_bytes": 4000}
+    assert size == {"params": 1000 + 1157, "bytes": 4 * (1000 + 1157), "model_params": 1000 + 1157,
+                    "model_bytes": 4 * (1000 + 1157), "embedding_params": 1000, "embedding_bytes": 4000}
     net.replace_embedding(FactorizedEmbedding(100, 10, 3))
     size = model_size(net)
     assert size["embedding_params"] == 3 * 110 and size["embedding_bytes"] == 4 * 330

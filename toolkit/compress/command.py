@@ -2,8 +2,9 @@
 
 Outputs (in ``output_dir``; with several compression values, one subfolder ``compression_<p>/`` or
 ``rank_<k>/`` per value): ``compressed.pt`` (state dict, vocabulary, classes, rank), ``lr_schedule.png``
-(the fine-tuning schedule actually used), per-value ``metrics.json``; at the top ``metrics.json``,
-``config.yaml`` and ``tradeoff.png`` (accuracy vs embedding size for every method).
+(the fine-tuning schedule actually used), ``training.png`` (validation accuracy and loss per epoch of
+pretraining and fine-tuning), per-value ``metrics.json``; at the top ``metrics.json``, ``config.yaml`` and
+``tradeoff.png`` (accuracy vs embedding size, or whole-model size with ``compression_of=model``).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from toolkit.compress import pipeline as P
 from toolkit.compress.factorize import compression_of_rank
-from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff
+from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
 from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run
 from toolkit.task import Task, run_task
 
-SUMMARY_KEYS = ("accuracy", "macro_f1", "params", "bytes", "embedding_params", "embedding_bytes",
+SUMMARY_KEYS = ("accuracy", "macro_f1", "model_params", "model_bytes", "embedding_params", "embedding_bytes",
                 "latency_ms_per_batch")
 
 
@@ -33,9 +34,13 @@ def _as_list(value: Any) -> list:
 
 
 def _with_ratios(m: dict, base: dict) -> dict:
+    """``m`` with the fractions of embedding, whole-model (and dense-layer) parameters and bytes removed
+    relative to ``base`` (the uncompressed model's metrics)."""
     m = dict(m)
     m["embedding_param_compression"] = 1.0 - m["embedding_params"] / base["embedding_params"]
     m["embedding_byte_compression"] = 1.0 - m["embedding_bytes"] / base["embedding_bytes"]
+    m["model_param_compression"] = 1.0 - m["model_params"] / base["model_params"]
+    m["model_byte_compression"] = 1.0 - m["model_bytes"] / base["model_bytes"]
     if "dense_params" in m and "dense_params" in base:
         m["dense_param_compression"] = 1.0 - m["dense_params"] / base["dense_params"]
         m["dense_byte_compression"] = 1.0 - m["dense_bytes"] / base["dense_bytes"]
@@ -44,6 +49,30 @@ def _with_ratios(m: dict, base: dict) -> dict:
 
 DENSE_LAYER = {"dan": "encoder.0 (first Linear of the MLP)", "lstm": "encoder (LSTM input weights W_ih, b_ih)",
                "textcnn": "head (output Linear)"}
+
+
+def _log_size_table(label: str, res: dict, base: dict, quantized: dict) -> None:
+    """stderr table of one point: accuracy, embedding and whole-model parameters/bytes of every method
+    (``quantized``: the ``quantize_*`` metrics of the uncompressed model)."""
+    rows = [("uncompressed", base)] + [(m, res[m]) for m in ("svd_finetune", "svd_no_finetune",
+                                                             "svd_before_training", "small_embedding") if m in res]
+    rows += list(quantized.items())
+    log(f"{label}: {'method':<20} {'accuracy':>8} {'embedding params':>17} {'removed':>7} "
+        f"{'model params':>13} {'removed':>7} {'model bytes':>12}")
+    for name, m in rows:
+        log(f"{label}: {name:<20} {m['accuracy']:>8.4f} {m['embedding_params']:>17,} "
+            f"{m['embedding_param_compression']:>7.1%} {m['model_params']:>13,} {m['model_param_compression']:>7.1%} "
+            f"{m['model_bytes']:>12,}")
+
+
+def _log_curve(stage: str, result: P.TrainResult) -> None:
+    """One stderr line with the per-epoch validation accuracy of a stage (and the restored epoch)."""
+    if not result.history:
+        return
+    accs = " ".join(f"{row['val_acc']:.3f}" for row in result.history)
+    note = f"; weights of epoch {result.restored_epoch} restored" if result.restored_epoch else ""
+    stop = "; stopped early" if result.stopped_early else ""
+    log(f"{stage}: validation accuracy per epoch {accs}{stop}{note}")
 
 
 def dense_settings(cfg: DictConfig) -> tuple[bool, Any, Any]:
@@ -87,6 +116,82 @@ def dense_ranks(shape: tuple[int, int], points: list[tuple[str, float | None, in
                                  "parameters, not a fraction in (0, 1); set dense.compression or dense.rank")
             out.append((P.resolve_dense_rank(shape, pd, None), float(pd)))
     return out
+
+
+def model_target_ranks(points_p: list[float], total_params: int, embedding_shape: tuple[int, int],
+                       dense_shape: tuple[int, int] | None, dense_p: Any, dense_k: Any
+                       ) -> list[tuple[int, tuple[int, float | None] | None]]:
+    """Ranks for ``compression_of=model``: per requested p, the embedding's rank and (with the dense layer on)
+    ``(dense rank, dense.compression or None)``, chosen by
+    :func:`toolkit.compress.factorize.ranks_for_model_compression`.
+
+    ``dense.rank`` or ``dense.compression``, when set, fix the dense layer's rank and the embedding gets the rest
+    of the budget; otherwise both layers keep the same share of their weights.
+
+    Raises:
+        InputError: naming ``compression`` when the layers that are not factorized (plus rank-1 factors) already
+            exceed the target, with the largest reachable value; ``dense.rank`` / ``dense.compression`` errors.
+    """
+    from toolkit.compress.factorize import max_model_compression, ranks_for_model_compression
+
+    fixed_d = None
+    if dense_shape is not None and (dense_k is not None or dense_p is not None):
+        pd = None if dense_k is not None else P.check_compression(dense_p, "dense.compression", "dense layer")
+        fixed_d = P.resolve_dense_rank(dense_shape, pd, dense_k)
+    out = []
+    for p in points_p:
+        k, k_d = ranks_for_model_compression(total_params, embedding_shape, p, dense_shape, fixed_d)
+        if k < 1:
+            most = max_model_compression(total_params, embedding_shape, dense_shape, fixed_d)
+            v, d = embedding_shape
+            other = total_params - v * d - (dense_shape[0] * dense_shape[1] if dense_shape else 0)
+            layers = "embedding and first dense layer" if dense_shape else "embedding"
+            reach = (f"at most {most:.4g} is reachable" if most > 0 else "no compression is reachable")
+            raise InputError("compression", None, f"{p:g} of the whole model ({total_params:,} parameters) is "
+                             f"unreachable with compression_of=model: the layers besides the {layers} hold "
+                             f"{other:,} ({other / total_params:.1%}) and stay; {reach} (rank 1); use a smaller "
+                             "compression, dense.factorize=true, or compression_of=embedding")
+        out.append((int(k), None if k_d is None else (int(k_d), None if dense_k is not None or dense_p is None
+                                                         else float(dense_p))))
+    return out
+
+
+def stop_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
+    """``restore_best`` and ``early_stopping_patience`` of ``pretrain`` or ``finetune`` (absent: off).
+
+    Returns:
+        keyword arguments of :func:`toolkit.compress.pipeline.fit_classifier`.
+    """
+    group = cfg.get(stage) or {}
+    patience = group.get("early_stopping_patience")
+    return {"restore_best": bool(group.get("restore_best", False)),
+            "early_stopping_patience": None if patience is None else int(patience)}
+
+
+def warn_if_rising(result: P.TrainResult, stage: str, key: str) -> None:
+    """Log a warning on stderr when validation accuracy is still rising at the last epoch of a stage.
+
+    Args:
+        result: the stage's :class:`~toolkit.compress.pipeline.TrainResult`.
+        stage: name in the message (``pretraining``, ``compression_0.9: fine-tuning``).
+        key: the config key to raise (``pretrain.epochs`` / ``finetune.epochs``).
+    """
+    if result.still_rising:
+        acc = [row["val_acc"] for row in result.history]
+        log(f"warning: {stage}: validation accuracy still rising at the last epoch ({max(acc[:-1]):.4f} before, "
+            f"{acc[-1]:.4f} at epoch {len(acc)}): under-trained: raise {key}")
+
+
+def calr_restarts(sched_name: str, sched_cfg: dict, updates_per_epoch: int, updates: int) -> int | None:
+    """Warm restarts CALR makes in ``updates`` updates (None for the other schedules)."""
+    if sched_name != "calr":
+        return None
+    import torch
+
+    from toolkit.compress.schedulers import build_scheduler
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return build_scheduler("calr", opt, sched_cfg, updates_per_epoch).restarts_within(updates)
 
 
 def check_schedule(cfg: DictConfig) -> None:
@@ -171,20 +276,35 @@ class Compress(Task):
         dim = self.dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)
         vsize = len(data.vocab)
         check_quantize_dim(cfg, dim)
-        self.points = points = (
-            [(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in self.ranks] if self.ranks else
-            [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in self.comps])
+        from toolkit.compress.metrics import model_size
+
+        probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes and size are used
+        self.base_params = int(model_size(probe)["model_params"])
         self.dense_shape, self.ranks_d = None, []
         if self.dense_on:  # checked like the embedding's rank, before any output or training (exit 2, one line)
-            probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes are used
             try:
                 self.dense_shape = probe.first_dense_shape()
             except ValueError as exc:
                 raise InputError("dense.factorize", None, str(exc)) from None
-            self.ranks_d = dense_ranks(self.dense_shape, points, vsize, dim, self.dense_p, self.dense_k)
-            del probe
         elif self.dense_p is not None or self.dense_k is not None:
             log("dense.factorize is false: dense.compression / dense.rank are ignored")
+        del probe
+        self.target = str(cfg.get("compression_of") or "embedding")
+        if self.ranks and self.target == "model":
+            log("rank= is set: compression_of=model is ignored (the rank is fixed)")
+            self.target = "embedding"
+        if self.ranks:
+            points = [(f"rank_{r}", None, P.resolve_rank(vsize, dim, None, r)) for r in self.ranks]
+        elif self.target == "model":
+            chosen = model_target_ranks(self.comps, self.base_params, (vsize, dim), self.dense_shape,
+                                        self.dense_p, self.dense_k)
+            points = [(f"compression_{p:g}", p, k) for p, (k, _) in zip(self.comps, chosen, strict=True)]
+            self.ranks_d = [kd for _, kd in chosen] if self.dense_on else []
+        else:
+            points = [(f"compression_{p:g}", p, P.resolve_rank(vsize, dim, p, None)) for p in self.comps]
+        if self.dense_on and self.target != "model":
+            self.ranks_d = dense_ranks(self.dense_shape, points, vsize, dim, self.dense_p, self.dense_k)
+        self.points = points
         if "vectors" in data.info:
             v = data.info["vectors"]
             log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
@@ -196,6 +316,8 @@ class Compress(Task):
                            trainer_cfg=OmegaConf.to_container(cfg.trainer, resolve=True),
                            batch_size=int(cfg.batch_size), seed=seed)
         self.pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
+        self.pre_stop = stop_settings(cfg, "pretrain")
+        self.ft_stop = stop_settings(cfg, "finetune")
         self.sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
         self.sched_name = str(self.sched_cfg.pop("name"))
 
@@ -207,7 +329,10 @@ class Compress(Task):
         with run.timer("pretrain"):
             log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
             self.net = P.build_net(arch, data, self.dim, self.model_cfg, data.vectors, self.seed)
-            P.train_classifier(self.net, data, int(cfg.pretrain.epochs), "constant", self.pre_cfg, **self.common)
+            self.pre_result = P.fit_classifier(self.net, data, int(cfg.pretrain.epochs), "constant", self.pre_cfg,
+                                               **self.common, **self.pre_stop)
+            _log_curve("pretraining", self.pre_result)
+            warn_if_rising(self.pre_result, "pretraining", "pretrain.epochs")
         bl = cfg.baselines
         budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
         self.models: dict[str, dict[str, Any]] = {}
@@ -221,9 +346,12 @@ class Compress(Task):
                               f"{nets['dense_rank']}" if self.dense_on else "")
                 log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
                     f"scheduler={self.sched_name}")
-                nets["lrs"] = P.train_classifier(fnet, data, int(cfg.finetune.epochs), self.sched_name,
-                                                 self.sched_cfg, **self.common)
+                res = P.fit_classifier(fnet, data, int(cfg.finetune.epochs), self.sched_name, self.sched_cfg,
+                                       **self.common, **self.ft_stop)
+                nets["lrs"], nets["finetune"] = res.lrs, res
                 nets["svd_finetune"] = fnet
+                _log_curve(f"{label}: fine-tuning", res)
+                warn_if_rising(res, f"{label}: fine-tuning", "finetune.epochs")
             if bl.enabled and bl.from_scratch:
                 width = P.equal_params_dim(len(data.vocab), self.dim, k)
                 for name, from_svd in (("svd_before_training", True), ("small_embedding", False)):
@@ -231,7 +359,8 @@ class Compress(Task):
                         log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
                         table = P.small_table(data, self.dim, width, from_svd, self.seed)
                         bnet = P.build_net(arch, data, width, self.model_cfg, table, self.seed)
-                        P.train_classifier(bnet, data, budget, "constant", self.pre_cfg, **self.common)
+                        nets[f"{name}_training"] = P.fit_classifier(bnet, data, budget, "constant", self.pre_cfg,
+                                                                    **self.common, **self.ft_stop)
                         nets[name] = bnet
             self.models[label] = nets
 
@@ -240,11 +369,14 @@ class Compress(Task):
         cfg, data = self.cfg, self.data
         eval_kw = dict(latency_batch=int(cfg.eval.latency_batch), latency_repeats=int(cfg.eval.latency_repeats),
                        dense=self.dense_on)
+        self.size_key = "model_byte_compression" if self.target == "model" else "embedding_byte_compression"
         with self.run.timer("evaluate"):
             base = P.evaluate(self.net, data, **eval_kw)
             base = _with_ratios(base, base)
             metrics: dict[str, Any] = {"data": data.info, "embedding_shape": [len(data.vocab), self.dim],
-                                       "uncompressed": base}
+                                       "compression_of": self.target, "uncompressed": base,
+                                       "pretrain": self.pre_result.summary()}
+            under = ["pretrain"] if self.pre_result.still_rising else []
             if self.dense_on:
                 metrics["dense_layer"] = DENSE_LAYER[self.arch]
                 metrics["dense_shape"] = list(self.dense_shape)
@@ -255,7 +387,7 @@ class Compress(Task):
                     name = "fp16" if int(bits) == 16 else f"int{int(bits)}"
                     q = _with_ratios(P.evaluate(P.quantized_copy(self.net, int(bits)), data, **eval_kw), base)
                     metrics[f"quantize_{name}"] = q
-                    self.curves[f"quantize {name}"] = [(q["embedding_byte_compression"], q["accuracy"])]
+                    self.curves[f"quantize {name}"] = [(q[self.size_key], q["accuracy"])]
             runs: dict[str, Any] = {}
             for i, (label, p, k) in enumerate(self.points):
                 nets = self.models[label]
@@ -267,11 +399,24 @@ class Compress(Task):
                         res[method] = _with_ratios(P.evaluate(nets[method], data, **eval_kw), base)
                 res["accuracy_before"] = base["accuracy"]
                 res["accuracy_after"] = res["svd_finetune"]["accuracy"]
+                res["embedding_compression"] = res["svd_finetune"]["embedding_param_compression"]
+                res["model_compression"] = res["svd_finetune"]["model_param_compression"]
+                ft = nets["finetune"]
+                res["finetune"] = {**ft.summary(), "calr_restarts": calr_restarts(
+                    self.sched_name, self.sched_cfg, ft.updates_per_epoch, len(ft.lrs))}
+                if ft.still_rising:
+                    under.append(f"{label}/finetune")
+                trained = {m: nets[f"{m}_training"].summary() for m in ("svd_before_training", "small_embedding")
+                           if f"{m}_training" in nets}
+                if trained:
+                    res["baseline_training"] = trained
+                _log_size_table(label, res, base, {k: v for k, v in metrics.items() if k.startswith("quantize_")})
                 for method in ("svd_finetune", "svd_no_finetune", "svd_before_training", "small_embedding"):
                     if method in res:
                         self.curves.setdefault(method.replace("_", " "), []).append(
-                            (res[method]["embedding_byte_compression"], res[method]["accuracy"]))
+                            (res[method][self.size_key], res[method]["accuracy"]))
                 runs[label] = res
+        metrics["under_trained"] = under
         metrics["runs"] = runs if len(self.points) > 1 else None
         if len(self.points) == 1:
             metrics.update(next(iter(runs.values())))
@@ -289,14 +434,19 @@ class Compress(Task):
                 extra["dense_rank"] = nets["dense_rank"]
             P.save_checkpoint(run.path(sub + "compressed.pt"), nets["svd_finetune"], data, extra)
             if cfg.plot:
-                spe = -(-data.info["train"] // int(cfg.batch_size))
+                spe = nets["finetune"].updates_per_epoch
                 plot_lr_schedule(run.path(sub + "lr_schedule.png"), nets["lrs"], spe,
                                  f"fine-tuning learning rate: {self.sched_name} (rank {k})")
+                plot_training(run.path(sub + "training.png"), self.pre_result.history, nets["finetune"].history,
+                              f"{self.arch}: validation curve (fine-tuning at rank {k})",
+                              pre_best=self.pre_result.restored_epoch, ft_best=nets["finetune"].restored_epoch)
             if sub:
                 run.write_json(sub + "metrics.json", self.runs[label])
         if cfg.plot:
+            what = "model" if self.target == "model" else "embedding"
             plot_tradeoff(run.path("tradeoff.png"), self.curves, metrics["uncompressed"]["accuracy"],
-                          f"{self.arch}: accuracy vs embedding size")
+                          f"{self.arch}: accuracy vs {what} size",
+                          xlabel=f"{what} size reduction (fraction of bytes removed)")
 
 
 def run(cfg: DictConfig, run: Run) -> dict:

@@ -304,3 +304,73 @@ def dense_footprint(out_features: int, in_features: int, *, rank: int | None = N
     weights = out_features * in_features if rank is None else rank * (out_features + in_features)
     params = int(weights + (out_features if bias else 0))
     return {"params": params, "bytes": params * FLOAT32_BYTES}
+
+
+# --- a whole-model target (issue 13, item 2: ``compression_of=model``) ----------------------------------------
+
+
+def ranks_for_model_compression(total_params: int, embedding_shape: tuple[int, int], compression: float,
+                                dense_shape: tuple[int, int] | None = None,
+                                dense_rank: int | None = None) -> tuple[int, int | None]:
+    """Ranks that remove at least a fraction p of the *whole model's* parameters.
+
+    The model has P = ``total_params`` parameters, of which the embedding holds V d and, when ``dense_shape``
+    = (m, n) is given, the first dense layer's weight m n (its bias is not factorized).  Everything else,
+    F = P - V d - m n, is kept, so the two factorizations may use B = floor((1 - p) P) - F parameters:
+
+    * no dense layer: k = floor(B / (V + d));
+    * a fixed dense rank k_d (``dense_rank``, from ``dense.rank`` or ``dense.compression``):
+      k = floor((B - k_d (m + n)) / (V + d));
+    * otherwise both layers keep the same share s = B / (V d + m n) of their weights:
+      k_d = max(1, floor(s m n / (m + n))), then k = floor((B - k_d (m + n)) / (V + d)).
+
+    The ranks are capped at min(V, d) and min(m, n).  p is read as the decimal typed (exact rational
+    arithmetic, as in :func:`rank_for_compression`).  This extends the per-table rank formula of Acharya
+    et al. (AAAI 2019) to a budget over the whole classifier.
+
+    Args:
+        total_params: P of the uncompressed model (int > 0).
+        embedding_shape: (V, d).
+        compression: p in (0, 1), fraction of the whole model's parameters removed.
+        dense_shape: (m, n) of the first dense layer's weight when it is factorized too, else None.
+        dense_rank: its rank when fixed, else None (shared share rule).
+
+    Returns:
+        ``(k, k_d)``: the embedding's rank (int, may be < 1 when the target is unreachable) and the dense
+        layer's rank (None without ``dense_shape``).
+
+    Raises:
+        ValueError: ``compression`` outside (0, 1) or non-positive sizes.
+    """
+    if not 0.0 < float(compression) < 1.0:
+        raise ValueError(f"compression must be in (0, 1), got {compression}")
+    v, d = (int(x) for x in embedding_shape)
+    if total_params <= 0 or v <= 0 or d <= 0:
+        raise ValueError(f"sizes must be positive, got P={total_params}, V x d = {v} x {d}")
+    m, n = (int(x) for x in dense_shape) if dense_shape is not None else (0, 0)
+    fixed = int(total_params) - v * d - m * n
+    p = Fraction(str(float(compression)))
+    budget = math.floor((1 - p) * int(total_params)) - fixed
+    k_d = None
+    if dense_shape is not None:
+        if dense_rank is None:
+            share = Fraction(max(budget, 0), v * d + m * n)
+            dense_rank = max(1, math.floor(share * m * n / (m + n)))
+        k_d = min(int(dense_rank), min(m, n))
+        budget -= k_d * (m + n)
+    k = budget // (v + d) if budget > 0 else 0
+    return min(int(k), min(v, d)), k_d
+
+
+def max_model_compression(total_params: int, embedding_shape: tuple[int, int],
+                          dense_shape: tuple[int, int] | None = None, dense_rank: int | None = None) -> float:
+    """Largest fraction of a model's parameters that rank-1 factorizations (or ``dense_rank``) can remove.
+
+    1 - (F + (V + d) + k_d (m + n)) / P with F the parameters outside the factorized weights and k_d = 1
+    unless fixed; see :func:`ranks_for_model_compression`.  Returns a float (may be <= 0).
+    """
+    v, d = (int(x) for x in embedding_shape)
+    m, n = (int(x) for x in dense_shape) if dense_shape is not None else (0, 0)
+    fixed = int(total_params) - v * d - m * n
+    kept = fixed + (v + d) + ((dense_rank or 1) * (m + n) if dense_shape is not None else 0)
+    return 1.0 - kept / int(total_params)

@@ -85,13 +85,15 @@ def model_size(net: nn.Module, dense: bool = False) -> dict[str, int]:
             totals either way.
 
     Returns:
-        ``{"params", "bytes", "embedding_params", "embedding_bytes"}`` (ints), plus ``dense_params`` and
-        ``dense_bytes`` when ``dense``.
+        ``{"params", "bytes", "model_params", "model_bytes", "embedding_params", "embedding_bytes"}`` (ints;
+        ``model_params``/``model_bytes`` are the whole model, the same values as the older names ``params``/
+        ``bytes``), plus ``dense_params`` and ``dense_bytes`` when ``dense``.
     """
     emb = embedding_size(net.embedding)
     emb_ids = {id(p) for p in net.embedding.parameters()}
     rest = sum(p.numel() for p in net.parameters() if id(p) not in emb_ids)
-    out = {"params": emb["params"] + int(rest), "bytes": emb["bytes"] + int(rest) * FLOAT32_BYTES,
+    params, nbytes = emb["params"] + int(rest), emb["bytes"] + int(rest) * FLOAT32_BYTES
+    out = {"params": params, "bytes": nbytes, "model_params": params, "model_bytes": nbytes,
            "embedding_params": emb["params"], "embedding_bytes": emb["bytes"]}
     if dense:
         size = dense_size(net)

@@ -217,6 +217,13 @@ class TextClassifierModule(pl.LightningModule):
 
     Attributes:
         lr_trace: learning rate used at each update (list[float]), for ``lr_schedule.png``.
+        history: one dict per validated epoch: ``epoch`` (1-based), ``train_loss`` (mean cross-entropy of the
+            epoch's training batches, weighted by batch size), ``val_loss`` (mean over the validation examples
+            whose label the model can predict; None if there is none), ``val_acc`` (fraction of all validation
+            examples right).  ``val/acc`` and ``val/loss`` are logged once per epoch from the same sums, for
+            Lightning's ``ModelCheckpoint`` / ``EarlyStopping``.
+        updates_per_epoch: optimizer updates per epoch the schedule was built with (set by
+            :meth:`configure_optimizers`).
     """
 
     def __init__(self, net: TextClassifier, optimizer: str = "adam", scheduler: str = "constant",
@@ -227,6 +234,10 @@ class TextClassifierModule(pl.LightningModule):
         self.net = net
         self.loss = nn.CrossEntropyLoss()
         self.lr_trace: list[float] = []
+        self.history: list[dict[str, Any]] = []
+        self.updates_per_epoch = int(steps_per_epoch)
+        self._train_sums = [0.0, 0]  # loss * examples, examples of the current training epoch
+        self._val_sums = [0.0, 0, 0, 0]  # loss sum over predictable labels, their count, right, all
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Logits float [B, C]."""
@@ -238,10 +249,20 @@ class TextClassifierModule(pl.LightningModule):
         loss = self.loss(self.net(tokens), y)
         self.lr_trace.append(float(self.optimizers().param_groups[0]["lr"]))
         self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        self._train_sums[0] += float(loss.detach()) * len(y)
+        self._train_sums[1] += len(y)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        """Reset the epoch's training-loss sums."""
+        self._train_sums = [0.0, 0]
+
+    def on_validation_epoch_start(self) -> None:
+        """Reset the validation sums."""
+        self._val_sums = [0.0, 0, 0, 0]
+
     def validation_step(self, batch, batch_idx):
-        """Logs ``val/loss`` and ``val/acc``.
+        """Adds the batch to the epoch's validation sums (logged in :meth:`on_validation_epoch_end`).
 
         Labels ``>= C`` (the extra class of ``data.unseen_labels=other``) count as errors in ``val/acc`` and are
         left out of ``val/loss`` (no output stands for them).
@@ -250,11 +271,32 @@ class TextClassifierModule(pl.LightningModule):
         logits = self.net(tokens)
         seen = y < logits.shape[1]
         if bool(seen.any()):
-            self.log("val/loss", self.loss(logits[seen], y[seen]), prog_bar=True)
-        self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
+            self._val_sums[0] += float(nn.functional.cross_entropy(logits[seen], y[seen], reduction="sum"))
+            self._val_sums[1] += int(seen.sum())
+        self._val_sums[2] += int((logits.argmax(1) == y).sum())
+        self._val_sums[3] += len(y)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's exact ``val/acc`` and ``val/loss`` and append a row to :attr:`history`."""
+        loss_sum, seen, right, total = self._val_sums
+        if total == 0 or self.trainer.sanity_checking:
+            return
+        acc = right / total
+        val_loss = loss_sum / seen if seen else None
+        self.log("val/acc", acc, prog_bar=True)
+        if val_loss is not None:
+            self.log("val/loss", val_loss, prog_bar=True)
+        train_loss = self._train_sums[0] / self._train_sums[1] if self._train_sums[1] else None
+        self.history.append({"epoch": int(self.current_epoch) + 1, "train_loss": train_loss,
+                             "val_loss": val_loss, "val_acc": acc})
 
     def configure_optimizers(self):
         """Adam or SGD (fused CPU kernels) with the per-step scheduler of ``build_scheduler``.
+
+        The schedule's updates per epoch are the trainer's real optimizer steps per epoch
+        (``trainer.estimated_stepping_batches / max_epochs``, which counts ``limit_train_batches`` and
+        ``accumulate_grad_batches``) when a trainer with a fixed ``max_epochs`` is attached, else
+        ``steps_per_epoch``.
 
         Raises:
             ValueError: on an unknown optimizer or scheduler name.
@@ -271,5 +313,17 @@ class TextClassifierModule(pl.LightningModule):
                                    fused=True)
         else:
             raise ValueError(f"unknown optimizer {hp.optimizer!r}; expected adam or sgd")
-        sched = build_scheduler(hp.scheduler, opt, cfg, int(hp.steps_per_epoch))
+        self.updates_per_epoch = self._real_updates_per_epoch()
+        sched = build_scheduler(hp.scheduler, opt, cfg, self.updates_per_epoch)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}
+
+    def _real_updates_per_epoch(self) -> int:
+        """Optimizer updates per epoch as the attached trainer will take them (see :meth:`configure_optimizers`)."""
+        trainer = getattr(self, "_trainer", None)
+        epochs = getattr(trainer, "max_epochs", None) if trainer is not None else None
+        if trainer is None or not epochs or epochs < 1:
+            return int(self.hparams.steps_per_epoch)
+        total = trainer.estimated_stepping_batches
+        if not isinstance(total, int | float) or total == float("inf") or total < 1:
+            return int(self.hparams.steps_per_epoch)
+        return max(1, int(total) // int(epochs))

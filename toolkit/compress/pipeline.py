@@ -191,28 +191,86 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, se
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
 
 
-def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
-                     scheduler_cfg: Mapping[str, Any], optim_cfg: Mapping[str, Any] | None = None,
-                     trainer_cfg: Mapping[str, Any] | None = None, batch_size: int = 50, seed: int = 0,
-                     validate: bool = True) -> list[float]:
+@dataclass
+class TrainResult:
+    """What one training run did (:func:`fit_classifier`).
+
+    Attributes:
+        lrs: learning rate of every update taken (list[float]).
+        history: per-epoch rows ``{"epoch", "train_loss", "val_loss", "val_acc"}`` (see
+            :attr:`~toolkit.compress.models.TextClassifierModule.history`); empty without validation.
+        updates_per_epoch: optimizer updates per epoch the schedule was built with.
+        best_epoch: 1-based epoch of the highest validation accuracy (earliest on ties), or None.
+        restored_epoch: with ``restore_best``, the epoch whose weights the model holds at the end (the best
+            epoch; equal to the last one when that was best), else None (the last epoch's weights).
+        stopped_early: True when ``early_stopping_patience`` ended training before ``epochs``.
+        still_rising: True when the last epoch's validation accuracy is higher than every earlier epoch's
+            (at least 2 epochs): more epochs would probably help.
+    """
+
+    lrs: list[float]
+    history: list[dict[str, Any]]
+    updates_per_epoch: int
+    best_epoch: int | None = None
+    restored_epoch: int | None = None
+    stopped_early: bool = False
+    still_rising: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready dict for ``metrics.json``: every field except ``lrs``, plus ``epochs_run``."""
+        return {"epochs_run": len(self.history), "updates_per_epoch": self.updates_per_epoch,
+                "best_epoch": self.best_epoch, "best_val_acc": (self.history[self.best_epoch - 1]["val_acc"]
+                                                                if self.best_epoch else None),
+                "restored_epoch": self.restored_epoch, "stopped_early": self.stopped_early,
+                "still_rising": self.still_rising, "curve": list(self.history)}
+
+
+def still_rising(val_acc: list[float]) -> bool:
+    """True when the last of >= 2 per-epoch validation accuracies is above every earlier one (floats in [0, 1])."""
+    return len(val_acc) >= 2 and val_acc[-1] > max(val_acc[:-1])
+
+
+def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
+                   scheduler_cfg: Mapping[str, Any], optim_cfg: Mapping[str, Any] | None = None,
+                   trainer_cfg: Mapping[str, Any] | None = None, batch_size: int = 50, seed: int = 0,
+                   validate: bool = True, restore_best: bool = False,
+                   early_stopping_patience: int | None = None) -> TrainResult:
     """Train ``net`` in place with the Lightning Trainer (``toolkit.training.make_trainer``).
 
+    Validation accuracy is measured after every epoch (exactly, over the whole valid split).  With
+    ``restore_best`` Lightning's ``ModelCheckpoint(monitor="val/acc", mode="max")`` keeps the best epoch's
+    weights (the earliest on ties) and they are loaded back at the end; with ``early_stopping_patience=n``
+    Lightning's ``EarlyStopping`` on ``val/acc`` stops after n epochs without improvement (usually with
+    ``restore_best``, else the model ends with the last epoch's weights).
+
     Args:
-        net: classifier to train.
-        data: encoded data (train split used; valid split logged when ``validate``).
-        epochs: passes over the training split.
+        net: classifier to train (modified in place).
+        data: encoded data (train split for updates; valid split for the curve when ``validate``).
+        epochs: at most this many passes over the training split (>= 1).
         scheduler / scheduler_cfg: per-step learning-rate schedule (see ``build_scheduler``).
         optim_cfg: ``name`` (adam|sgd), ``adam_eps``, ``momentum``, ``weight_decay``.
         trainer_cfg: shared trainer settings (``configs/trainer``).
         batch_size: examples per update.
         seed: shuffling and dropout seed.
+        validate: measure the valid split every epoch (needed by ``restore_best`` and early stopping).
+        restore_best: end with the weights of the epoch of best validation accuracy.
+        early_stopping_patience: epochs without a validation-accuracy gain before stopping; None: never stop.
 
     Returns:
-        The learning rate of every update (list[float]).
+        :class:`TrainResult`.
+
+    Raises:
+        ValueError: ``restore_best`` or ``early_stopping_patience`` without ``validate``, or a patience < 1.
     """
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
     from toolkit.runtime import seed_everything
     from toolkit.training import make_trainer
 
+    if (restore_best or early_stopping_patience is not None) and not validate:
+        raise ValueError("restore_best and early stopping need validate=True")
+    if early_stopping_patience is not None and int(early_stopping_patience) < 1:
+        raise ValueError(f"early_stopping_patience must be >= 1, got {early_stopping_patience}")
     seed_everything(seed)
     optim_cfg = dict(optim_cfg or {})
     train_dl = _loader(data.x_train, data.y_train, batch_size, True, seed)
@@ -222,15 +280,51 @@ def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler
                                   momentum=float(optim_cfg.get("momentum", 0.9)),
                                   weight_decay=float(optim_cfg.get("weight_decay", 0.0)))
     tcfg = {k: v for k, v in dict(trainer_cfg or {}).items() if k != "max_epochs"}
+    stopper = None
     with tempfile.TemporaryDirectory(prefix="toolkit-compress-") as root:
+        callbacks: list = []
+        best = None
+        if restore_best:
+            best = ModelCheckpoint(dirpath=root, filename="best", monitor="val/acc", mode="max", save_top_k=1,
+                                   save_weights_only=True, enable_version_counter=False)
+            callbacks.append(best)
+        if early_stopping_patience is not None:
+            stopper = EarlyStopping(monitor="val/acc", mode="max", patience=int(early_stopping_patience),
+                                    min_delta=0.0)
+            callbacks.append(stopper)
         trainer = make_trainer(tcfg, Path(root), max_epochs=int(epochs), logger=False,
-                               enable_checkpointing=False, num_sanity_val_steps=0,
+                               enable_checkpointing=best is not None, callbacks=callbacks, num_sanity_val_steps=0,
                                limit_val_batches=1.0 if validate else 0)
         val_dl = _loader(data.x_valid, data.y_valid, 500, False, seed) if validate else None
         net.train()
         trainer.fit(module, train_dl, val_dl)
+        history = list(module.history)
+        accs = [row["val_acc"] for row in history]
+        best_epoch = (accs.index(max(accs)) + 1) if accs else None
+        restored = None
+        if best is not None and best_epoch is not None:
+            if best_epoch != len(history):  # the last epoch's weights are already in place otherwise
+                ckpt = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+                module.load_state_dict(ckpt["state_dict"])
+            restored = best_epoch
     net.eval()
-    return module.lr_trace
+    return TrainResult(lrs=module.lr_trace, history=history, updates_per_epoch=module.updates_per_epoch,
+                       best_epoch=best_epoch, restored_epoch=restored,
+                       stopped_early=bool(stopper is not None and len(history) < int(epochs)),
+                       still_rising=still_rising(accs))
+
+
+def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
+                     scheduler_cfg: Mapping[str, Any], optim_cfg: Mapping[str, Any] | None = None,
+                     trainer_cfg: Mapping[str, Any] | None = None, batch_size: int = 50, seed: int = 0,
+                     validate: bool = True) -> list[float]:
+    """:func:`fit_classifier` without best-epoch restoring or early stopping; returns only the learning rates.
+
+    Returns:
+        The learning rate of every update (list[float]).
+    """
+    return fit_classifier(net, data, epochs, scheduler, scheduler_cfg, optim_cfg, trainer_cfg, batch_size, seed,
+                          validate).lrs
 
 
 def evaluate(net: torch.nn.Module, data: TextData, latency_batch: int = 50, latency_repeats: int = 20,
