@@ -7,7 +7,7 @@ rate exactly as the command does, then the simulated model after the last iterat
 Issue 12: which setting closes the gap to exact LR on credit-style data, and does momentum help.
 
 Usage:  .venv/bin/python benchmarks/encrypted_plain_sweep.py [--csv PATH --label COL] [--iterations 10 20]
-Results: benchmarks/results/encrypted_plain_sweep.json and a markdown table on stdout.
+Results: benchmarks/results/encrypted_plain_sweep_<tag>.json and a markdown table on stdout.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def main() -> None:
     ap.add_argument("--momentum", nargs="*", type=float, default=[0.0, 0.5, 0.8, 0.9])
     ap.add_argument("--schedules", nargs="*", default=["fixed", "nesterov"])
     ap.add_argument("--extra", nargs="*", default=[], help="extra overrides, e.g. data=breast_cancer")
+    ap.add_argument("--tag", default="credit", help="results file suffix: encrypted_plain_sweep_<tag>.json")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     csv = args.csv
@@ -89,7 +90,7 @@ def main() -> None:
     doc = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
            "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            "data": str(csv) if csv else " ".join(args.extra), "exact": exact, "rows": rows}
-    (RESULTS / "encrypted_plain_sweep.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+    (RESULTS / f"encrypted_plain_sweep_{args.tag}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     print(f"\ndata: {doc['data']}; exact LR accuracy {100 * exact['accuracy']:.2f}%, AUC {exact['auc']:.4f}")
     print("| iterations | momentum | schedule | lr (auto) | refreshes | accuracy % | AUC | AUC - exact |")
     print("|---|---|---|---|---|---|---|---|")
