@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.compress.schedulers import CyclicallyAnnealedLR, build_scheduler, schedule_values
+from toolkit.compress.schedulers import CyclicallyAnnealedLR, build_scheduler, cycle_steps, schedule_values
 
 
 def _opt(lr=1.0, kind="adam"):
@@ -131,3 +131,39 @@ def test_calr_anneals_every_k_cycles_and_keeps_restart_floor():
     # after the restart the floor is 0.001: peaks 1, .1, .01, then restart again (3 anneals later)
     assert [s.bounds(n)[1] for n in (17, 25, 33, 41)] == pytest.approx([1.0, 0.1, 0.01, 1.0])
     assert s.lr_at(20) == pytest.approx(0.001)  # c = 20 mod 4 = 0: the floor
+
+
+def test_cycle_is_one_epoch_of_real_updates_when_odd():
+    # 5 updates per epoch: the cycle is 5 updates (the old half-cycle round(2.5) = 2 gave 4-update cycles,
+    # so the peaks drifted one update per epoch against the epochs)
+    assert [cycle_steps(1.0, n) for n in (5, 137, 1)] == [5, 137, 2]
+    cfg = {"max_lr": 1.0, "min_lr": 0.0, "cycle_epochs": 1.0, "decay": 0.5}
+    calr = schedule_values("calr", cfg, 5, 20)
+    for epoch in range(4):  # the peak of epoch e is 0.5^e, inside that epoch's 5 updates
+        lrs = calr[5 * epoch: 5 * epoch + 5]
+        assert max(lrs) == pytest.approx(0.5 ** epoch * 0.8)  # 2c / L at c = 2: 4/5 of the peak
+        assert lrs[-1] == pytest.approx(0.0)  # every epoch ends at the floor (c = 0 at its last update)
+    for name in ("clr", "triangular2", "cosine-restarts"):
+        lrs = schedule_values(name, cfg, 5, 15)
+        assert lrs[0] == pytest.approx(lrs[5]) == pytest.approx(lrs[10]), name  # period exactly 5 updates
+    with pytest.raises(ValueError):
+        cycle_steps(0.0, 5)
+
+
+def test_odd_cycle_triangle_hand_points():
+    # L = 5: c = n mod 5; lr = 2c/5 while 2c < 5, else 2 - 2c/5
+    s = CyclicallyAnnealedLR(_opt(), max_lr=1.0, min_lr=0.0, step_size=1, decay=1.0, cycle_steps=5)
+    assert [s.lr_at(n) for n in range(1, 6)] == pytest.approx([0.4, 0.8, 0.8, 0.4, 0.0])
+    with pytest.raises(ValueError):
+        CyclicallyAnnealedLR(_opt(), max_lr=1.0, min_lr=0.0, step_size=1, cycle_steps=1)
+
+
+def test_calr_restarts_at_the_defaults_within_five_epochs():
+    # configs/compress/scheduler/calr.yaml: max 1e-3, floor 1e-6, decay 0.1 per 1-epoch cycle: peaks 1e-3, 1e-4,
+    # 1e-5, then 1e-6 reaches the floor -> restart at epoch 4; 3 epochs never restart
+    cfg = {"max_lr": 1e-3, "min_lr": 1e-6, "cycle_epochs": 1.0, "decay": 0.1, "anneal_cycles": 1}
+    sched = build_scheduler("calr", _opt(), cfg, 7)
+    assert [sched.restarts_within(e * 7) for e in (3, 4, 5, 6, 7)] == [0, 1, 1, 1, 2]
+    peaks = [max(v) for v in zip(*[iter(schedule_values("calr", cfg, 7, 35))] * 7)]
+    assert peaks == pytest.approx([x * 6 / 7 + 1e-6 / 7 for x in (1e-3, 1e-4, 1e-5, 1e-3, 1e-4)], rel=1e-6)
+    assert build_scheduler("calr", _opt(), {**cfg, "decay": 1.0}, 7).restarts_within(100) == 0

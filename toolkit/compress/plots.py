@@ -75,16 +75,16 @@ def plot_training(path: Path, pretrain: Sequence[Mapping], finetune: Sequence[Ma
     plt = _plt()
     fig, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(9, 3.4))
     offset = len(pretrain)
-    for rows, shift, name, best in ((pretrain, 0, "pretraining", pre_best), (finetune, offset, "fine-tuning",
-                                                                            ft_best)):
+    stages = ((pretrain, 0, "pretraining", pre_best, "C0"), (finetune, offset, "fine-tuning", ft_best, "C1"))
+    for rows, shift, name, best, color in stages:
         if not rows:
             continue
         x = [r["epoch"] + shift for r in rows]
-        acc_ax.plot(x, [r["val_acc"] for r in rows], marker="o", label=name)
+        acc_ax.plot(x, [r["val_acc"] for r in rows], marker="o", color=color, label=name)
         loss_ax.plot(x, [float("nan") if r["val_loss"] is None else r["val_loss"] for r in rows], marker="o",
-                     label=f"{name} (valid)")
+                     color=color, label=f"{name} (valid)")
         loss_ax.plot(x, [float("nan") if r["train_loss"] is None else r["train_loss"] for r in rows], ls="--",
-                     label=f"{name} (train)")
+                     color=color, label=f"{name} (train)")
         if best:
             acc_ax.plot([best + shift], [rows[best - 1]["val_acc"]], marker="o", ms=12, mfc="none", color="black")
     for ax in (acc_ax, loss_ax):

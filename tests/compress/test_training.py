@@ -1,0 +1,153 @@
+"""Fine-tuning schedule at work: validation curve, best-epoch restore, early stopping, real updates per epoch,
+the under-training warning, and the whole-model target (``compression_of=model``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.compress.conftest import fast_overrides
+from toolkit.cli import app
+from toolkit.compress import metrics as M
+from toolkit.compress.command import warn_if_rising
+from toolkit.compress.factorize import max_model_compression, ranks_for_model_compression
+from toolkit.compress.pipeline import TrainResult, build_net, fit_classifier, load_text_data, still_rising
+
+
+def _data(paths):
+    return load_text_data({"train": str(paths["train"]), "test": str(paths["test"]), "int_labels": True,
+                           "vectors": str(paths["vectors"]), "valid_fraction": 0.3}, None, 0)
+
+
+def _fit(data, epochs, lr, **kw):
+    net = build_net("dan", data, 4, {"arch": "dan"}, data.vectors, seed=0)
+    res = fit_classifier(net, data, epochs, "constant", {"max_lr": lr}, trainer_cfg={"progress": "false"},
+                         batch_size=16, **kw)
+    return net, res
+
+
+def test_curve_and_restore_best_epoch(tiny_text):
+    data = _data(tiny_text)
+    net, res = _fit(data, 3, 0.3, restore_best=True)  # a high lr: the curve is not monotone
+    assert [row["epoch"] for row in res.history] == [1, 2, 3]
+    for row in res.history:
+        assert 0 <= row["val_acc"] <= 1 and row["val_loss"] > 0 and row["train_loss"] > 0
+    accs = [row["val_acc"] for row in res.history]
+    assert res.best_epoch == accs.index(max(accs)) + 1 == res.restored_epoch
+    # the weights at the end are the best epoch's: the valid split scores what that epoch scored
+    pred = M.predict(net, data.x_valid)
+    assert (pred == data.y_valid.numpy()).mean() == pytest.approx(max(accs))
+    assert res.restored_epoch < 3  # ties keep the earliest epoch, so here the weights were loaded back ...
+    with torch.no_grad():  # ... and they are that epoch's: its validation loss, not the last epoch's
+        loss = float(torch.nn.functional.cross_entropy(net(data.x_valid), data.y_valid))
+    assert loss == pytest.approx(res.history[res.best_epoch - 1]["val_loss"], rel=1e-5)
+    assert loss != pytest.approx(res.history[-1]["val_loss"], rel=1e-5)
+    summary = res.summary()
+    assert summary["epochs_run"] == 3 and summary["best_val_acc"] == max(accs) and len(summary["curve"]) == 3
+
+
+def test_early_stopping_after_patience_epochs_without_gain(tiny_text):
+    data = _data(tiny_text)
+    _, res = _fit(data, 6, 1e-9, early_stopping_patience=1)  # lr ~ 0: accuracy never improves after epoch 1
+    assert len(res.history) == 2 and res.stopped_early and res.best_epoch == 1
+    assert len(res.lrs) == 2 * res.updates_per_epoch
+    with pytest.raises(ValueError, match="validate"):
+        _fit(data, 1, 1e-3, restore_best=True, validate=False)
+
+
+def test_schedule_uses_the_real_updates_per_epoch(tiny_text):
+    # limit_train_batches=2 makes every epoch 2 updates: the schedule's cycle follows, not ceil(N / batch)
+    data = _data(tiny_text)
+    net = build_net("dan", data, 4, {"arch": "dan"}, data.vectors, seed=0)
+    res = fit_classifier(net, data, 2, "clr", {"max_lr": 0.01, "min_lr": 0.0, "cycle_epochs": 1.0},
+                         trainer_cfg={"progress": "false", "limit_train_batches": 2}, batch_size=16)
+    assert res.updates_per_epoch == 2 and len(res.lrs) == 4
+    assert res.lrs == pytest.approx([0.0, 0.01, 0.0, 0.01])
+
+
+def test_still_rising_and_warning(capsys):
+    assert still_rising([0.5, 0.6, 0.7]) and not still_rising([0.5, 0.7, 0.7]) and not still_rising([0.9])
+    rows = [{"epoch": i + 1, "train_loss": 1.0, "val_loss": 1.0, "val_acc": a} for i, a in enumerate((0.5, 0.6))]
+    warn_if_rising(TrainResult([], rows, 3, best_epoch=2, still_rising=True), "pretraining", "pretrain.epochs")
+    err = capsys.readouterr().err
+    assert "warning: pretraining: validation accuracy still rising" in err and "raise pretrain.epochs" in err
+
+
+def test_ranks_for_model_compression_hand_computed():
+    # P = 2157 (DAN over 100 x 10, 1157 other parameters): p = 0.5 leaves floor(0.5 * 2157) = 1078, minus
+    # the 1157 kept, is negative: unreachable; the largest reachable is 1 - (1157 + 110) / 2157
+    assert ranks_for_model_compression(2157, (100, 10), 0.5)[0] < 1
+    assert max_model_compression(2157, (100, 10)) == pytest.approx(1 - 1267 / 2157)
+    # p = 0.4: floor(0.6 * 2157) = 1294 - 1157 = 137 -> k = floor(137 / 110) = 1
+    assert ranks_for_model_compression(2157, (100, 10), 0.4) == (1, None)
+    # with the 30 x 10 dense weight factorized too: fixed = 2157 - 1000 - 300 = 857; p = 0.5: budget
+    # 1078 - 857 = 221, share 221 / 1300; k_d = floor(221/1300 * 300 / 40) = 1; k = floor((221 - 40) / 110) = 1
+    assert ranks_for_model_compression(2157, (100, 10), 0.5, (30, 10)) == (1, 1)
+    # p = 0.3, dense rank fixed at 2: floor(0.7 * 2157) = 1509 - 857 = 652 - 2 * 40 = 572 -> k = 572 // 110 = 5
+    assert ranks_for_model_compression(2157, (100, 10), 0.3, (30, 10), dense_rank=2) == (5, 2)
+    with pytest.raises(ValueError):
+        ranks_for_model_compression(2157, (100, 10), 1.0)
+
+
+def test_cli_reports_curves_model_sizes_and_training_png(runner, tiny_text):
+    out = tiny_text["dir"] / "out"
+    result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), "compression=0.5",
+                                 "baselines.quantize_bits=[8]", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["compression_of"] == "embedding" and isinstance(m["under_trained"], list)
+    assert len(m["pretrain"]["curve"]) == 2 and m["pretrain"]["restored_epoch"] is None
+    assert len(m["finetune"]["curve"]) == 1 and m["finetune"]["restored_epoch"] == 1
+    assert m["finetune"]["calr_restarts"] == 0
+    assert set(m["baseline_training"]) == {"svd_before_training", "small_embedding"}
+    for key in ("uncompressed", "svd_finetune", "quantize_int8", "small_embedding"):
+        row = m[key]
+        assert row["model_params"] == row["params"] and row["model_bytes"] == row["bytes"]
+        assert "model_param_compression" in row and "model_byte_compression" in row
+    assert m["model_compression"] == m["svd_finetune"]["model_param_compression"] < m["embedding_compression"]
+    assert "model params" in result.stderr
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_whole_model_target(runner, tiny_text):
+    # a DAN with one hidden layer of 2: its embedding (V x 4) is most of the model, so 30% of it is reachable
+    out = tiny_text["dir"] / "model"
+    args = [*fast_overrides(tiny_text, out), "compression=0.3", "compression_of=model", "baselines.enabled=false",
+            "model.dan_hidden=[2]", "--json"]
+    result = runner.invoke(app, ["compress", *args])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["compression_of"] == "model" and m["svd_finetune"]["model_param_compression"] >= 0.3
+    # one more rank would miss the target: the rank is the largest that reaches it
+    v, d = m["embedding_shape"]
+    assert m["uncompressed"]["model_params"] - m["svd_finetune"]["model_params"] - (v + d) < 0.3 * m[
+        "uncompressed"]["model_params"]
+    dense = runner.invoke(app, ["compress", *args[:-1], f"output_dir={out}_dense", "dense.factorize=true",
+                                "compression=0.4", "--json"])
+    assert dense.exit_code == 0, dense.stderr
+    md = json.loads(dense.stdout)["metrics"]
+    assert md["svd_finetune"]["model_param_compression"] >= 0.4 and md["dense_rank"] >= 1
+
+
+def test_cli_unreachable_whole_model_target_exits_2(runner, tiny_text):
+    out = tiny_text["dir"] / "out"
+    result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), "compression=0.9",
+                                 "compression_of=model"])
+    assert result.exit_code == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: compression: 0.9 of the whole model") and "is reachable" in line
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("arg", "key"), [("compression_of=layers", "compression_of"),
+                                          ("finetune.restore_best=maybe", "finetune.restore_best"),
+                                          ("finetune.early_stopping_patience=0", "finetune.early_stopping_patience"),
+                                          ("pretrain.early_stopping_patience=-1", "pretrain.early_stopping_patience")])
+def test_bad_training_keys_exit_2(runner, tiny_text, arg, key):
+    out = tiny_text["dir"] / "out"
+    result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), arg])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: config: {key}: "), result.stderr
