@@ -143,7 +143,8 @@ def run_cell(args: dict) -> dict:
     def row(method, p, m, scheduler=None, rank=None, config=None, val_accuracy=None, mean_lr=None):
         rows.append({"dataset": ds, "arch": arch, "seed": seed, "method": method, "compression": p,
                      "scheduler": scheduler, "rank": rank, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                     "params": m["params"], "embedding_params": m["embedding_params"],
+                     "params": m["params"], "model_params": m["params"], "model_bytes": m["bytes"],
+                     "embedding_params": m["embedding_params"],
                      "embedding_bytes": m["embedding_bytes"], "latency_ms": m["latency_ms_per_batch"],
                      "config": config, "val_accuracy": val_accuracy, "mean_lr": mean_lr})
 
@@ -209,6 +210,47 @@ def run_cell(args: dict) -> dict:
     phase("baselines")
     return {"rows": rows, "trials": trials, "seconds": time.perf_counter() - wall0,
             "cpu_seconds": time.process_time() - cpu0, "phases": phases, "info": data.info}
+
+
+def model_bytes(row: dict) -> int:
+    """Whole-model bytes of a result row; rows written before ``model_bytes`` existed are rebuilt from
+    ``embedding_bytes`` plus the other parameters as float32 (how :func:`toolkit.compress.metrics.model_size`
+    counts them)."""
+    if row.get("model_bytes") is not None:
+        return int(row["model_bytes"])
+    return int(row["embedding_bytes"] + 4 * (row["params"] - row["embedding_params"]))
+
+
+def whole_model_table(rows: list[dict], pairs: list[tuple[str, str]], p9: float) -> list[str]:
+    """Markdown lines: embedding vs whole-model parameters and bytes removed (%) at ``p9`` and by quantization,
+    each against the same seed's uncompressed model and averaged over seeds, beside the uncompressed model's
+    size (issue 13: "90%" counts the embedding only)."""
+    sizes = {"embedding params": lambda r: r["embedding_params"], "model params": lambda r: r["params"],
+             "model bytes": model_bytes}
+
+    def removed(ds: str, arch: str, method: str, what: str, **kw) -> str:
+        base = {r["seed"]: r for r in rows if (r["dataset"], r["arch"], r["method"]) == (ds, arch, "uncompressed")}
+        v = [1 - sizes[what](r) / sizes[what](base[r["seed"]]) for r in rows
+             if (r["dataset"], r["arch"], r["method"]) == (ds, arch, method) and r["seed"] in base
+             and all(r.get(k) == x for k, x in kw.items())]
+        return f"{np.mean(v):.1%}" if v else "-"
+
+    out = [f"#### Embedding vs whole-model size at p = {p9} (fraction removed; the rest of the model is kept)", "",
+           "| data | model | uncompressed params | embedding share | SVD embedding params | SVD model params | "
+           "SVD model bytes | int8 model bytes | int4 model bytes |", "|---|---|---|---|---|---|---|---|---|"]
+    for ds, arch in pairs:
+        base = [r for r in rows if (r["dataset"], r["arch"], r["method"]) == (ds, arch, "uncompressed")]
+        if not base:
+            continue
+        params = float(np.mean([r["params"] for r in base]))
+        share = float(np.mean([r["embedding_params"] / r["params"] for r in base]))
+        svd = dict(compression=p9, scheduler="calr")
+        cols = [removed(ds, arch, "svd_finetune", "embedding params", **svd),
+                removed(ds, arch, "svd_finetune", "model params", **svd),
+                removed(ds, arch, "svd_finetune", "model bytes", **svd),
+                removed(ds, arch, "quant_int8", "model bytes"), removed(ds, arch, "quant_int4", "model bytes")]
+        out.append(f"| {ds} | {arch} | {params:,.0f} | {share:.1%} | " + " | ".join(cols) + " |")
+    return out + [""]
 
 
 def paired_interval(diffs: list[float]) -> tuple[float, float, float]:
@@ -307,6 +349,7 @@ def summarize(rows: list[dict], args: dict, wall: float, cells: dict) -> str:
               + ", ".join(f"{k} {np.mean(v):.1%}" for k, v in sorted(qb.items()))
               + f"; the SVD factorization at p={p9} removes at least {p9:.0%} of the embedding's parameters "
               "(and float32 bytes) by the rank formula.", ""]
+    lines += whole_model_table(rows, pairs, p9)
 
     abl = [(ds, arch) for ds, arch in pairs
            if all(vals(dataset=ds, arch=arch, method="svd_finetune", compression=p9, scheduler=s) for s in OTHERS)]
