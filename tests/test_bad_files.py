@@ -301,3 +301,12 @@ def test_compress_bad_vector_files(runner, tmp_path, damage):
     out = tmp_path / "out"
     res = runner.invoke(app, _compress_args(tmp_path, out, vectors=bad))
     _assert_clean_exit_2(res, out, "bad.vec")
+
+
+def test_huge_network_width_refused_before_allocation(runner, tmp_path):
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    res = runner.invoke(app, ["train-compatible", "-q", "train.epochs=1", "data.max_train=200",
+                              "model.hidden=1000000000", f"output_dir={out}"])
+    assert res.exit_code == 2 and "GiB of memory, more than the" in res.stderr and not out.exists(), res.stderr
+    assert time.perf_counter() - start < 60

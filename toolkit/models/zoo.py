@@ -226,6 +226,10 @@ def spec_from_config(node: Any, source: str = "model") -> tuple[str, dict]:
     return ZOO_TARGETS[target], kwargs
 
 
+TRAINING_BYTES_PER_PARAM = 16
+"""float32 weights, gradients and AdamW's first and second moments: 4 x 4 bytes per parameter."""
+
+
 def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, source: str = "model"
                       ) -> EmbeddingClassifier:
     """Instantiate the network a config names (``hydra.utils.instantiate`` of its ``_target_``).
@@ -236,16 +240,26 @@ def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, so
         source: config key named in errors.
 
     Raises:
-        toolkit.errors.InputError: not a zoo network, an unknown keyword argument, or an input shape the
-            architecture cannot take.
+        toolkit.errors.InputError: not a zoo network, an unknown keyword argument, an input shape the
+            architecture cannot take, or a network whose training state (:data:`TRAINING_BYTES_PER_PARAM` per
+            parameter, counted on the meta device before anything is allocated) exceeds the free memory.
     """
     from hydra.utils import instantiate
 
     from toolkit.errors import InputError
 
+    import torch
+
+    from toolkit.resources import check_memory
+
     arch, kwargs = spec_from_config(node, source)
     try:
         factory = instantiate({"_target_": _TARGET_OF[arch], "_partial_": True, **kwargs})
+        with torch.device("meta"):  # sizes only, no memory: a width of 10^9 must fail here, not in the kernel
+            params = sum(p.numel() for p in factory(tuple(in_shape), num_classes).parameters())
+        check_memory(TRAINING_BYTES_PER_PARAM * params, f"{ZOO[arch].__name__} with {params:,} parameters "
+                     "(weights, gradients and AdamW's two moments)", source, None,
+                     "lower the width / embedding size, or the number of classes")
         return factory(tuple(in_shape), num_classes)
     except TypeError as exc:  # an argument the class does not take
         raise InputError(source, None, f"{ZOO[arch].__name__}: {str(exc).splitlines()[0]}") from None
