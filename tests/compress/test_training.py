@@ -151,3 +151,11 @@ def test_bad_training_keys_exit_2(runner, tiny_text, arg, key):
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: config: {key}: "), result.stderr
+
+
+def test_cli_notes_when_calr_never_restarts(runner, tiny_text):
+    out = tiny_text["dir"] / "out"
+    result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), "compression=0.5",
+                                 "baselines.enabled=false", "scheduler.min_lr=1e-6", "scheduler.decay=0.1"])
+    assert result.exit_code == 0, result.stderr
+    assert "makes no warm restart in finetune.epochs=1" in result.stderr

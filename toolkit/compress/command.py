@@ -335,6 +335,10 @@ class Compress(Task):
             warn_if_rising(self.pre_result, "pretraining", "pretrain.epochs")
         bl = cfg.baselines
         budget = int(cfg.pretrain.epochs) + int(cfg.finetune.epochs)
+        spe = -(-int(data.info["train"]) // int(cfg.batch_size))
+        if calr_restarts(self.sched_name, self.sched_cfg, spe, spe * int(cfg.finetune.epochs)) == 0:
+            log(f"note: scheduler=calr makes no warm restart in finetune.epochs={cfg.finetune.epochs} (its peak "
+                "only decays); raise finetune.epochs, scheduler.decay or scheduler.min_lr for a restart")
         self.models: dict[str, dict[str, Any]] = {}
         for i, (label, _p, k) in enumerate(self.points):
             nets: dict[str, Any] = {"dense_rank": self.ranks_d[i][0] if self.dense_on else None}
