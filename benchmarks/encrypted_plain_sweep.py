@@ -82,7 +82,8 @@ def main() -> None:
                 rows.append({"iterations": iters, "momentum": mu, "schedule": schedule if mu else "-",
                              "learning_rate": search["chosen"], "fits_chain": rep["fits_chain"],
                              "refreshes": rep.get("refreshes"), "accuracy": m["accuracy"], "auc": m["auc"],
-                             "log_loss": m["log_loss"]})
+                             "log_loss": m["log_loss"],
+                             "train_loss": min(c["final_train_loss"] for c in search["candidates"] if c["ok"])})
                 r = rows[-1]
                 print(f"[{time.perf_counter() - start:5.0f}s] iters={iters} mu={mu} {r['schedule']:8s} "
                       f"lr={r['learning_rate']:g} acc={100 * m['accuracy']:.2f} auc={m['auc']:.4f} "
@@ -92,11 +93,11 @@ def main() -> None:
            "data": str(csv) if csv else " ".join(args.extra), "exact": exact, "rows": rows}
     (RESULTS / f"encrypted_plain_sweep_{args.tag}.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
     print(f"\ndata: {doc['data']}; exact LR accuracy {100 * exact['accuracy']:.2f}%, AUC {exact['auc']:.4f}")
-    print("| iterations | momentum | schedule | lr (auto) | refreshes | accuracy % | AUC | AUC - exact |")
+    print("| iterations | momentum | schedule | lr (auto) | train loss (auto) | accuracy % | AUC | AUC - exact |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['iterations']} | {r['momentum']:g} | {r['schedule']} | {r['learning_rate']:g} | "
-              f"{r['refreshes']} | {100 * r['accuracy']:.2f} | {r['auc']:.4f} | {r['auc'] - exact['auc']:+.4f} |")
+              f"{r['train_loss']:.3f} | {100 * r['accuracy']:.2f} | {r['auc']:.4f} | {r['auc'] - exact['auc']:+.4f} |")
 
 
 if __name__ == "__main__":
