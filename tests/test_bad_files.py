@@ -310,3 +310,24 @@ def test_huge_network_width_refused_before_allocation(runner, tmp_path):
                               "model.hidden=1000000000", f"output_dir={out}"])
     assert res.exit_code == 2 and "GiB of memory, more than the" in res.stderr and not out.exists(), res.stderr
     assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("damage", ["truncated_zip", "bad_jpeg"])
+def test_bad_image_archives(runner, tmp_path, damage):
+    from PIL import Image
+
+    zpath = tmp_path / "bad.zip"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for c in range(3):
+            for i in range(4):
+                img = io.BytesIO()
+                Image.fromarray(RNG.integers(0, 255, (12, 12), dtype=np.uint8)).save(img, "PNG")
+                data = img.getvalue() if damage == "truncated_zip" else b"\xff\xd8\xff\xe0 not a jpeg"
+                zf.writestr(f"root/c{c}/{i}.{'png' if damage == 'truncated_zip' else 'jpg'}", data)
+    raw = buf.getvalue()
+    zpath.write_bytes(raw[: int(len(raw) * 0.6)] + raw[-22:] if damage == "truncated_zip" else raw)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["train-compatible", "-q", "data=images", f"data.train_images={zpath}",
+                              "train.epochs=1", f"output_dir={out}"])
+    _assert_clean_exit_2(res, out, "bad.zip" if damage == "truncated_zip" else ".jpg")

@@ -16,11 +16,13 @@ from __future__ import annotations
 import gzip
 import io
 import zipfile
+import zlib
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.files import reading, reason
 from toolkit.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff")
@@ -32,8 +34,8 @@ def _decode(data: bytes, name: str, size: int, channels: int) -> np.ndarray:
     try:
         img = Image.open(io.BytesIO(data))
         img = img.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(name, "image", f"cannot decode ({exc})") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InputError(name, "image", f"cannot decode ({reason(exc)})") from None
     if size and img.size != (size, size):
         img = img.resize((size, size), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / 255.0
@@ -69,7 +71,8 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
     if p.is_file():
         if not zipfile.is_zipfile(p):
             raise InputError(p, "images", "expected a directory or a .zip of class folders")
-        archive = zipfile.ZipFile(p)
+        with reading(p, "images", "a zip of class folders of images"):
+            archive = zipfile.ZipFile(p)
         for info in archive.infolist():
             name = info.filename
             if info.is_dir() or "__MACOSX" in name or not name.lower().endswith(IMAGE_SUFFIXES):
@@ -97,7 +100,8 @@ def load_image_folder(path: str | Path, image_size: int = 28, channels: int = 1,
     images, labels = [], []
     for label, cls in enumerate(names):
         for name, handle in sorted(groups[cls], key=lambda t: t[0]):
-            data = archive.read(handle) if archive is not None else Path(handle).read_bytes()
+            with reading(p, "images", f"a zip of class folders of images (member {name})"):
+                data = archive.read(handle) if archive is not None else Path(handle).read_bytes()
             images.append(_decode(data, name, image_size, channels))
             labels.append(label)
     if archive is not None:
@@ -144,8 +148,8 @@ def _read_maybe_gz(p: Path) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(p, "idx", f"corrupt gzip ({exc})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(p, "idx", f"corrupt gzip ({reason(exc)})") from None
     return raw
 
 
