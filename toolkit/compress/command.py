@@ -232,13 +232,17 @@ class Compress(Task):
 
     Stages (:mod:`toolkit.task`): ``validate`` (declared constraints, the data and compression keys, optimizer,
     schedule and baseline settings); ``setup`` (text data, the embedding dimension d, every point's rank, the
-    dense layer's ranks, all checked before training); ``fit`` (pre-train the uncompressed model; per point:
-    truncated SVD, fine-tuning with ``scheduler``, the from-scratch baselines); ``evaluate`` (accuracy, macro
-    F1, sizes and latency of every model, quantization baselines); ``save`` (``compressed.pt`` per point,
-    per-point ``metrics.json`` in a sweep, ``lr_schedule.png``, ``tradeoff.png``).
+    dense layer's ranks, for ``compression_of=model`` chosen for the whole model's parameter budget, all checked
+    before training); ``fit`` (pre-train the uncompressed model; per point: truncated SVD, fine-tuning with
+    ``scheduler``, the from-scratch baselines; every stage records its validation curve, may restore its best
+    epoch or stop early, and warns when validation accuracy still rises at its last epoch); ``evaluate``
+    (accuracy, macro F1, embedding and whole-model sizes and latency of every model, quantization baselines,
+    the curves); ``save`` (``compressed.pt`` per point, per-point ``metrics.json`` in a sweep,
+    ``lr_schedule.png``, ``training.png``, ``tradeoff.png``).
 
     Raises (from its stages):
         InputError: no dataset, bad data or vectors, compression outside (0, 1), rank out of range,
+            with ``compression_of=model`` a target the layers that stay already exceed,
             with ``dense.factorize=true`` a ``dense.compression`` outside (0, 1) or leaving rank 0, or a
             ``dense.rank`` outside [1, min(m, n)] (all before any training), bad optimizer / scheduler /
             baseline settings (:mod:`toolkit.compress.schema`, :func:`check_schedule`, :func:`check_quantize_dim`).
