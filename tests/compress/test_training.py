@@ -98,7 +98,7 @@ def test_cli_reports_curves_model_sizes_and_training_png(runner, tiny_text):
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
     assert m["compression_of"] == "embedding" and isinstance(m["under_trained"], list)
-    assert len(m["pretrain"]["curve"]) == 2 and m["pretrain"]["restored_epoch"] is None
+    assert len(m["pretrain"]["curve"]) == 2 and m["pretrain"]["restored_epoch"] == m["pretrain"]["best_epoch"]
     assert len(m["finetune"]["curve"]) == 1 and m["finetune"]["restored_epoch"] == 1
     assert m["finetune"]["calr_restarts"] == 0
     assert set(m["baseline_training"]) == {"svd_before_training", "small_embedding"}
