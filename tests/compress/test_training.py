@@ -83,8 +83,9 @@ def test_ranks_for_model_compression_hand_computed():
     # p = 0.4: floor(0.6 * 2157) = 1294 - 1157 = 137 -> k = floor(137 / 110) = 1
     assert ranks_for_model_compression(2157, (100, 10), 0.4) == (1, None)
     # with the 30 x 10 dense weight factorized too: fixed = 2157 - 1000 - 300 = 857; p = 0.5: budget
-    # 1078 - 857 = 221, share 221 / 1300; k_d = floor(221/1300 * 300 / 40) = 1; k = floor((221 - 40) / 110) = 1
-    assert ranks_for_model_compression(2157, (100, 10), 0.5, (30, 10)) == (1, 1)
+    # 1078 - 857 = 221, share 221 / 1300; k_d = floor(221/1300 * 300 / 40) = 1; k = floor((221 - 40) / 110) = 1;
+    # the rest 221 - 40 - 110 = 71 raises k_d by floor(71 / 40) = 1
+    assert ranks_for_model_compression(2157, (100, 10), 0.5, (30, 10)) == (1, 2)
     # p = 0.3, dense rank fixed at 2: floor(0.7 * 2157) = 1509 - 857 = 652 - 2 * 40 = 572 -> k = 572 // 110 = 5
     assert ranks_for_model_compression(2157, (100, 10), 0.3, (30, 10), dense_rank=2) == (5, 2)
     with pytest.raises(ValueError):

@@ -322,7 +322,8 @@ def ranks_for_model_compression(total_params: int, embedding_shape: tuple[int, i
     * a fixed dense rank k_d (``dense_rank``, from ``dense.rank`` or ``dense.compression``):
       k = floor((B - k_d (m + n)) / (V + d));
     * otherwise both layers keep the same share s = B / (V d + m n) of their weights:
-      k_d = max(1, floor(s m n / (m + n))), then k = floor((B - k_d (m + n)) / (V + d)).
+      k_d = max(1, floor(s m n / (m + n))), then k = floor((B - k_d (m + n)) / (V + d)), and what the two
+      floors leave of B raises k_d by floor(rest / (m + n)).
 
     The ranks are capped at min(V, d) and min(m, n).  p is read as the decimal typed (exact rational
     arithmetic, as in :func:`rank_for_compression`).  This extends the per-table rank formula of Acharya
@@ -351,15 +352,17 @@ def ranks_for_model_compression(total_params: int, embedding_shape: tuple[int, i
     fixed = int(total_params) - v * d - m * n
     p = Fraction(str(float(compression)))
     budget = math.floor((1 - p) * int(total_params)) - fixed
-    k_d = None
+    k_d, shared = None, dense_shape is not None and dense_rank is None
     if dense_shape is not None:
         if dense_rank is None:
             share = Fraction(max(budget, 0), v * d + m * n)
             dense_rank = max(1, math.floor(share * m * n / (m + n)))
         k_d = min(int(dense_rank), min(m, n))
         budget -= k_d * (m + n)
-    k = budget // (v + d) if budget > 0 else 0
-    return min(int(k), min(v, d)), k_d
+    k = min(int(budget // (v + d)) if budget > 0 else 0, min(v, d))
+    if shared and k >= 1:  # parameters the floors left over go to the dense layer's rank
+        k_d = min(min(m, n), k_d + (budget - k * (v + d)) // (m + n))
+    return k, k_d
 
 
 def max_model_compression(total_params: int, embedding_shape: tuple[int, int],
