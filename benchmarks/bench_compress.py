@@ -229,6 +229,7 @@ def whole_model_table(rows: list[dict], pairs: list[tuple[str, str]], p9: float)
              "model bytes": model_bytes}
 
     def removed(ds: str, arch: str, method: str, what: str, **kw) -> str:
+        """Mean over seeds of 1 - size / the same seed's uncompressed size, as a percentage ('-' if no row)."""
         base = {r["seed"]: r for r in rows if (r["dataset"], r["arch"], r["method"]) == (ds, arch, "uncompressed")}
         v = [1 - sizes[what](r) / sizes[what](base[r["seed"]]) for r in rows
              if (r["dataset"], r["arch"], r["method"]) == (ds, arch, method) and r["seed"] in base
