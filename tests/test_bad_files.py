@@ -176,6 +176,9 @@ def test_huge_label_id_sizes_nothing(runner, tmp_path):
                               f"data.test_features={x}", f"data.test_labels={tmp_path / 'bad_y.npy'}"])
     msg = _assert_clean_exit_2(res, out, "train_labels")
     assert "1000000000" in msg and time.perf_counter() - start < 30  # a bound, not a benchmark (the OOM took 93 s)
+    res = runner.invoke(app, ["train-compatible", "train.epochs=1", "-q", "data=features", f"output_dir={out}",
+                              f"data.train_features={x}", f"data.train_labels={tmp_path / 'bad_y.npy'}"])
+    assert "1000000000" in _assert_clean_exit_2(res, out, "train_labels")  # no test file: the split checks first
 
 
 def test_cluster_negative_labels_refused(runner, tmp_path):

@@ -51,6 +51,12 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
 def _stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int):
     from sklearn.model_selection import train_test_split
 
+    classes, counts = np.unique(y, return_counts=True)
+    if counts.min() < 2:  # checked here, with the file's key, before scikit-learn's own ValueError
+        few = classes[counts < 2][:10].tolist()
+        raise InputError("data", "train_labels", f"splitting a test set per class (data.test_fraction) needs at "
+                         f"least 2 samples per class; classes {few} have 1 (labels must be 0..C-1; give "
+                         "data.test_features/test_labels or drop those rows)")
     idx = np.arange(len(y))
     tr, te = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
     tr, te = np.sort(tr), np.sort(te)

@@ -53,17 +53,18 @@ class TrainCompatible(Task):
 
     def setup(self) -> None:
         """Data, old outputs, label maps, extended old head, FD columns, new network and module."""
-        import pytorch_lightning as pl
-        import torch
-
         from toolkit.compat.data import load_split
-        from toolkit.compat.lightning import compat_module_from_config, method_parts
-        from toolkit.models.zoo import model_from_config
 
         cfg, run = self.cfg, self.run
         seed = int(cfg.seed or 0)
-        with run.timer("load_data"):
+        with run.timer("load_data"):  # before torch/Lightning are imported: bad data fails in about a second
             split = self.split = self.split if self.split is not None else load_split(cfg.data, seed)
+        import pytorch_lightning as pl
+        import torch
+
+        from toolkit.compat.lightning import compat_module_from_config, method_parts
+        from toolkit.models.zoo import model_from_config
+
         old = self.old = prepare_old(cfg, split, run, seed)
         class_map = self.class_map = class_map_from_config(cfg.old.get("label_map"), split.num_classes,
                                                            old.num_classes, old.class_map)
