@@ -147,11 +147,12 @@ def bench_scale(n: int, dim: int = 128, classes: int = 10_000, seed: int = 0) ->
     np.save(work / "te_y.npy", sy)
     del sx, sy
     train = ["data=features", f"data.train_features={work}/tr.npy", f"data.train_labels={work}/tr_y.npy",
-             f"data.test_features={work}/tr.npy", f"data.test_labels={work}/tr_y.npy", "plot=false"]
+             f"data.test_features={work}/tr.npy", f"data.test_labels={work}/tr_y.npy", "plot=false",
+             "method=hilander"]  # the scale run measures Hi-LANDER itself, not method=auto's candidates
     train_doc, train_wall, _ = run_cli([*train, f"output_dir={work}/train"])
     infer = ["data=features", f"data.train_features={work}/tr.npy", f"data.train_labels={work}/tr_y.npy",
              f"data.test_features={work}/te.npy", f"data.test_labels={work}/te_y.npy", "plot=false",
-             f"model.checkpoint={work}/train/model.ckpt", "model.infer.tau=auto"]
+             f"model.checkpoint={work}/train/model.ckpt", "model.infer.tau=auto", "method=hilander"]
     doc, wall, _ = run_cli([*infer, f"output_dir={work}/infer"])
     return {"points": n, "dim": dim, "classes": classes, "train_wall_seconds": train_wall,
             "tau": doc["metrics"]["tau"], "wall_seconds": wall, "timings_s": doc["timings_s"],
