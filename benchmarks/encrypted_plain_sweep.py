@@ -33,7 +33,8 @@ def main() -> None:
 
     from toolkit.config import compose_config
     from toolkit.encrypted import circuit as C
-    from toolkit.encrypted.command import _choose_learning_rate, _momentum, _prepare_data, resolve_params
+    from toolkit.encrypted.command import (_choose_learning_rate, _choose_momentum, _momentum, _prepare_data,
+                                           resolve_params)
     from toolkit.encrypted.metrics import evaluate
     from toolkit.encrypted.plan import simulate
     from toolkit.encrypted.reference import exact_logistic_regression
@@ -45,6 +46,7 @@ def main() -> None:
     ap.add_argument("--iterations", nargs="*", type=int, default=[10, 20])
     ap.add_argument("--momentum", nargs="*", type=float, default=[0.0, 0.5, 0.8, 0.9])
     ap.add_argument("--schedules", nargs="*", default=["fixed", "nesterov"])
+    ap.add_argument("--momentum-auto", action="store_true", help="also a train.momentum=auto row per iteration count")
     ap.add_argument("--extra", nargs="*", default=[], help="extra overrides, e.g. data=breast_cancer")
     ap.add_argument("--tag", default="credit", help="results file suffix: encrypted_plain_sweep_<tag>.json")
     args = ap.parse_args()
@@ -60,34 +62,40 @@ def main() -> None:
     rows, start = [], time.perf_counter()
     exact = None
     for iters in args.iterations:
-        for schedule in args.schedules:
-            for mu in args.momentum:
-                if mu == 0 and schedule != args.schedules[0]:
-                    continue  # no momentum: the schedule does not matter
-                cfg = compose_config("train_encrypted", data_ov + list(args.extra) + [
-                    f"train.iterations={iters}", f"train.momentum={mu}", f"train.momentum_schedule={schedule}"])
-                params = resolve_params(cfg.ckks, str(cfg.circuit))
-                prep = _prepare_data(cfg, params)
-                if exact is None:
-                    w_exact = exact_logistic_regression(prep["x_train"], prep["data"].y_train, 0)
-                    exact = evaluate(w_exact, prep["x_test"], prep["data"].y_test)
-                search = _choose_learning_rate(cfg, params, prep)
+        settings = [(s_, mu) for s_ in args.schedules for mu in args.momentum if mu or s_ == args.schedules[0]]
+        settings += [(args.schedules[0], "auto")] if args.momentum_auto else []
+        for schedule, mu in settings:  # without momentum the schedule does not matter: one row
+            cfg = compose_config("train_encrypted", data_ov + list(args.extra) + [
+                f"train.iterations={iters}", f"train.momentum={mu}", f"train.momentum_schedule={schedule}"])
+            params = resolve_params(cfg.ckks, str(cfg.circuit))
+            prep = _prepare_data(cfg, params)
+            if exact is None:
+                w_exact = exact_logistic_regression(prep["x_train"], prep["data"].y_train, 0)
+                exact = evaluate(w_exact, prep["x_test"], prep["data"].y_test)
+            if mu == "auto":  # the command's joint choice: each mu of train.momentum_grid with its auto rate
+                chosen = _choose_momentum(cfg, params, prep)
+                search = chosen["lr_search"]
                 with open_dict(cfg):
-                    cfg.train.lr = search["chosen"]
-                rep = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], iters,
-                               C.SIGMOID_COEFFS[str(cfg.train.sigmoid)], float(cfg.train.lr), None,
-                               momentum=_momentum(cfg))
-                w = np.asarray(rep["trajectory"])[-1]
-                m = evaluate(w, prep["x_test"], prep["data"].y_test)
-                rows.append({"iterations": iters, "momentum": mu, "schedule": schedule if mu else "-",
-                             "learning_rate": search["chosen"], "fits_chain": rep["fits_chain"],
-                             "refreshes": rep.get("refreshes"), "accuracy": m["accuracy"], "auc": m["auc"],
-                             "log_loss": m["log_loss"],
-                             "train_loss": min(c["final_train_loss"] for c in search["candidates"] if c["ok"])})
-                r = rows[-1]
-                print(f"[{time.perf_counter() - start:5.0f}s] iters={iters} mu={mu} {r['schedule']:8s} "
-                      f"lr={r['learning_rate']:g} acc={100 * m['accuracy']:.2f} auc={m['auc']:.4f} "
-                      f"(exact {100 * exact['accuracy']:.2f} / {exact['auc']:.4f})", flush=True)
+                    cfg.train.momentum = mu = chosen["chosen"]
+                schedule = f"{schedule} (auto)"
+            else:
+                search = _choose_learning_rate(cfg, params, prep)
+            with open_dict(cfg):
+                cfg.train.lr = search["chosen"]
+            rep = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], iters,
+                           C.SIGMOID_COEFFS[str(cfg.train.sigmoid)], float(cfg.train.lr), None,
+                           momentum=_momentum(cfg))
+            w = np.asarray(rep["trajectory"])[-1]
+            m = evaluate(w, prep["x_test"], prep["data"].y_test)
+            rows.append({"iterations": iters, "momentum": mu, "schedule": schedule if mu or "auto" in schedule else "-",
+                         "learning_rate": search["chosen"], "fits_chain": rep["fits_chain"],
+                         "refreshes": rep.get("refreshes"), "accuracy": m["accuracy"], "auc": m["auc"],
+                         "log_loss": m["log_loss"],
+                         "train_loss": min(c["final_train_loss"] for c in search["candidates"] if c["ok"])})
+            r = rows[-1]
+            print(f"[{time.perf_counter() - start:5.0f}s] iters={iters} mu={mu} {r['schedule']:8s} "
+                  f"lr={r['learning_rate']:g} acc={100 * m['accuracy']:.2f} auc={m['auc']:.4f} "
+                  f"(exact {100 * exact['accuracy']:.2f} / {exact['auc']:.4f})", flush=True)
     doc = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores",
            "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            "data": str(csv) if csv else " ".join(args.extra), "exact": exact, "rows": rows}

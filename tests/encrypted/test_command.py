@@ -414,3 +414,20 @@ def test_plan_refuses_a_run_larger_than_free_memory(runner, tmp_path, monkeypatc
                             *_csv_args(_csv(tmp_path / "d.csv"))])
     plan = json.loads(r.stdout)["metrics"]["plan"]
     assert plan["estimated_peak_memory_mib"] > plan["data_mib"] > 0
+
+
+def test_momentum_auto_chooses_the_lowest_simulated_loss(runner, tmp_path):
+    out = tmp_path / "plan_mu"
+    r = runner.invoke(app, ["train-encrypted", "--json", "--plan", f"output_dir={out}", "train.momentum=auto",
+                            "train.momentum_grid=[0.0,0.9]", *FAST, *_csv_args(_csv(tmp_path / "d.csv"))])
+    assert r.exit_code == 0, r.stderr
+    plan = json.loads(r.stdout)["metrics"]["plan"]
+    search = plan["momentum_search"]
+    assert [c["momentum"] for c in search["candidates"]] == [0.0, 0.9]
+    ok = [c for c in search["candidates"] if c["ok"]]
+    best = min(ok, key=lambda c: c["final_train_loss"])
+    assert (plan.get("momentum") or 0.0) == best["momentum"]
+    assert plan["learning_rate"] == best["learning_rate"]
+    bad = runner.invoke(app, ["train-encrypted", "--plan", f"output_dir={out}_2", "train.momentum=auto",
+                              "train.momentum_grid=[1.5]", *FAST, *_csv_args(_csv(tmp_path / "d.csv"))])
+    assert bad.exit_code == 2 and "train.momentum_grid" in bad.stderr

@@ -219,13 +219,79 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     return {"chosen": best[0], "candidates": rows}
 
 
+def _choose_momentum(cfg: Any, params: CKKSParams, prep: dict) -> dict:
+    """``train.momentum=auto``: for every mu of ``train.momentum_grid`` choose the learning rate as
+    :func:`_choose_learning_rate` does (or keep a fixed ``train.lr``), simulate in plaintext on the owner's side,
+    and keep the (mu, rate) with the lowest training log loss over the last two iterations among plans that fit,
+    stay in the sigmoid's range and converge.  Momentum adds no level (Kim et al. 2018's NAG costs additions
+    only), so every candidate has the circuit's depth and cost.
+
+    Returns:
+        ``{"chosen": mu, "learning_rate": rate, "lr_search": the chosen mu's rate search or None,
+        "candidates": [{"momentum", "learning_rate", "final_train_loss" | None, "ok"}...]}``.
+
+    Raises:
+        InputError: the grid is not a list of numbers in [0, 1), or no candidate gives a valid plan.
+    """
+    from omegaconf import open_dict
+
+    from toolkit.encrypted.plan import simulate
+
+    grid = cfg.train.get("momentum_grid") or []
+    mus = [_number(m, "train.momentum_grid", float, 0) for m in grid]
+    if not mus or not all(0.0 <= m < 1.0 for m in mus):
+        raise InputError("config", "train.momentum_grid", f"got {list(grid)}; expected a non-empty list of numbers "
+                         "in [0, 1) for train.momentum=auto")
+    lr_auto = str(cfg.train.lr) == "auto"
+    rng_ = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
+    rows, best = [], None
+    for mu in mus:
+        with open_dict(cfg):
+            cfg.train.momentum = mu
+        search, lr, final, ok = None, None, None, False
+        if lr_auto:
+            try:
+                search = _choose_learning_rate(cfg, params, prep)
+            except InputError:
+                search = None
+            if search is not None and search.get("skipped"):
+                return {"chosen": mu, "learning_rate": search["chosen"], "lr_search": search, "candidates": [],
+                        "skipped": search["skipped"]}
+            if search is not None:
+                lr = search["chosen"]
+                final = next(c["final_train_loss"] for c in search["candidates"] if c["learning_rate"] == lr)
+                ok = True
+        else:
+            lr = float(cfg.train.lr)
+            rep = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations),
+                           C.SIGMOID_COEFFS[str(cfg.train.sigmoid)], lr, None, momentum=_momentum(cfg))
+            curve = _loss_curve(rep, prep) if _plan_ok(rep, rng_) and len(rep["trajectory"]) else []
+            ok = bool(curve) and not loss_rises(curve)
+            final = max(curve[-2:]) if curve else None
+        rows.append({"momentum": mu, "learning_rate": lr, "final_train_loss": final, "ok": ok})
+        if ok and final is not None and np.isfinite(final) and (best is None or final < best[2]):
+            best = (mu, lr, final, search)
+    if best is None:
+        raise InputError("config", "train.momentum", f"auto: no momentum in {mus} gives a plan that fits the CKKS "
+                         "chain, stays in the sigmoid's range and converges; lower train.lr or widen the grids")
+    return {"chosen": best[0], "learning_rate": best[1], "lr_search": best[3], "candidates": rows}
+
+
 def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     from omegaconf import open_dict
 
     from toolkit.encrypted.plan import measure_op_costs, simulate
 
-    search = None
-    if str(cfg.train.lr) == "auto":
+    search = momentum_search = None
+    if str(cfg.train.get("momentum", 0.0)) == "auto":
+        momentum_search = _choose_momentum(cfg, params, prep)
+        with open_dict(cfg):  # the job, the reference and metrics use the chosen pair
+            cfg.train.momentum = momentum_search["chosen"]
+            cfg.train.lr = momentum_search["learning_rate"]
+        search = momentum_search.pop("lr_search")
+        log(f"train.momentum=auto: chose {momentum_search['chosen']:g} with learning rate "
+            f"{momentum_search['learning_rate']:g} (lowest simulated training loss)")
+    elif str(cfg.train.lr) == "auto":
         search = _choose_learning_rate(cfg, params, prep)
         with open_dict(cfg):
             cfg.train.lr = search["chosen"]  # the job, the reference and metrics use the chosen rate
@@ -258,6 +324,7 @@ def _plan(cfg: Any, params: CKKSParams, prep: dict) -> dict:
                      "data", "subsample (data.max_train), select fewer feature columns, or run where more is free")
     report["learning_rate"] = float(cfg.train.lr)
     report["learning_rate_search"] = search
+    report["momentum_search"] = momentum_search
     report["train_loss_curve"] = _loss_curve(report, prep) if len(report["trajectory"]) else []
     return report
 
@@ -308,6 +375,8 @@ def _plan_summary(report: dict) -> dict:
     out["learning_rate"] = report.get("learning_rate")
     if report.get("learning_rate_search"):
         out["learning_rate_search"] = report["learning_rate_search"]
+    if report.get("momentum_search"):
+        out["momentum_search"] = report["momentum_search"]
     out["train_loss_curve"] = report.get("train_loss_curve", [])
     out["loss_rises"] = loss_rises(out["train_loss_curve"])
     out["data_ciphertexts"] = report["ciphertexts"]["data"]

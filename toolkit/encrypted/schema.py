@@ -20,7 +20,11 @@ CHECKS: list[Check] = [
     Check("train.lr_grid", "a non-empty list of numbers > 0",
           lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, (int, float)) and x > 0 for x in v)),
     boolean("train.allow_rising_loss"), integer("train.batch_size", 1), choice("train.sigmoid", ("han16", "kim8")),
-    number("train.momentum", 0.0, 1.0, hi_open=True), choice("train.momentum_schedule", ("fixed", "nesterov")),
+    either(choice("train.momentum", ("auto",)), number("train.momentum", 0.0, 1.0, hi_open=True)),
+    Check("train.momentum_grid", "a non-empty list of numbers in [0, 1)",
+          lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
+              isinstance(m, (int, float)) and not isinstance(m, bool) and 0 <= m < 1 for m in v)),
+    choice("train.momentum_schedule", ("fixed", "nesterov")),
     Check("ckks.poly_modulus_degree", "a power of two >= 1024", _power_of_two, null=True),
     Check("ckks.coeff_mod_bit_sizes", "a list of prime sizes in bits (integers >= 1)",
           lambda v: isinstance(v, list) and bool(v) and all(isinstance(b, int) and b >= 1 for b in v), null=True), integer("ckks.scale_bits", 1, null=True),
