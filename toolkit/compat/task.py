@@ -235,6 +235,8 @@ def load_predictions(path: str, which: str) -> dict:
             out["logits" if arr.ndim == 2 else "predictions"] = arr
         else:
             lines = [ln for ln in read_text(p, which, expected="a predictions text file").split("\n") if ln.strip()]
+            if not lines:
+                raise InputError(p, which, "no predictions (only blank lines); expected labels [N] or logits [N, C]")
             arr = np.loadtxt(lines, delimiter="," if suffix == ".csv" else None, ndmin=1)
             out["logits" if arr.ndim == 2 else "predictions"] = arr
     for key in ("predictions", "logits", "labels"):
