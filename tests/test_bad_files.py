@@ -98,30 +98,19 @@ def _damaged(tmp_path: Path, kind: str, damage: str) -> Path:
     return path
 
 
-CLUSTER_FIELDS = ("data.train_features", "data.test_features", "data.train_labels", "data.test_labels")
-COMPAT_FIELDS = ("data.train_features", "data.test_features", "data.train_labels", "old.train_logits")
+FIELDS = {"cluster": ("data.train_features", "data.test_features", "data.train_labels", "data.test_labels"),
+          "train-compatible": ("data.train_features", "data.test_features", "data.train_labels", "old.train_logits")}
+EXTRA = {"cluster": [], "train-compatible": ["train.epochs=1"]}
 
 
 @pytest.mark.parametrize("kind,damage", FEATURE_DAMAGE)
-@pytest.mark.parametrize("field", CLUSTER_FIELDS)
-def test_cluster_bad_files(runner, tmp_path, field, kind, damage):
+@pytest.mark.parametrize("command,field", [(c, f) for c, fields in FIELDS.items() for f in fields])
+def test_feature_and_label_files(runner, tmp_path, command, field, kind, damage):
     x, y = _good_features(tmp_path)
     files = {"data.train_features": x, "data.train_labels": y, "data.test_features": x, "data.test_labels": y}
     files[field] = _damaged(tmp_path, kind, damage)
     out = tmp_path / "out"
-    res = runner.invoke(app, ["cluster", "-q", "data=features", f"output_dir={out}",
-                              *(f"{k}={v}" for k, v in files.items())])
-    _assert_clean_exit_2(res, out, "bad.")
-
-
-@pytest.mark.parametrize("kind,damage", FEATURE_DAMAGE)
-@pytest.mark.parametrize("field", COMPAT_FIELDS)
-def test_train_compatible_bad_files(runner, tmp_path, field, kind, damage):
-    x, y = _good_features(tmp_path)
-    files = {"data.train_features": x, "data.train_labels": y, "data.test_features": x, "data.test_labels": y}
-    files[field] = _damaged(tmp_path, kind, damage)
-    out = tmp_path / "out"
-    res = runner.invoke(app, ["train-compatible", "-q", "data=features", "train.epochs=1", f"output_dir={out}",
+    res = runner.invoke(app, [command, "-q", "data=features", *EXTRA[command], f"output_dir={out}",
                               *(f"{k}={v}" for k, v in files.items())])
     _assert_clean_exit_2(res, out, "bad.")
 

@@ -15,10 +15,6 @@ from toolkit.data.files import load_npy, load_npz_member, read_text, reading, re
 from toolkit.errors import InputError
 
 
-def _require_file(path: str | Path, field: str) -> Path:
-    return require_file(path, field)
-
-
 def _npz_array(p: Path, field: str, preferred: tuple[str, ...]) -> np.ndarray:
     return load_npz_member(p, field, preferred, f"an .npz archive holding {'/'.join(preferred)}", required=True)
 
@@ -40,7 +36,7 @@ def load_features(path: str | Path, field: str = "features", feature_dim: int | 
         InputError: missing or unreadable file, wrong shape (not 2-D, empty), NaN or inf values,
             ``.bin`` without ``feature_dim`` or with a size not divisible by it.
     """
-    p = _require_file(path, field)
+    p = require_file(path, field)
     suffix = p.suffix.lower()
     with reading(p, field, f"a {suffix or 'feature'} matrix [samples, dims]"):
         if suffix == ".npy":
@@ -130,7 +126,7 @@ def load_labels(path: str | Path, field: str = "labels", allow_names: bool = Tru
     Raises:
         InputError: missing/unreadable file, not 1-D, empty.
     """
-    p = _require_file(path, field)
+    p = require_file(path, field)
     suffix = p.suffix.lower()
     with reading(p, field, f"a {suffix or 'label'} file of labels [N]"):
         if suffix == ".npy":

@@ -177,12 +177,12 @@ def _plan_ok(report: dict, sigmoid_range: float) -> bool:
     return bool(report["fits_chain"] and not report["overflow"] and report.get("u_max", 0.0) <= sigmoid_range)
 
 
-def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
+def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict, rates: list[float] | None = None) -> dict:
     """``train.lr=auto``: simulate every rate of ``train.lr_grid`` in plaintext (the owner's
     side, before anything is encrypted) and keep the one with the lowest training log loss over the last two
     iterations (the worse of the two) among those whose plan neither overflows nor leaves the sigmoid
     approximation's range, and whose loss converges (:func:`loss_rises` false, the same check that refuses a
-    plan).
+    plan).  ``rates`` replaces the grid (e.g. ``[train.lr]`` to score one fixed rate the same way).
 
     Returns:
         ``{"chosen": rate, "candidates": [{"learning_rate", "final_train_loss" | None, "ok"}...]}``.
@@ -192,8 +192,8 @@ def _choose_learning_rate(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     """
     from toolkit.encrypted.plan import simulate
 
-    grid = cfg.train.get("lr_grid") or []
-    rates = [_number(r, "train.lr_grid", float, 0, strict=True) for r in grid]
+    if rates is None:
+        rates = [_number(r, "train.lr_grid", float, 0, strict=True) for r in cfg.train.get("lr_grid") or []]
     if not rates:
         raise InputError("config", "train.lr_grid", "expected a non-empty list of numbers > 0 "
                          "for train.lr=auto")
@@ -235,42 +235,30 @@ def _choose_momentum(cfg: Any, params: CKKSParams, prep: dict) -> dict:
     """
     from omegaconf import open_dict
 
-    from toolkit.encrypted.plan import simulate
-
     grid = cfg.train.get("momentum_grid") or []
     mus = [_number(m, "train.momentum_grid", float, 0) for m in grid]
     if not mus or not all(0.0 <= m < 1.0 for m in mus):
         raise InputError("config", "train.momentum_grid", f"got {list(grid)}; expected a non-empty list of numbers "
                          "in [0, 1) for train.momentum=auto")
-    lr_auto = str(cfg.train.lr) == "auto"
-    rng_ = C.SIGMOID_RANGE[str(cfg.train.sigmoid)]
+    fixed = None if str(cfg.train.lr) == "auto" else [float(cfg.train.lr)]
     rows, best = [], None
     for mu in mus:
         with open_dict(cfg):
             cfg.train.momentum = mu
-        search, lr, final, ok = None, None, None, False
-        if lr_auto:
-            try:
-                search = _choose_learning_rate(cfg, params, prep)
-            except InputError:
-                search = None
-            if search is not None and search.get("skipped"):
-                return {"chosen": mu, "learning_rate": search["chosen"], "lr_search": search, "candidates": [],
-                        "skipped": search["skipped"]}
-            if search is not None:
-                lr = search["chosen"]
-                final = next(c["final_train_loss"] for c in search["candidates"] if c["learning_rate"] == lr)
-                ok = True
-        else:
-            lr = float(cfg.train.lr)
-            rep = simulate(params, str(cfg.circuit), prep["z"], prep["batches"], int(cfg.train.iterations),
-                           C.SIGMOID_COEFFS[str(cfg.train.sigmoid)], lr, None, momentum=_momentum(cfg))
-            curve = _loss_curve(rep, prep) if _plan_ok(rep, rng_) and len(rep["trajectory"]) else []
-            ok = bool(curve) and not loss_rises(curve)
-            final = max(curve[-2:]) if curve else None
+        try:
+            search = _choose_learning_rate(cfg, params, prep, fixed)
+        except InputError:  # no rate converges with this mu: a candidate that is not ok
+            search = None
+        if search is not None and search.get("skipped"):
+            return {"chosen": mu, "learning_rate": search["chosen"], "lr_search": search, "candidates": [],
+                    "skipped": search["skipped"]}
+        lr = search["chosen"] if search else (fixed[0] if fixed else None)
+        final = next((c["final_train_loss"] for c in search["candidates"] if c["learning_rate"] == lr), None) \
+            if search else None
+        ok = search is not None
         rows.append({"momentum": mu, "learning_rate": lr, "final_train_loss": final, "ok": ok})
         if ok and final is not None and np.isfinite(final) and (best is None or final < best[2]):
-            best = (mu, lr, final, search)
+            best = (mu, lr, final, search if fixed is None else None)
     if best is None:
         raise InputError("config", "train.momentum", f"auto: no momentum in {mus} gives a plan that fits the CKKS "
                          "chain, stays in the sigmoid's range and converges; lower train.lr or widen the grids")
