@@ -21,6 +21,10 @@ BAD = {
         ("model.edge_features=[cosine,angle]", "model.edge_features"),
         ("model.train.val_fraction=1", "model.train.val_fraction"),
         ("encoder.class_fraction=0", "encoder.class_fraction"),
+        ("encoder/network=vit", "encoder/network/vit"),          # no such shared network (configs/network/)
+        ("encoder.network.width=-4", "encoder.network.width"),
+        ("encoder/network=resnet encoder.network.blocks_per_stage=0", "encoder.network.blocks_per_stage"),
+        ("encoder.network._target_=os.system", "encoder.network._target_"),   # only zoo networks
         ("baselines.kmeans_k=1", "baselines.kmeans_k"),
     ],
     "train-compatible": [
@@ -30,6 +34,9 @@ BAD = {
         ("model.embed_dim=0", "model.embed_dim"),
         ("model=cnn model.blocks=0", "model.blocks"),
         ("model.hidden_size=64", "hidden_size"),             # not an argument of the MLP
+        ("model=vit", "model/vit"),                          # no such shared network (configs/network/)
+        ("model=resnet model.width=-1", "model.width"),
+        ("old.model=vit", "old.model"),
         ("train.epochs=0", "train.epochs"),
         ("train.lr=0", "train.lr"),
         ("fd.temperature=-1", "fd.temperature"),
@@ -45,6 +52,7 @@ BAD = {
         ("max_nfr=-0.1", "max_nfr"),
         ("retrieval.criterion_metric=top3", "retrieval.criterion_metric"),
         ("bootstrap.n=-5", "bootstrap.n"),
+        ("arch.old=vit", "arch.old"),
     ],
     "compress": [
         ("data=sst2 model=cnn", "cnn"),               # the compat zoo's name: compress's is model=textcnn

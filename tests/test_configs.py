@@ -5,19 +5,32 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from toolkit.config import SHARED_GROUPS, TREES, compose_config, config_dir, primary_path
+from toolkit.config import MOUNTS, SHARED_GROUPS, TREES, compose_config, config_dir, primary_path, shared_options
 from toolkit.errors import InputError
 from toolkit.validation import checks_for, validate
 
 PRIMARY = sorted(TREES)
+
+
+def _defaults_groups(name):
+    return {next(iter(entry)) if isinstance(entry, dict) else entry
+            for entry in OmegaConf.to_container(OmegaConf.load(primary_path(name))).get("defaults", [])}
+
+
 GROUP_OPTIONS = sorted(
-    (name, group.name, option.stem)
-    for name in PRIMARY
-    for group in primary_path(name).parent.iterdir() if group.is_dir()
-    for option in group.glob("*.yaml")
-    if any(group.name in (entry if isinstance(entry, dict) else {entry: None})
-           for entry in OmegaConf.to_container(OmegaConf.load(primary_path(name))).get("defaults", []))
+    {(name, group.name, option.stem)
+     for name in PRIMARY
+     for group in primary_path(name).parent.iterdir() if group.is_dir()
+     for option in group.glob("*.yaml")
+     if group.name in _defaults_groups(name)}
+    | {(name, mount, option.stem)  # shared groups mounted into the tree (configs/network as compat's model, ...)
+       for name in PRIMARY
+       for shared, mount in MOUNTS.get(TREES[name], {}).items()
+       for option in shared_options(shared)
+       if mount.split("/")[0] in _defaults_groups(name)}
 )
+MOUNTED = [(name, group, option) for name, group, option in GROUP_OPTIONS
+           if group in MOUNTS.get(TREES[name], {}).values()]
 
 
 def test_every_yaml_belongs_to_a_tree_or_a_shared_group():
@@ -90,17 +103,62 @@ def test_validate_names_key_value_and_form():
     assert str(err.value) == "config: model.train.lr: got -0.5; expected a number > 0"
 
 
-@pytest.mark.parametrize("option", sorted(p.stem for p in (config_dir() / "compat" / "model").glob("*.yaml")))
-def test_every_network_config_is_instantiated(option):
-    """configs/compat/model/* build through hydra.utils.instantiate and run a forward pass."""
+def test_every_shared_option_is_mounted_somewhere():
+    """configs/network/* (and any other mounted shared group) are group options of some tree."""
+    for shared in {g for mounts in MOUNTS.values() for g in mounts}:
+        for option in shared_options(shared):
+            assert any(g in MOUNTS[TREES[n]].values() and o == option.stem for n, g, o in MOUNTED), option
+
+
+# the MLP takes `hidden`, not `width`: the cluster encoder's width override must be dropped for it (docs/cluster.md)
+_NETWORK_EXTRA = {("cluster", "encoder/network", "mlp"): ["~encoder.network.width"]}
+
+
+@pytest.mark.parametrize(("name", "group", "option"), MOUNTED)
+def test_every_network_config_is_instantiated(name, group, option):
+    """configs/network/* build through hydra.utils.instantiate, as each tree mounts them (train-compatible's
+    ``model``, the cluster encoder's ``encoder/network``), and run a forward pass; the built network's
+    ``arch_kwargs`` are exactly the config's arguments (none ignored)."""
     import torch
 
     from toolkit.models.zoo import model_from_config
 
-    cfg = compose_config("train_compatible", [f"model={option}"])
-    net = model_from_config(cfg.model, (1, 16, 16), 3)
+    cfg = compose_config(name, [f"{group}={option}", *_NETWORK_EXTRA.get((name, group, option), [])])
+    node = OmegaConf.select(cfg, group.replace("/", "."))
+    validate(name, cfg)
+    net = model_from_config(node, (1, 16, 16), 3)
+    assert net.arch == option  # the file's name is the short name checkpoints record
     assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 3)
-    assert net.arch_kwargs == {k: v for k, v in OmegaConf.to_container(cfg.model).items() if not k.startswith("_")}
+    assert net.arch_kwargs == {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("option", [p.stem for p in shared_options("network")])
+def test_network_named_by_old_model_is_the_same_file(option):
+    """old.model / arch.* name configs/network/<name> directly: the same definition as model=<name>."""
+    from toolkit.models.zoo import network_config
+
+    cfg = compose_config("train_compatible", [f"model={option}"])
+    assert network_config(option) == OmegaConf.to_container(cfg.model, resolve=True)
+
+
+def test_cluster_encoder_network_keeps_its_sizes():
+    """The cluster encoder's own sizes override the zoo's defaults; the other arguments come from the zoo file."""
+    from toolkit.models.zoo import network_config
+
+    enc = OmegaConf.to_container(compose_config("cluster", []).encoder, resolve=True)
+    assert enc["network"] == {**network_config("cnn"), "embed_dim": 128, "width": 64}
+    enc = OmegaConf.to_container(compose_config("cluster", ["encoder/network=resnet"]).encoder, resolve=True)
+    assert enc["network"] == {**network_config("resnet"), "embed_dim": 128, "width": 64}
+    assert "network" not in compose_config("cluster", ["encoder=dlib-face"]).encoder
+
+
+def test_mounts_do_not_leak_into_other_trees():
+    """The zoo is compat's ``model`` group only while compat composes: cluster's model=mlp stays unknown."""
+    compose_config("train_compatible", ["model=cnn"])
+    with pytest.raises(InputError, match="model/mlp"):
+        compose_config("cluster", ["model=mlp"])
+    with pytest.raises(InputError, match="encoder/network"):
+        compose_config("train_compatible", ["encoder/network=cnn"])
 
 
 def test_renamed_keys_still_work_from_the_command_line(capsys):

@@ -6,12 +6,17 @@ syntax) are turned into :class:`toolkit.errors.InputError` so the CLI exits
 with code 2 and a one-line message.
 
 Layout: one config tree per technique, ``configs/<tree>/<command>.yaml`` with its own groups beside it
-(``configs/cluster/{data,model,encoder}``, ``configs/compat/{data,model,experiment}`` shared by
+(``configs/cluster/{data,model,encoder}``, ``configs/compat/{data,experiment}`` shared by
 ``train-compatible`` and ``compare-models``, which read the same data and networks,
 ``configs/compress/{data,model,scheduler}``, ``configs/encrypted/data``), so a group option of one command cannot
-be composed into another's schema.  Only ``configs/trainer`` is shared: it is registered in Hydra's ConfigStore
-before every composition.  Preset data paths use ``${data_root:sub/dir}``: ``$TOOLKIT_DATA/sub/dir``, or
-``<repository>/../shared/data/sub/dir`` when the variable is unset -- never the current directory.
+be composed into another's schema.  Only ``configs/trainer`` (the Lightning Trainer) and ``configs/network``
+(the zoo network definitions, one YAML per network) are shared.  Before every composition they are registered in
+Hydra's ConfigStore: ``trainer`` as group ``trainer`` of every tree, ``network`` at the group path the tree
+mounts it on (:data:`MOUNTS`: compat's ``model``, cluster's ``encoder/network``), and only for that tree, so
+``toolkit train-compatible model=cnn`` and ``toolkit cluster encoder/network=resnet`` are plain group choices
+of the same file while ``toolkit cluster model=mlp`` stays an unknown option.  Preset data paths use
+``${data_root:sub/dir}``: ``$TOOLKIT_DATA/sub/dir``, or ``<repository>/../shared/data/sub/dir`` when the variable
+is unset -- never the current directory.
 """
 
 from __future__ import annotations
@@ -45,7 +50,16 @@ def config_dir() -> Path:
 TREES = {"cluster": "cluster", "train_compatible": "compat", "compare_models": "compat", "compress": "compress",
          "train_encrypted": "encrypted"}
 """Primary config name -> its config tree under ``configs/``."""
-SHARED_GROUPS = ("trainer",)
+SHARED_GROUPS = ("trainer", "network")
+"""Groups under ``configs/`` that are no tree's own (see :data:`MOUNTS`)."""
+MOUNTS: dict[str, dict[str, str]] = {
+    "compat": {"network": "model"},
+    "cluster": {"network": "encoder/network"},
+}
+"""Tree -> {shared group: group path it is an option set of in that tree}; a shared group not listed is mounted
+under its own name (``trainer``) in every tree.  ``network`` is mounted only where a tree names it: compat's
+``model`` (the new model; ``old.model`` and compare-models' ``arch.*`` name the same files) and the cluster
+encoder's ``encoder/network``."""
 DATA_ENV = "TOOLKIT_DATA"
 
 
@@ -60,17 +74,38 @@ def data_root(sub: str = "") -> str:
     return str((root / sub).resolve()) if sub else str(root.resolve())
 
 
-def _register() -> None:
-    """Register the ``data_root`` resolver and the shared groups (idempotent)."""
+def _register(tree: str) -> None:
+    """Register the ``data_root`` resolver and mount the shared groups for ``tree`` (see :data:`MOUNTS`).
+
+    Mounts of other trees are removed first, so one tree's mount point never offers the zoo to another.
+    """
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("data_root"):
         OmegaConf.register_new_resolver("data_root", data_root)
     store = ConfigStore.instance()
+    for mounts in MOUNTS.values():  # unmount every tree's mount points
+        for path in mounts.values():
+            *parents, leaf = path.split("/")
+            node = store.repo
+            for part in parents:
+                node = node.get(part, {})
+            node.pop(leaf, None)
     for group in SHARED_GROUPS:
-        for path in sorted((config_dir() / group).glob("*.yaml")):
-            store.store(group=group, name=path.stem, node=OmegaConf.load(path))
+        mount = MOUNTS.get(tree, {}).get(group, group if group not in _MOUNTED else None)
+        if mount is None:
+            continue
+        for path in shared_options(group):
+            store.store(group=mount, name=path.stem, node=OmegaConf.load(path))
+
+
+_MOUNTED = {group for mounts in MOUNTS.values() for group in mounts}
+
+
+def shared_options(group: str) -> list[Path]:
+    """The option files ``configs/<group>/*.yaml`` of a shared group, sorted by name."""
+    return sorted((config_dir() / group).glob("*.yaml"))
 
 
 def primary_path(name: str) -> Path:
@@ -142,7 +177,7 @@ def compose_config(name: str, overrides: list[str] | None = None) -> DictConfig:
     for item in overrides:
         if item.startswith("-"):
             raise InputError("command line", item, "unknown option (overrides look like key=value)")
-    _register()
+    _register(TREES[name])
     tree = config_dir() / TREES[name]
     try:
         with initialize_config_dir(config_dir=str(tree), job_name=name, version_base="1.3"):

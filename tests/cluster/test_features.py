@@ -58,8 +58,8 @@ def test_image_folder_end_to_end_and_feature_cache(runner, tmp_path):
     _write_folder(tmp_path / "test", 4, 12, rng)
     out = tmp_path / "out"
     args = ["cluster", "data=images", f"data.train_images={tmp_path / 'train'}",
-            f"data.test_images={tmp_path / 'test'}", "data.image_size=8", "encoder.epochs=1", "encoder.width=8",
-            "encoder.embed_dim=16", "model.hidden=16", "model.train.epochs=2", "model.train.min_steps=0",
+            f"data.test_images={tmp_path / 'test'}", "data.image_size=8", "encoder.epochs=1", "encoder.network.width=8",
+            "encoder.network.embed_dim=16", "model.hidden=16", "model.train.epochs=2", "model.train.min_steps=0",
             "model.train.knn_k=[5]", "model.train.levels=[1]", "model.infer.tau=0.5", "plot=false", f"output_dir={out}", "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
@@ -83,3 +83,17 @@ def test_common_top_folder_is_stripped_so_alphabets_are_groups():
     assert _strip_common_root(names) == ["Greek/character01", "Latin/character02"]
     assert _strip_common_root(["a/x", "a/y"]) == ["a/x", "a/y"]  # two levels: the group itself is kept
     assert _strip_common_root(["cat", "dog"]) == ["cat", "dog"] and _strip_common_root(None) is None
+
+
+def test_feature_cache_key_covers_every_network_argument():
+    """The encoder's cache key changes with any ``encoder.network`` key, including zoo defaults not overridden
+    by the encoder (``blocks``) and the network itself (``encoder/network=resnet``)."""
+    from toolkit.cluster.features import _cache_key
+    from toolkit.config import compose_config
+
+    tx, sx = np.zeros((4, 1, 8, 8), np.float32), np.zeros((2, 1, 8, 8), np.float32)
+    base = _cache_key(compose_config("cluster", ["data=images"]), tx, sx)
+    assert base == _cache_key(compose_config("cluster", ["data=images"]), tx, sx)
+    for override in ("encoder.network.blocks=3", "encoder.network.width=32", "encoder.network.embed_dim=64",
+                     "encoder/network=resnet", "encoder.epochs=3"):
+        assert _cache_key(compose_config("cluster", ["data=images", override]), tx, sx) != base, override

@@ -140,7 +140,7 @@ def test_cli_writes_the_gallery_for_images_and_not_for_digits(runner, tmp_path):
     out = tmp_path / "img"
     result = runner.invoke(app, ["cluster", "data=images", f"data.train_images={tmp_path / 'train'}",
                                  f"data.test_images={tmp_path / 'test'}", "data.image_size=8", "encoder.epochs=1",
-                                 "encoder.width=8", "encoder.embed_dim=16", "method=kmeans", "plot_max_points=50",
+                                 "encoder.network.width=8", "encoder.network.embed_dim=16", "method=kmeans", "plot_max_points=50",
                                  "gallery_per_row=5", f"output_dir={out}", "--json"])
     assert result.exit_code == 0, result.stderr
     assert (out / "clusters.png").exists()

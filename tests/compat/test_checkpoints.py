@@ -50,13 +50,13 @@ def test_torchscript_classifier(tmp_path):
 
 
 def test_plain_state_dict_needs_arch_name(tmp_path):
-    m = build_model("mlp", (1, 8, 8), 10)  # configs/compat/model/mlp.yaml sizes
+    m = build_model("mlp", (1, 8, 8), 10)  # configs/network/mlp.yaml sizes
     torch.save(m.state_dict(), tmp_path / "sd.pt")
     with pytest.raises(InputError, match="needs a named architecture"):
         load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8))
     net, _, info = load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8), "mlp")
     assert info["format"] == "state_dict" and info["embed_dim"] == 64
-    with pytest.raises(InputError, match="unknown model config"):
+    with pytest.raises(InputError, match="unknown network 'nosuch'"):
         load_model(tmp_path / "sd.pt", "old.checkpoint", (1, 8, 8), "nosuch")
 
 

@@ -31,12 +31,15 @@ def test_classifier_learns_digits(tmp_path):
     from sklearn.datasets import load_digits
 
     from toolkit.models.classifier import predict, train_classifier
+    from toolkit.models.zoo import model_from_config, network_config
 
     d = load_digits()
     x = (d.images[:, None] / 16.0).astype(np.float32)
     y = d.target.astype(np.int64)
-    module = train_classifier(x[:1200], y[:1200], arch="cnn", arch_kwargs={"embed_dim": 32, "width": 16},
+    node = {**network_config("cnn"), "embed_dim": 32, "width": 16}
+    module = train_classifier(x[:1200], y[:1200], lambda shape, k: model_from_config(node, shape, k),
                               epochs=6, batch_size=64, lr=5e-3, trainer_cfg={"progress": False},
                               root_dir=tmp_path)
     acc = (predict(module.net, x[1200:], embed=False).argmax(1) == y[1200:]).mean()
     assert acc > 0.8
+    assert module.hparams.arch == "cnn" and module.hparams.arch_kwargs == {"embed_dim": 32, "width": 16, "blocks": 4}

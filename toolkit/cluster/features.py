@@ -2,9 +2,10 @@
 
 * ``digits``: scikit-learn's bundled 8x8 digits, pixel values as features, split by class.
 * ``features``: user files (``.npy``, ``.npz``, ``.csv``, learn-to-cluster ``.bin`` + ``.meta``).
-* ``images``: class folders / zips or MNIST IDX files.  As in Hi-LANDER's pipeline, a supervised CNN
-  encoder (``configs/cluster/encoder``) is trained on the meta-training classes and its embeddings are the
-  features.  The encoder and the features are cached in the output directory (``encoder.ckpt``,
+* ``images``: class folders / zips or MNIST IDX files.  As in Hi-LANDER's pipeline, a supervised encoder
+  (``configs/cluster/encoder/cnn.yaml``: its training settings, and ``encoder.network``, a shared zoo network
+  definition of ``configs/network/`` built with ``hydra.utils.instantiate``) is trained on the meta-training
+  classes and its embeddings are the features.  The encoder and the features are cached in the output directory (``encoder.ckpt``,
   ``features/*.npy``) and reused when a later run with the same data and encoder config points
   ``output_dir`` at it.
 """
@@ -218,6 +219,8 @@ def _read_images(cfg) -> ImageInputs:
 
 
 def _cache_key(cfg, tx: np.ndarray, sx: np.ndarray) -> str:
+    """16 hex digits of the SHA-256 of ``cfg.data``, the whole ``cfg.encoder`` (training settings and every
+    ``encoder.network`` key: ``_target_`` and all its arguments, defaults included), the seed and the shapes."""
     from omegaconf import OmegaConf
 
     blob = json.dumps({"data": OmegaConf.to_container(cfg.data, resolve=True),
@@ -303,19 +306,20 @@ def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
             np.savez(run.path(f"features/{key}.npz"), **z)
             return z["train"], z["train_labels"], z["test"]
     from toolkit.models.classifier import predict, train_classifier
+    from toolkit.models.zoo import model_from_config
 
     enc = cfg.encoder
     split_by = str(enc.split_by)  # group | class (schema)
     enc_idx, meta_idx = encoder_split(ty, float(enc.class_fraction), int(cfg.seed or 0),
                                       groups if split_by == "group" else None)
     _, enc_y = np.unique(ty[enc_idx], return_inverse=True)
-    log(f"training the {enc.arch} image encoder on {len(enc_idx)} images of {int(enc_y.max()) + 1} classes; "
-        f"{len(np.unique(ty[meta_idx]))} other classes ({len(meta_idx)} images) meta-train the clustering")
+    network = enc.network  # configs/network/<name> as mounted at encoder/network, with the encoder's sizes
+    log(f"training the {str(network._target_).rsplit('.', 1)[-1]} image encoder on {len(enc_idx)} images of "
+        f"{int(enc_y.max()) + 1} classes; {len(np.unique(ty[meta_idx]))} other classes ({len(meta_idx)} images) "
+        "meta-train the clustering")
     with run.timer("encoder"):
-        arch_kwargs = {"embed_dim": int(enc.embed_dim)}
-        if enc.arch in ("cnn", "resnet"):
-            arch_kwargs["width"] = int(enc.width)
-        module = train_classifier(tx[enc_idx], enc_y, arch=enc.arch, arch_kwargs=arch_kwargs,
+        module = train_classifier(tx[enc_idx], enc_y,
+                                  lambda shape, k: model_from_config(network, shape, k, "encoder.network"),
                                   epochs=int(enc.epochs), batch_size=int(enc.batch_size), lr=float(enc.lr),
                                   trainer_cfg=cfg.trainer, root_dir=run.staging / "encoder",
                                   weight_decay=float(enc.weight_decay), shift_pixels=int(enc.shift_pixels),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from toolkit.models.zoo import ZOO_TARGETS
 from toolkit.validation import Check, boolean, choice, either, fraction, int_list, integer, number
 
 METHODS = ("hilander", "kmeans", "hac", "dbscan", "hdbscan", "auto")
@@ -38,8 +39,12 @@ CHECKS: list[Check] = [
     choice("model.infer.threshold", ("prob", "sim")), integer("model.infer.max_levels", 1),
     boolean("model.infer.early_stop"), integer("model.infer.diagnostics_max_points", 0),
     boolean("model.infer.oracle_tau"),
-    choice("encoder.arch", ("cnn", "resnet", "mlp", "dlib-face")),
-    integer("encoder.embed_dim", 1), integer("encoder.width", 1), integer("encoder.epochs", 1),
+    choice("encoder.arch", ("dlib-face",)), integer("encoder.embed_dim", 1),   # encoder=dlib-face
+    choice("encoder.network._target_", tuple(ZOO_TARGETS)),                   # encoder=cnn: a shared zoo network
+    *(integer(f"encoder.network.{k}", 1) for k in ("embed_dim", "width", "hidden", "depth", "blocks",
+                                                   "blocks_per_stage")),
+    number("encoder.network.dropout", 0.0, 1.0, hi_open=True),
+    integer("encoder.epochs", 1),
     integer("encoder.batch_size", 1), number("encoder.lr", 0.0, lo_open=True), number("encoder.weight_decay", 0.0),
     integer("encoder.shift_pixels", 0), fraction("encoder.class_fraction", hi_open=False),
     choice("encoder.split_by", ("group", "class")),

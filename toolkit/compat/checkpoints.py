@@ -5,7 +5,7 @@ Formats read by :func:`load_model`:
 * the toolkit's own ``model.pt`` (written by :func:`save_model`): a dict with ``format``, ``arch``,
   ``arch_kwargs``, ``in_shape``, ``num_classes``, ``state_dict`` and optionally ``projection``;
 * a Lightning ``.ckpt`` of a toolkit module (``hyper_parameters`` with ``arch`` ..., weights under ``net.``);
-* a plain PyTorch ``state_dict`` plus an architecture named in ``configs/compat/model/`` (``arch_name``);
+* a plain PyTorch ``state_dict`` plus an architecture named in ``configs/network/`` (``arch_name``);
 * a TorchScript archive whose ``forward`` returns logits (and optional ``embed`` method), only with
   ``trust_code=True``.
 
@@ -26,27 +26,19 @@ import torch
 from torch import nn
 
 from toolkit.errors import InputError
-from toolkit.models.zoo import build_model, spec_from_config
+from toolkit.models.zoo import build_model, network_config, spec_from_config
 
 FORMAT = "toolkit-compat/1"
 
 
 def model_config(name: str, source: str = "model") -> tuple[str, dict]:
-    """Read ``configs/compat/model/<name>.yaml`` (a zoo ``_target_`` and its kwargs); return ``(arch, kwargs)``.
+    """``(arch, kwargs)`` of the shared network definition ``configs/network/<name>.yaml``
+    (:func:`toolkit.models.zoo.network_config`).
 
     Raises:
         InputError: unknown name or a file that does not name a zoo network.
     """
-    from omegaconf import OmegaConf
-
-    from toolkit.config import config_dir
-
-    models = config_dir() / "compat" / "model"
-    path = models / f"{name}.yaml"
-    if not path.is_file():
-        choices = sorted(p.stem for p in models.glob("*.yaml"))
-        raise InputError(source, "model", f"unknown model config '{name}' (choices: {', '.join(choices)})")
-    return spec_from_config(OmegaConf.to_container(OmegaConf.load(path), resolve=True), str(path))
+    return spec_from_config(network_config(name, source), source)
 
 
 class ScriptedClassifier(nn.Module):
@@ -98,7 +90,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
         path: the checkpoint file.
         field: config key naming it (for error messages), e.g. ``old.checkpoint``.
         in_shape: input shape of the data (without batch), checked against the checkpoint's.
-        arch_name: ``configs/compat/model/<name>`` for plain state_dicts.
+        arch_name: ``configs/network/<name>`` for plain state_dicts.
         arch_kwargs: overrides of that config's ``kwargs`` (plain state_dicts only).
         trust_code: load TorchScript archives (code that runs with the user's rights); refused when False.
         opt_in: how the user sets ``trust_code`` (named in the refusal message).
@@ -149,7 +141,7 @@ def load_model(path: str | Path, field: str, in_shape: tuple[int, ...],
     elif obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         if not arch_name:
             raise InputError(p, field, "a plain state_dict needs a named architecture (set the model key to "
-                             "a configs/compat/model/ name, e.g. old.model=mlp)")
+                             "a configs/network/ name, e.g. old.model=mlp)")
         arch, kwargs = model_config(arch_name, field)
         kwargs.update(arch_kwargs or {})
         state, ck_shape, fmt = obj, (), "state_dict"

@@ -161,11 +161,11 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
     else:  # train a (weaker) old model here on part of the data
         from omegaconf import OmegaConf
 
-        from toolkit.compat.checkpoints import model_config
         from toolkit.models.classifier import train_classifier
+        from toolkit.models.zoo import model_from_config, network_config
 
-        arch, kwargs = model_config(str(oc.get("model") or "mlp"), "old.model")
-        kwargs.update(OmegaConf.to_container(oc.kwargs, resolve=True) if oc.get("kwargs") else {})
+        node = network_config(str(oc.get("model") or "mlp"), "old.model")  # configs/network/<old.model>
+        node.update(OmegaConf.to_container(oc.kwargs, resolve=True) if oc.get("kwargs") else {})
         y = split.y_train
         classes = sorted(int(c) for c in (oc.get("classes") or range(split.num_classes)))
         bad = [c for c in classes if c < 0 or c >= split.num_classes]
@@ -183,18 +183,19 @@ def prepare_old(cfg: Any, split: Any, run: Any, seed: int) -> OldOutputs:
         idx = np.sort(np.concatenate(idx))
         tc = cfg.train
         with run.timer("old_train"):
-            net = train_classifier(split.x_train[idx], class_map[y[idx]], arch=arch, arch_kwargs=kwargs,
+            net = train_classifier(split.x_train[idx], class_map[y[idx]],
+                                   lambda shape, k: model_from_config(node, shape, k, "old.model"),
                                    epochs=int(oc.get("epochs") or tc.epochs), batch_size=int(tc.batch_size),
                                    lr=float(tc.lr), trainer_cfg=dict(cfg.trainer), root_dir=run.path("old_logs"),
                                    weight_decay=float(tc.weight_decay), shift_pixels=0, seed=seed + 1).net
         with run.timer("old_inference"):
             tr_l, tr_e = infer(net, split.x_train)
             te_l, te_e = infer(net, split.x_test)
-        save_model(run.path("old_model.pt"), net, arch, kwargs, list(split.in_shape), len(classes),
+        save_model(run.path("old_model.pt"), net, net.arch, net.arch_kwargs, list(split.in_shape), len(classes),
                    extra={"classes": classes})
         out = OldOutputs(tr_l, te_l, tr_e, te_e, net.head.weight.detach().numpy().copy(),
                          net.head.bias.detach().numpy().copy(), len(classes), class_map=class_map,
-                         source=f"trained here ({arch}, {len(idx)} samples, classes {classes[0]}..{classes[-1]})",
+                         source=f"trained here ({net.arch}, {len(idx)} samples, classes {classes[0]}..{classes[-1]})",
                          net=net)
     if oc.get("num_classes") is not None and int(oc.num_classes) != out.num_classes:
         raise InputError(ck or "old", "old.num_classes", f"the old head has {out.num_classes} classes but "

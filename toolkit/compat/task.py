@@ -45,11 +45,14 @@ class TrainCompatible(Task):
         self.split = split
 
     def validate(self) -> None:
-        """Declared constraints, and ``model`` naming a zoo network (before any data is read)."""
-        from toolkit.models.zoo import spec_from_config
+        """Declared constraints, ``model`` naming a zoo network and ``old.model`` a ``configs/network/`` file
+        (before any data is read)."""
+        from toolkit.models.zoo import network_config, spec_from_config
 
         super().validate()
         spec_from_config(self.cfg.model, "model")
+        if self.cfg.old.get("model"):
+            network_config(str(self.cfg.old.model), "old.model")
 
     def setup(self) -> None:
         """Data, old outputs, label maps, extended old head, FD columns, new network and module."""
@@ -304,8 +307,14 @@ class CompareModels(Task):
     config_name = "compare_models"
 
     def validate(self) -> None:
-        """Declared constraints, both sides given, and the gate threshold (:func:`check_max_nfr`)."""
+        """Declared constraints, both sides given, ``arch.*`` naming ``configs/network/`` files, and the gate
+        threshold (:func:`check_max_nfr`)."""
+        from toolkit.models.zoo import network_config
+
         super().validate()
+        for which, name in (self.cfg.get("arch") or {}).items():
+            if name:
+                network_config(str(name), f"arch.{which}")
         if not self.cfg.get("old") or not self.cfg.get("new"):
             raise InputError("compare-models", "OLD/NEW", "two checkpoints or prediction files are required")
         self.max_nfr = check_max_nfr(self.cfg.get("max_nfr"))

@@ -7,6 +7,7 @@ supervised embedding network), and as the base of model training elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from toolkit.models.zoo import EmbeddingClassifier, build_model
+from toolkit.models.zoo import EmbeddingClassifier
 
 
 def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
@@ -36,26 +37,28 @@ def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training of a zoo model with AdamW and cosine learning-rate decay.
 
-    Only primitives are stored as hyper-parameters so checkpoints load with
-    ``weights_only=True``.
+    Only primitives are stored as hyper-parameters (the network's short ``arch`` name, its ``arch_kwargs``,
+    ``in_shape`` and ``num_classes``, besides the optimisation settings), so checkpoints load with
+    ``weights_only=True`` and are rebuilt by :func:`toolkit.models.zoo.build_model`, never by importing code.
 
     Args:
-        arch: zoo architecture name (``mlp``, ``cnn``, ``resnet``).
-        in_shape: input shape without batch dimension.
-        num_classes: number of training classes.
-        arch_kwargs: keyword arguments of the architecture.
+        net: the zoo network to train (:func:`toolkit.models.zoo.model_from_config`), with ``num_classes``
+            outputs.
+        in_shape: input shape without batch dimension (recorded for reloading).
         lr: peak learning rate.
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
         shift_pixels: random translation augmentation for images (0 disables).
     """
 
-    def __init__(self, arch: str, in_shape: list[int], num_classes: int, arch_kwargs: dict | None = None,
-                 lr: float = 1e-3, weight_decay: float = 1e-4, label_smoothing: float = 0.0,
-                 shift_pixels: int = 0) -> None:
+    def __init__(self, net: EmbeddingClassifier, in_shape: list[int], lr: float = 1e-3, weight_decay: float = 1e-4,
+                 label_smoothing: float = 0.0, shift_pixels: int = 0) -> None:
         super().__init__()
-        self.save_hyperparameters()
-        self.net: EmbeddingClassifier = build_model(arch, tuple(in_shape), num_classes, **(arch_kwargs or {}))
+        self.save_hyperparameters({"arch": net.arch, "arch_kwargs": dict(net.arch_kwargs),
+                                   "in_shape": [int(s) for s in in_shape], "num_classes": int(net.num_classes),
+                                   "lr": float(lr), "weight_decay": float(weight_decay),
+                                   "label_smoothing": float(label_smoothing), "shift_pixels": int(shift_pixels)})
+        self.net = net
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,19 +88,33 @@ class ClassifierModule(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
-def train_classifier(x: np.ndarray, y: np.ndarray, *, arch: str, arch_kwargs: dict | None, epochs: int,
+NetworkFactory = Callable[[tuple[int, ...], int], EmbeddingClassifier]
+"""``(in_shape, num_classes) -> network``: a network config not yet given its data, e.g.
+``lambda shape, k: model_from_config(cfg.encoder.network, shape, k, "encoder.network")``."""
+
+
+def train_classifier(x: np.ndarray, y: np.ndarray, network: NetworkFactory, *, epochs: int,
                      batch_size: int, lr: float, trainer_cfg: Any, root_dir: Path,
                      checkpoint_dir: Path | None = None, weight_decay: float = 1e-4,
                      shift_pixels: int = 0, seed: int = 0) -> ClassifierModule:
     """Train a zoo classifier on ``x`` ``[N, ...]`` float32 and labels ``y`` ``[N]`` int64 (0..C-1).
 
+    The network is built by ``network(x.shape[1:], C)`` after the RNGs are seeded with ``seed`` (so its
+    initial weights depend on ``seed`` only).
+
     Returns:
         The trained module (in eval mode).
+
+    Raises:
+        toolkit.errors.InputError: whatever ``network`` raises for a bad network config.
+        ValueError: the built network does not have C outputs.
     """
     pl.seed_everything(seed, verbose=False)
     num_classes = int(y.max()) + 1
-    module = ClassifierModule(arch, list(x.shape[1:]), num_classes, dict(arch_kwargs or {}), lr=lr,
-                              weight_decay=weight_decay, shift_pixels=shift_pixels)
+    net = network(tuple(int(s) for s in x.shape[1:]), num_classes)
+    if int(net.num_classes) != num_classes:
+        raise ValueError(f"the network has {net.num_classes} outputs for {num_classes} classes")
+    module = ClassifierModule(net, list(x.shape[1:]), lr=lr, weight_decay=weight_decay, shift_pixels=shift_pixels)
     ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size)
     from toolkit.training import make_trainer

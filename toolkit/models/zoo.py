@@ -4,10 +4,11 @@ Every model exposes ``embed(x)`` (the L2-unnormalised embedding), ``head``
 (an ``nn.Linear(E, C)``) and ``forward(x) = head(embed(x))``, so commands can
 use either the logits or the embedding.
 
-Configs name a network by its class (``configs/compat/model/*.yaml``: ``_target_: toolkit.models.zoo.MLP``,
-``_partial_: true`` and the class's keyword arguments) and :func:`model_from_config` builds it with
-``hydra.utils.instantiate``, the lightning-hydra-template's pattern; the data supply ``in_shape`` and
-``num_classes``.  Checkpoints record the short name (:attr:`EmbeddingClassifier.arch`) and
+Configs name a network by its class (the shared ``configs/network/*.yaml``, one file per network:
+``_target_: toolkit.models.zoo.MLP``, ``_partial_: true`` and the class's keyword arguments; train-compatible's
+``model``, ``old.model``, compare-models' ``arch.*`` and the cluster encoder's ``encoder.network`` all read them)
+and :func:`model_from_config` builds it with ``hydra.utils.instantiate``, the lightning-hydra-template's pattern;
+the data supply ``in_shape`` and ``num_classes``.  Checkpoints record the short name (:attr:`EmbeddingClassifier.arch`) and
 :attr:`EmbeddingClassifier.arch_kwargs`, and :func:`build_model` rebuilds from those, so a checkpoint never
 names code to import.
 """
@@ -221,9 +222,34 @@ def spec_from_config(node: Any, source: str = "model") -> tuple[str, dict]:
     target = spec.get("_target_") if isinstance(spec, dict) else None
     if target not in ZOO_TARGETS:
         raise InputError(source, "_target_", f"got {target!r}; expected a zoo network: {', '.join(ZOO_TARGETS)} "
-                         "(configs/compat/model/)")
+                         "(configs/network/)")
     kwargs = {k: v for k, v in spec.items() if not str(k).startswith("_")}
     return ZOO_TARGETS[target], kwargs
+
+
+def network_config(name: str, source: str = "model") -> dict:
+    """The shared network definition ``configs/network/<name>.yaml`` as a plain dict (``_target_``, ``_partial_``
+    and the class's keyword arguments), for keys that name a network by its short name (``old.model``,
+    compare-models' ``arch.old`` / ``arch.new``, a plain state_dict's architecture).
+
+    Args:
+        name: file stem, e.g. ``"mlp"``; source: config key named in errors.
+
+    Raises:
+        toolkit.errors.InputError: no such file, or one that does not name a zoo network.
+    """
+    from omegaconf import OmegaConf
+
+    from toolkit.config import shared_options
+    from toolkit.errors import InputError
+
+    options = {p.stem: p for p in shared_options("network")}
+    if name not in options:
+        raise InputError(source, None, f"unknown network '{name}' (choices: {', '.join(sorted(options))}; "
+                         "configs/network/)")
+    spec = OmegaConf.to_container(OmegaConf.load(options[name]), resolve=True)
+    spec_from_config(spec, str(options[name]))
+    return spec  # type: ignore[return-value]
 
 
 TRAINING_BYTES_PER_PARAM = 16
