@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
-METHODS = ["none", "naive", "bct", "fd-kl", "fd-lm", "bct+fd"]
+METHODS = ["none", "naive", "bct", "fd-kl", "fd-lm", "bct+fd", "ldi", "bct+ldi"]
+# the table's default methods (``--methods`` may also name the LDI methods, which are not run by default)
+TABLE_METHODS = ["none", "naive", "bct", "fd-kl", "fd-lm", "bct+fd"]
 
 # The controlled sweep of the distillation settings (--sweep): every combination of these values for
 # each FD method (FD-LM ignores the temperature, so it runs once per (weight, epochs)).  The weights
@@ -50,6 +52,14 @@ SWEEP: dict[str, list] = {
     "fd.temperature": [4.0, 20.0, 100.0],
 }
 SWEEP_METHODS = ["fd-kl", "fd-lm"]
+# the config key each sweep method's lambda goes to (``--lambdas``)
+WEIGHT_KEY = {"fd-kl": "fd.weight", "fd-lm": "fd.weight", "bct+fd": "fd.weight", "naive": "naive.weight",
+              "bct": "bct.weight", "ldi": "ldi.weight", "bct+ldi": "ldi.weight"}
+
+
+def weight_overrides(method: str, weight: float, temperature: float | None) -> list[str]:
+    """The overrides of one sweep run: its lambda under the method's key (:data:`WEIGHT_KEY`), and tau for FD-KL."""
+    return [f"{WEIGHT_KEY[method]}={weight}"] + ([f"fd.temperature={temperature}"] if temperature is not None else [])
 
 # Scenario overrides (MNIST is subsampled so the whole benchmark fits ~15 minutes on 2 shared cores).
 COMMON = ["trainer.progress=false", "bootstrap.n=1000", "retrieval.max_samples=2000", "train.batch_size=256"]
@@ -217,9 +227,12 @@ def summarise_sweep(rows: list[dict]) -> str:
 
 def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
     """The controlled (lambda, epochs, temperature) sweep; see :data:`SWEEP`."""
-    methods = [m for m in args.methods if m != "none"] if args.methods != METHODS else SWEEP_METHODS
+    methods = [m for m in args.methods if m != "none"] if args.methods != TABLE_METHODS else SWEEP_METHODS
+    unknown = [m for m in methods if m not in WEIGHT_KEY]
+    if unknown:
+        raise SystemExit(f"--sweep: methods {unknown} have no weight to sweep (choices: {', '.join(WEIGHT_KEY)})")
     plan = sweep_plan(args.scenarios, args.seeds, methods, args.lambdas, args.sweep_epochs, args.temperatures)
-    print(f"sweep: {len(plan)} runs ({sum(r['kind'] == 'fd' for r in plan)} FD runs) over scenarios "
+    print(f"sweep: {len(plan)} runs ({sum(r['kind'] == 'fd' for r in plan)} treated runs) over scenarios "
           f"{args.scenarios}, seeds {args.seeds}, methods {methods}, lambda {args.lambdas}, epochs "
           f"{args.sweep_epochs}, tau {args.temperatures}", flush=True)
     if args.plan:
@@ -232,14 +245,20 @@ def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
     for r in plan:
         spec = SCENARIOS[r["scenario"]]
         base = out_dir / "compat_sweep_runs" / r["scenario"] / f"seed{r['seed']}"
+        old_base = (Path(args.old_from) if args.old_from else out_dir) / "compat_sweep_runs" / r["scenario"] / \
+            f"seed{r['seed']}" / "old"
+        if r["kind"] == "old" and args.old_from:
+            if not (old_base / "old_model.pt").is_file():
+                raise SystemExit(f"--old-from: {old_base / 'old_model.pt'} does not exist")
+            print(f"old model reused from {old_base / 'old_model.pt'}", flush=True)
+            continue
         ov = COMMON + spec["overrides"] + list(args.extra) + [f"seed={r['seed']}", f"method={r['method']}"]
         if r["kind"] == "old":
             out = base / "old"
         else:
-            ov = merge(ov, [f"old.checkpoint={base / 'old' / 'old_model.pt'}", f"train.epochs={r['epochs']}"])
+            ov = merge(ov, [f"old.checkpoint={old_base / 'old_model.pt'}", f"train.epochs={r['epochs']}"])
             if r["kind"] == "fd":
-                ov = merge(ov, [f"fd.weight={r['weight']}"] + ([f"fd.temperature={r['temperature']}"]
-                                                               if r["temperature"] is not None else []))
+                ov = merge(ov, weight_overrides(r["method"], r["weight"], r["temperature"]))
             name = "none" if r["kind"] == "reference" else f"{r['method']}_w{r['weight']:g}" + (
                 f"_t{r['temperature']:g}" if r["temperature"] is not None else "")
             out = base / f"e{r['epochs']}" / name
@@ -254,8 +273,9 @@ def run_sweep(args: argparse.Namespace, out_dir: Path) -> None:
               f"ER_new={100 * row['er_new']:.2f} NFR={100 * row['nfr']:.2f} relNFR={rel}", flush=True)
         raw_path.write_text(json.dumps({"rows": rows}, indent=1))
     table = summarise_sweep(rows)
-    meta = _provenance("--sweep", args.seeds, start, f"lambda {args.lambdas}, epochs {args.sweep_epochs}, "
-                       f"tau {args.temperatures}; extra {args.extra}; ")
+    meta = _provenance("--sweep", args.seeds, start, f"methods {methods}, lambda {args.lambdas}, epochs "
+                       f"{args.sweep_epochs}, tau {args.temperatures}; extra {args.extra}; "
+                       f"old models from {args.old_from or args.out}; ")
     (out_dir / "compat_sweep.md").write_text(f"{meta}\n\n{table}\n")
     raw_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     print(f"\n{meta}\n\n{table}")
@@ -265,18 +285,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", nargs="*", default=list(SCENARIOS))
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="*", default=METHODS)
+    ap.add_argument("--methods", nargs="*", default=TABLE_METHODS, help=f"any of {', '.join(METHODS)}")
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--extra", nargs="*", default=[], help="extra overrides for every run, e.g. fd.beta=1")
     ap.add_argument("--sweep", action="store_true", help="run the (lambda, epochs, temperature) sweep of the FD "
                     "methods instead of the method table (grid: SWEEP, narrowed by the options below)")
-    ap.add_argument("--lambdas", nargs="*", type=float, default=SWEEP["fd.weight"], help="sweep: fd.weight values")
+    ap.add_argument("--lambdas", nargs="*", type=float, default=SWEEP["fd.weight"],
+                    help="sweep: weight values (fd.weight; ldi.weight for ldi / bct+ldi, see WEIGHT_KEY)")
     ap.add_argument("--sweep-epochs", nargs="*", type=int, default=SWEEP["train.epochs"],
                     help="sweep: train.epochs values of the new model (the old model keeps the scenario's)")
     ap.add_argument("--temperatures", nargs="*", type=float, default=SWEEP["fd.temperature"],
                     help="sweep: fd.temperature values (FD-KL only)")
     ap.add_argument("--plan", action="store_true", help="sweep: print the runs and exit")
+    ap.add_argument("--old-from", default=None, help="sweep: reuse the old models of an earlier sweep's --out "
+                    "directory (its compat_sweep_runs/<scenario>/seed<k>/old/old_model.pt) instead of training "
+                    "them, so the rows share the old model with that sweep")
     args = ap.parse_args()
+    bad = [m for m in args.methods if m not in METHODS]
+    if bad:
+        ap.error(f"unknown methods {bad} (choices: {', '.join(METHODS)})")
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenarios {unknown} (choices: {', '.join(SCENARIOS)})")

@@ -41,6 +41,11 @@ BAD = {
         ("train.lr=0", "train.lr"),
         ("fd.temperature=-1", "fd.temperature"),
         ("fd.lm_reduction=max", "fd.lm_reduction"),
+        ("method=ldi ldi.margin=-0.5", "ldi.margin"),
+        ("method=ldi ldi.p=0.5", "ldi.p"),                   # below 1 the gradient at the margin is infinite
+        ("method=ldi ldi.top_k=0", "ldi.top_k"),
+        ("method=ldi ldi.top_k=2.5", "ldi.top_k"),
+        ("method=bct+ldi ldi.weight=-1", "ldi.weight"),
         ("old.train_fraction=1.5", "old.train_fraction"),
         ("data.test_fraction=1", "data.test_fraction"),
         ("data=compat_cifar10 data.channels=2", "data.channels"),

@@ -7,12 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from toolkit.compat.lightning import METHODS, CompatModule, method_parts
-from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
+from toolkit.compat.losses import (
+    bct_influence_loss,
+    focal_distillation_loss,
+    logit_difference_inhibition_loss,
+    naive_congruent_loss,
+)
 from toolkit.models.zoo import build_model
 
 # every loss setting is required (the config holds the defaults); these are the test's own values
 SETTINGS = dict(lr=1e-3, weight_decay=1e-4, bct_weight=1.0, naive_weight=1.0, fd_weight=1.0, fd_kind_bct="lm",
-                alpha=1.0, beta=5.0, temperature=100.0, lm_reduction="mean", shift_pixels=0, projection=False)
+                alpha=1.0, beta=5.0, temperature=100.0, lm_reduction="mean", shift_pixels=0, projection=False,
+                ldi_weight=0.8, ldi_margin=0.25, ldi_p=2.0, ldi_top_k=2, ldi_alpha=1.0, ldi_beta=2.0)
 
 
 def make(method: str, hidden: int = 8, embed_dim: int = 6, dropout: float = 0.1, **kw) -> CompatModule:
@@ -66,13 +72,18 @@ def test_compute_loss_matches_the_loss_functions(method):
         expected["ce+naive"] = naive_congruent_loss(logits, y, old_correct, 0.3)
     else:
         expected["ce"] = F.cross_entropy(logits, y)
-    if method in ("bct", "bct+fd"):
+    if method in ("bct", "bct+fd", "bct+ldi"):
         expected["bct"] = 0.7 * bct_influence_loss(emb, y_old, m.old_weight, m.old_bias, m.projection)
     if method in ("fd-kl", "fd-lm", "bct+fd"):
         kind = "kl" if method == "fd-kl" else "lm"
         mask = torch.tensor([True, True, True, False, True, False])  # new-class samples are not distilled
         expected["fd"] = 0.5 * focal_distillation_loss(logits[:, [2, 0, 1]], old_logits, old_correct, kind=kind,
                                                        alpha=1.0, beta=5.0, temperature=4.0, mask=mask)
+    if method in ("ldi", "bct+ldi"):  # same columns and mask as FD, its own settings (SETTINGS)
+        mask = torch.tensor([True, True, True, False, True, False])
+        expected["ldi"] = 0.8 * logit_difference_inhibition_loss(
+            logits[:, [2, 0, 1]], old_logits, margin=0.25, p=2.0, top_k=2, old_correct=old_correct, alpha=1.0,
+            beta=2.0, mask=mask)
     assert set(parts) == set(expected)
     for k, v in expected.items():
         assert parts[k].item() == pytest.approx(v.item(), rel=1e-6), k

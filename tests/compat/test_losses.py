@@ -12,6 +12,7 @@ from toolkit.compat.losses import (
     bct_influence_loss,
     distillation_distance,
     focal_distillation_loss,
+    logit_difference_inhibition_loss,
     naive_congruent_loss,
     synthesize_head_rows,
 )
@@ -156,3 +157,99 @@ def test_distance_rejects_bad_arguments():
         distillation_distance(torch.zeros(1, 2), torch.zeros(1, 2), "l1")
     with pytest.raises(ValueError):
         distillation_distance(torch.zeros(1, 2), torch.zeros(1, 2), "kl", temperature=0.0)
+
+
+# LDI hand case: |new - old| = [1, 0.2, 2] (sample 0) and [0.5, 3, 0] (sample 1); margin 0.5.
+# Old logits order the classes differently per sample: sample 0 ranks 1 > 0 > 2, sample 1 ranks 0 > 1 > 2.
+LDI_NEW = torch.tensor([[1.0, 1.2, -3.0], [0.5, 3.0, -0.5]])
+LDI_OLD = torch.tensor([[0.0, 1.0, -1.0], [1.0, 0.0, -0.5]])
+
+
+def test_ldi_hand_case_all_classes_and_p():
+    # p = 2: excess [0.5, 0, 1.5] -> mean of squares 2.5/3; [0, 2.5, 0] -> 6.25/3; batch mean 8.75/6
+    ldi = logit_difference_inhibition_loss
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=2.0, top_k=None).item() == pytest.approx(8.75 / 6, rel=1e-6)
+    # p = 1: (2/3 + 2.5/3) / 2
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=1.0, top_k=None).item() == pytest.approx(0.75, rel=1e-6)
+    # margin 0: plain mean squared difference, mean over classes then samples (no 1/2, as the reference)
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.0, p=2.0, top_k=None).item() == pytest.approx(
+        ((1 + 0.04 + 4) / 3 + (0.25 + 9) / 3) / 2, rel=1e-6)
+    # a top_k above K means all classes
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=2.0, top_k=5).item() == pytest.approx(8.75 / 6, rel=1e-6)
+
+
+def test_ldi_gradient_hand_case():
+    new = LDI_NEW.clone().requires_grad_(True)
+    logit_difference_inhibition_loss(new, LDI_OLD, margin=0.5, p=2.0, top_k=None).backward()
+    # d/dz (|z - z_old| - 0.5)^2 = 2 (|Δ| - 0.5) sign(Δ), divided by 3 classes and 2 samples
+    expected = torch.tensor([[2 * 0.5, 0.0, -2 * 1.5], [0.0, 2 * 2.5, 0.0]]) / 6
+    assert torch.allclose(new.grad, expected, atol=1e-6)
+
+
+def test_ldi_top_k_is_chosen_per_sample():
+    """top_k = 1 keeps each sample's own highest old logit: class 1 for sample 0, class 0 for sample 1.
+
+    Both differences are within the margin there, so the loss is 0.  A selection shared by the batch
+    (what sorting along the batch axis, as the reference code's compute_topk does, amounts to: the
+    same columns for every sample) gives a positive loss for every choice of column, so this fails
+    for it.
+    """
+    ldi = logit_difference_inhibition_loss
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=2.0, top_k=1).item() == 0.0
+    excess = torch.relu((LDI_NEW - LDI_OLD).abs() - 0.5).pow(2)
+    for col in range(3):  # the same column for both samples
+        assert excess[:, col].mean().item() > 0.1
+    # top_k = 2: classes {1, 0} for sample 0 -> [0, 0.25] mean 0.125; {0, 1} for sample 1 -> 6.25 / 2
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=2.0, top_k=2).item() == pytest.approx((0.125 + 3.125) / 2)
+    # permuting the classes (same permutation for new and old) does not change the selected terms
+    perm = torch.tensor([2, 0, 1])
+    assert ldi(LDI_NEW[:, perm], LDI_OLD[:, perm], margin=0.5, p=2.0, top_k=2).item() == pytest.approx(1.625)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0])
+def test_ldi_zero_loss_and_zero_gradient_within_the_margin(p):
+    g = torch.Generator().manual_seed(2)
+    old = 5 * torch.randn(16, 7, generator=g)
+    new = (old + 0.49 * (2 * torch.rand(16, 7, generator=g) - 1)).requires_grad_(True)  # |Δ| < 0.49 < ξ
+    loss = logit_difference_inhibition_loss(new, old, margin=0.5, p=p, top_k=None)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert new.grad is not None and float(new.grad.abs().max()) == 0.0
+    # just beyond the margin the loss and gradient are not zero
+    far = (old + 0.6).requires_grad_(True)
+    loss2 = logit_difference_inhibition_loss(far, old, margin=0.5, p=p, top_k=None)
+    assert loss2.item() == pytest.approx(0.1**p, rel=1e-4)
+    loss2.backward()
+    assert float(far.grad.abs().min()) > 0.0
+
+
+def test_ldi_focal_weight_and_new_class_samples():
+    ldi = logit_difference_inhibition_loss
+    correct = torch.tensor([True, False])
+    # weights 1 + 3 = 4 (old correct) and 1
+    assert ldi(LDI_NEW, LDI_OLD, margin=0.5, p=2.0, top_k=None, old_correct=correct, alpha=1.0,
+               beta=3.0).item() == pytest.approx((4 * 2.5 / 3 + 6.25 / 3) / 2, rel=1e-6)
+    # three new-class samples with large differences appended: out of the sum and the denominator
+    g = torch.Generator().manual_seed(4)
+    new = torch.cat([LDI_NEW, 10 * torch.randn(3, 3, generator=g)])
+    old = torch.cat([LDI_OLD, torch.zeros(3, 3)])
+    mask = torch.tensor([True, True, False, False, False])
+    assert ldi(new, old, margin=0.5, p=2.0, top_k=None, mask=mask).item() == pytest.approx(8.75 / 6, rel=1e-6)
+    assert ldi(new, old, margin=0.5, p=2.0, top_k=None).item() > 8.75 / 6 + 1  # unmasked they would count
+    leaf = new.clone().requires_grad_(True)
+    none = ldi(leaf, old, margin=0.5, p=2.0, top_k=None, mask=torch.zeros(5, dtype=torch.bool))
+    assert none.item() == 0.0
+    none.backward()
+    assert leaf.grad is not None and float(leaf.grad.abs().sum()) == 0.0
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(margin=-0.1), "margin"), (dict(p=0.5), "p must"), (dict(top_k=0), "top_k"),
+    (dict(beta=1.0), "old_correct"),
+])
+def test_ldi_rejects_bad_arguments(kw, match):
+    args = {"margin": 0.5, "p": 2.0, "top_k": None, **kw}
+    with pytest.raises(ValueError, match=match):
+        logit_difference_inhibition_loss(LDI_NEW, LDI_OLD, **args)
+    with pytest.raises(ValueError, match="shape"):
+        logit_difference_inhibition_loss(LDI_NEW, LDI_OLD[:, :2], margin=0.5, p=2.0, top_k=None)

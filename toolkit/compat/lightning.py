@@ -13,6 +13,9 @@ replace the cached columns.  Batches are ``(x, y, y_old, old_correct, old_logits
 * ``old_correct`` ``[B]`` bool, ``argmax old_logits == y_old``;
 * ``old_logits`` ``[B, K']`` float32 cached old logits restricted to the old classes that have a new
   counterpart (the new logits are gathered at ``fd_columns`` to match).
+
+The old-logit term is focal distillation (``fd-kl``, ``fd-lm``, ``bct+fd``) or logit difference inhibition
+(``ldi``, ``bct+ldi``); both read the same columns, masks and (online) old outputs.
 """
 
 from __future__ import annotations
@@ -24,30 +27,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.compat.losses import bct_influence_loss, focal_distillation_loss, naive_congruent_loss
+from toolkit.compat.losses import (
+    bct_influence_loss,
+    focal_distillation_loss,
+    logit_difference_inhibition_loss,
+    naive_congruent_loss,
+)
 from toolkit.models.classifier import random_shift
 from toolkit.models.zoo import EmbeddingClassifier
 
-METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd")
+METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd", "ldi", "bct+ldi")
 
 
 def method_parts(method: str, fd_kind_for_bct: str = "lm") -> tuple[bool, str | None, bool]:
-    """Split a method name into ``(uses_bct, fd_kind or None, uses_naive)``.
+    """Split a method name into ``(uses_bct, distillation kind or None, uses_naive)``.
 
-    ``bct+fd`` uses FD of kind ``fd_kind_for_bct`` (``"kl"`` or ``"lm"``).
+    The distillation kind names the term on the old logits: ``"kl"`` / ``"lm"`` (focal distillation;
+    ``bct+fd`` uses ``fd_kind_for_bct``) or ``"ldi"`` (logit difference inhibition, ``ldi`` and
+    ``bct+ldi``).  Any kind needs the old-logit columns and, with augmentation, the online old model.
 
     Raises:
         ValueError: unknown method.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r} (expected one of {', '.join(METHODS)})")
-    bct = method in ("bct", "bct+fd")
-    fd = {"fd-kl": "kl", "fd-lm": "lm", "bct+fd": fd_kind_for_bct}.get(method)
+    bct = method in ("bct", "bct+fd", "bct+ldi")
+    fd = {"fd-kl": "kl", "fd-lm": "lm", "bct+fd": fd_kind_for_bct, "ldi": "ldi", "bct+ldi": "ldi"}.get(method)
     return bct, fd, method == "naive"
 
 
 class CompatModule(pl.LightningModule):
-    """New-model training: ``CE + λ_bct·L_influence + λ_fd·L_FD`` (or the naive weighting).
+    """New-model training: ``CE + λ_bct·L_influence + λ_fd·L_FD`` (or ``+ λ_ldi·L_LDI``, or the naive weighting).
 
     The loss settings have no defaults here: they come from the config (``configs/compat/train_compatible.yaml``
     through :func:`compat_module_from_config`), so a default lives in one place only.  Only primitives are
@@ -70,18 +80,26 @@ class CompatModule(pl.LightningModule):
         old_head_rows: K, rows of the extended old head (BCT), 0 when unused.
         old_embed_dim: E_old (BCT); a learned ``Linear(E_new, E_old, bias=False)`` projection is added
             when it differs from the new embedding size or when ``projection`` is True.
-        fd_columns: number of old classes used by FD (length of the column map), 0 when unused.
-        old_classes: number of real (not synthesized) old classes; FD ignores samples of other classes.
+        fd_columns: number of old classes used by FD or LDI (length of the column map), 0 when unused.
+        old_classes: number of real (not synthesized) old classes; FD and LDI ignore samples of other classes.
+        ldi_weight, ldi_margin, ldi_p, ldi_top_k, ldi_alpha, ldi_beta: logit difference inhibition
+            (:func:`~toolkit.compat.losses.logit_difference_inhibition_loss`: λ, ξ, p, top-K or None,
+            sample weight α + β·1(old correct)); required by ``ldi`` / ``bct+ldi``, ignored otherwise.
+
+    ``fd_kind`` is the distillation kind of :func:`method_parts` (``"kl"``, ``"lm"``, ``"ldi"`` or None).
 
     Raises:
-        ValueError: unknown method, or BCT/FD without the old head/column sizes they need.
+        ValueError: unknown method, BCT/FD/LDI without the old head/column sizes they need, or LDI
+            without its settings.
     """
 
     def __init__(self, net: EmbeddingClassifier, in_shape: list[int], *, method: str, lr: float,
                  weight_decay: float, bct_weight: float, naive_weight: float, fd_weight: float, fd_kind_bct: str,
                  alpha: float, beta: float, temperature: float, lm_reduction: str, shift_pixels: int,
                  projection: bool, old_head_rows: int = 0, old_embed_dim: int = 0, fd_columns: int = 0,
-                 old_classes: int = 0) -> None:
+                 old_classes: int = 0, ldi_weight: float | None = None, ldi_margin: float | None = None,
+                 ldi_p: float | None = None, ldi_top_k: int | None = None, ldi_alpha: float | None = None,
+                 ldi_beta: float | None = None) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
         self.hparams.update(arch=net.arch, arch_kwargs=dict(net.arch_kwargs), num_classes=int(net.num_classes))
@@ -95,9 +113,11 @@ class CompatModule(pl.LightningModule):
             self.register_buffer("old_bias", torch.zeros(old_head_rows))
             if projection or old_embed_dim != self.net.embed_dim:
                 self.projection = nn.Linear(self.net.embed_dim, old_embed_dim, bias=False)
+        if self.fd_kind == "ldi" and None in (ldi_weight, ldi_margin, ldi_p, ldi_alpha, ldi_beta):
+            raise ValueError(f"method={method} needs ldi_weight, ldi_margin, ldi_p, ldi_alpha and ldi_beta")
         if self.fd_kind is not None:
             if fd_columns <= 0:
-                raise ValueError("focal distillation needs fd_columns > 0")
+                raise ValueError("focal distillation / LDI needs fd_columns > 0")
             self.register_buffer("fd_index", torch.zeros(fd_columns, dtype=torch.long))
         # the frozen old model for online old logits; a plain attribute, not a submodule, so it is
         # neither optimised, nor saved in checkpoints, nor switched to train mode by Lightning
@@ -131,7 +151,7 @@ class CompatModule(pl.LightningModule):
 
     @property
     def uses_old_outputs(self) -> bool:
-        """Whether the loss reads old logits or old-correct flags (FD or the naive loss)."""
+        """Whether the loss reads old logits or old-correct flags (FD, LDI or the naive loss)."""
         return self.fd_kind is not None or self.uses_naive
 
     @torch.no_grad()
@@ -170,7 +190,7 @@ class CompatModule(pl.LightningModule):
         ``old_correct`` and ``old_logits``.
 
         Raises:
-            RuntimeError: augmentation with FD or the naive loss but no old model attached.
+            RuntimeError: augmentation with FD, LDI or the naive loss but no old model attached.
         """
         x, y, y_old, old_correct, old_logits = batch
         shift = int(self.hparams.shift_pixels)
@@ -178,7 +198,7 @@ class CompatModule(pl.LightningModule):
         x = random_shift(x, shift)
         if augmented and self.uses_old_outputs:
             if self._old_net is None:
-                raise RuntimeError("augmentation (shift_pixels > 0) with FD or the naive loss needs the old "
+                raise RuntimeError("augmentation (shift_pixels > 0) with FD, LDI or the naive loss needs the old "
                                    "model on the shifted batch (set_old_model); cached old logits describe "
                                    "the un-shifted images")
             old_correct, old_logits = self.old_outputs(x, y_old)
@@ -194,7 +214,13 @@ class CompatModule(pl.LightningModule):
         if self.uses_bct:
             parts["bct"] = self.hparams.bct_weight * bct_influence_loss(
                 emb, y_old, self.old_weight, self.old_bias, self.projection)
-        if self.fd_kind is not None:
+        if self.fd_kind == "ldi":
+            hp = self.hparams
+            mask = (y_old >= 0) & (y_old < hp.old_classes)
+            parts["ldi"] = hp.ldi_weight * logit_difference_inhibition_loss(
+                logits[:, self.fd_index], old_logits, margin=hp.ldi_margin, p=hp.ldi_p, top_k=hp.ldi_top_k,
+                old_correct=old_correct, alpha=hp.ldi_alpha, beta=hp.ldi_beta, mask=mask)
+        elif self.fd_kind is not None:
             mask = (y_old >= 0) & (y_old < self.hparams.old_classes)
             parts["fd"] = self.hparams.fd_weight * focal_distillation_loss(
                 logits[:, self.fd_index], old_logits, old_correct, kind=self.fd_kind,
@@ -227,7 +253,8 @@ def compat_module_from_config(cfg: Any, net: EmbeddingClassifier, in_shape: list
     """The :class:`CompatModule` of a ``train_compatible`` config: the one place config keys meet its arguments.
 
     Args:
-        cfg: composed ``train_compatible`` config (``method``, ``train.*``, ``bct.*``, ``naive.*``, ``fd.*``).
+        cfg: composed ``train_compatible`` config (``method``, ``train.*``, ``bct.*``, ``naive.*``, ``fd.*``,
+            ``ldi.*``).
         net: the new network; in_shape: its input shape.
         **sizes: ``old_head_rows``, ``old_embed_dim``, ``fd_columns``, ``old_classes`` (from the data and the
             old model, not from the config).
@@ -235,10 +262,14 @@ def compat_module_from_config(cfg: Any, net: EmbeddingClassifier, in_shape: list
     Raises:
         ValueError: as :class:`CompatModule`.
     """
-    tc, fd = cfg.train, cfg.fd
+    tc, fd, ldi = cfg.train, cfg.fd, cfg.ldi
+    top_k = ldi.get("top_k")
     return CompatModule(net, list(in_shape), method=str(cfg.method), lr=float(tc.lr),
                         weight_decay=float(tc.weight_decay), bct_weight=float(cfg.bct.weight),
                         naive_weight=float(cfg.naive.weight), fd_weight=float(fd.weight),
                         fd_kind_bct=str(fd.kind_for_bct), alpha=float(fd.alpha), beta=float(fd.beta),
                         temperature=float(fd.temperature), lm_reduction=str(fd.lm_reduction),
-                        shift_pixels=int(tc.shift_pixels), projection=bool(cfg.bct.projection), **sizes)
+                        shift_pixels=int(tc.shift_pixels), projection=bool(cfg.bct.projection),
+                        ldi_weight=float(ldi.weight), ldi_margin=float(ldi.margin), ldi_p=float(ldi.p),
+                        ldi_top_k=None if top_k is None else int(top_k), ldi_alpha=float(ldi.alpha),
+                        ldi_beta=float(ldi.beta), **sizes)

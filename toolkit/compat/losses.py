@@ -1,4 +1,4 @@
-"""Compatibility losses: BCT influence loss, the naive PCT baseline, focal distillation (FD-KL, FD-LM).
+"""Compatibility losses: BCT influence loss, the naive PCT baseline, focal distillation (FD-KL, FD-LM), LDI.
 
 Pure torch, no Lightning or config.  Conventions used throughout:
 
@@ -9,7 +9,8 @@ Pure torch, no Lightning or config.  Conventions used throughout:
 
 Sources: Shen et al., "Towards Backward-Compatible Representation Learning", CVPR 2020 (BCT);
 Yan et al., "Positive-Congruent Training: Towards Regression-Free Model Updates", CVPR 2021 (PCT,
-eqs. 4-9).  See ``docs/compat.md`` for the scaling pinned here.
+eqs. 4-9); Zhao et al., "ELODI", arXiv 2205.06265 (logit difference inhibition, used here with the old
+model as the single reference).  See ``docs/compat.md`` for the scaling pinned here.
 """
 
 from __future__ import annotations
@@ -190,3 +191,81 @@ def focal_distillation_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, 
     if not bool(keep.any()):
         return new_logits.sum() * 0.0
     return (w * d)[keep].mean()
+
+
+def logit_difference_inhibition_loss(new_logits: torch.Tensor, old_logits: torch.Tensor, *, margin: float,
+                                     p: float, top_k: int | None, old_correct: torch.Tensor | None = None,
+                                     alpha: float = 1.0, beta: float = 0.0,
+                                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Logit Difference Inhibition (LDI) against a single reference model, the old one (ensemble-free ELODI).
+
+    Zhao et al., "ELODI: Ensemble Logit Difference Inhibition for Positive-Congruent Training",
+    arXiv 2205.06265, distil into the new model with a loss that ignores small logit changes and only
+    looks at the classes the reference scores highest.  Here the reference is the old model itself, as
+    in the single-reference recipe of amazon-science/regression-constraint-model-upgrade
+    (``--kd_loss_mode li --li_p 2 --li_margin 0.5 --kd_alpha 0.5``, commit fb2268c).  Per sample ``i``:
+
+    ``D_i = (1/|T_i|) Σ_{c ∈ T_i} max(|φ_new,c(x_i) − φ_old,c(x_i)| − ξ, 0)^p``
+
+    where ``T_i`` is the set of the ``top_k`` classes with the largest **old** logits of sample ``i``
+    (all classes when ``top_k`` is None).  The loss is
+
+    ``L_LDI = (1/|S|) Σ_{i ∈ S} [α + β·1(ŷ_old(x_i) = y_i)] · D_i``
+
+    over the samples ``S`` of classes the old model knows (``mask``), exactly as
+    :func:`focal_distillation_loss` averages: new-class samples count neither in the sum nor in the
+    denominator.  α = 1, β = 0 (the defaults) is the reference recipe's ``--kd_filter all_pass``;
+    β > 0 adds PCT's focal weight on the samples the old model got right.
+
+    Differences from the reference code: ``T_i`` is chosen **per sample**.  The reference's
+    ``compute_topk`` branch sorts along the batch axis (``argsort(...)[:k]`` picks *samples*, not
+    classes), which the reference notes (``../shared/reference/compat.md`` §1.3) flag as a bug.  The
+    reference also clamps at 1e-7 instead of 0; here a difference within the margin gives exactly zero
+    loss and zero gradient.
+
+    Args:
+        new_logits: ``[B, K]`` float32 new logits restricted to the old model's classes, in the old
+            column order (the caller gathers them, as for FD).
+        old_logits: ``[B, K]`` float old logits (cached, or computed on the augmented batch); no
+            gradient is taken through them.
+        margin: ξ ≥ 0, the tolerated absolute logit difference.
+        p: exponent ≥ 1 (2 in the reference recipe; below 1 the gradient at the margin is infinite).
+        top_k: number of classes per sample (≥ 1; values above K use all K classes), or None for all.
+        old_correct: ``[B]`` bool, whether the old model was right; needed only when ``beta`` != 0.
+        alpha, beta: the sample weight ``α + β·1(old correct)``.
+        mask: ``[B]`` bool, samples of old classes (None = all).
+
+    Returns:
+        Scalar loss; 0 (with a graph) when no sample is selected.
+
+    Raises:
+        ValueError: shape mismatch, ``margin`` < 0, ``p`` < 1, ``top_k`` < 1, or ``beta`` != 0
+            without ``old_correct``.
+    """
+    if new_logits.shape != old_logits.shape or new_logits.ndim != 2:
+        raise ValueError(f"new logits {tuple(new_logits.shape)} and old logits {tuple(old_logits.shape)} must be "
+                         "the same [B, K] shape")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    if p < 1:
+        raise ValueError(f"p must be >= 1, got {p}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+    if beta != 0 and old_correct is None:
+        raise ValueError("beta != 0 needs old_correct")
+    old_logits = old_logits.detach()
+    excess = torch.relu((new_logits - old_logits).abs() - margin).pow(p)  # [B, K]
+    k = new_logits.shape[1] if top_k is None else min(int(top_k), new_logits.shape[1])
+    if k < new_logits.shape[1]:
+        cols = old_logits.topk(k, dim=1).indices  # [B, k]: per sample, along the class axis
+        excess = excess.gather(1, cols)
+    per_sample = excess.mean(1)
+    w = torch.full_like(per_sample, float(alpha))
+    if beta != 0:
+        w = w + beta * old_correct.float()
+    if mask is None:
+        return (w * per_sample).mean()
+    keep = mask.bool()
+    if not bool(keep.any()):
+        return new_logits.sum() * 0.0
+    return (w * per_sample)[keep].mean()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from toolkit.models.zoo import ZOO_TARGETS
 from toolkit.validation import Check, boolean, choice, fraction, integer, number
 
-METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd")
+METHODS = ("none", "bct", "naive", "fd-kl", "fd-lm", "bct+fd", "ldi", "bct+ldi")
 _MODEL_KWARGS = [*(integer(f"model.{k}", 1) for k in ("embed_dim", "hidden", "width", "depth", "blocks",
                                                       "blocks_per_stage")),
                  *(integer(f"old.kwargs.{k}", 1) for k in ("embed_dim", "hidden"))]
@@ -38,6 +38,8 @@ CHECKS: list[Check] = [
     number("fd.weight", 0.0), number("fd.alpha", 0.0), number("fd.beta", 0.0),
     number("fd.temperature", 0.0, lo_open=True), choice("fd.lm_reduction", ("mean", "sum")),
     choice("fd.kind_for_bct", ("kl", "lm")),
+    number("ldi.weight", 0.0), number("ldi.margin", 0.0), number("ldi.p", 1.0), integer("ldi.top_k", 1, null=True),
+    number("ldi.alpha", 0.0), number("ldi.beta", 0.0),
 ]
 
 COMPARE_CHECKS: list[Check] = [
