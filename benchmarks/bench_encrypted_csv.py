@@ -88,6 +88,7 @@ def main() -> None:
     y = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=-1, encoding="utf-8-sig")
     majority = float(max(y.mean(), 1 - y.mean()))
     rows = [run(csv, args.label, "defaults", []),
+            run(csv, args.label, "robust-scaling", ["data.scaling=robust"]),  # the default before standard scaling
             run(csv, args.label, "mean-scaling", ["data.scaling=mean"]),  # the default before robust scaling
             run(csv, args.label, "old-defaults", ["train.lr=2.0", "data.scaling=maxabs"]),
             run(csv, args.label, "old-scaling-auto-lr", ["data.scaling=maxabs"])]

@@ -31,6 +31,6 @@ CHECKS: list[Check] = [
     Check("ckks.max_poly_modulus_degree", "a power of two >= 1024", _power_of_two), integer("ckks.max_blocks", 1),
     number("ckks.max_data_gib", 0.0, null=True), boolean("ckks.test_only_insecure"),
     choice("data.kind", ("breast_cancer", "mnist38", "csv")), fraction("data.test_fraction"),
-    integer("data.max_train", 1, null=True), choice("data.scaling", ("minmax", "maxabs", "mean", "robust")),
+    integer("data.max_train", 1, null=True), choice("data.scaling", ("minmax", "maxabs", "mean", "robust", "standard")),
     number("data.clip_quantile", 0.5, 1.0, lo_open=True, null=True),
 ]
