@@ -118,6 +118,7 @@ def run_cell(args: dict) -> dict:
     torch.set_num_threads(1)
     from toolkit.compress import metrics as M
     from toolkit.compress import pipeline as P
+    from toolkit.compress.models import model_config
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     phases: dict[str, float] = {}
@@ -132,7 +133,7 @@ def run_cell(args: dict) -> dict:
     data_cfg = {k: str(v) if isinstance(v, Path) else v for k, v in DATASETS[ds].items()}
     data = P.load_text_data({**data_cfg, "vectors": str(GLOVE)}, None, seed)
     dim, vsize = int(data.vectors.shape[1]), len(data.vocab)
-    model_cfg = {"arch": arch}
+    model_cfg = model_config(arch)  # configs/compress/model/<arch>.yaml
     common = dict(optim_cfg={"name": "adam"}, trainer_cfg={"progress": "false"}, batch_size=50, seed=seed,
                   validate=False)
     ev = dict(latency_batch=50, latency_repeats=args["latency_repeats"])
@@ -152,7 +153,7 @@ def run_cell(args: dict) -> dict:
         return float((torch.from_numpy(M.predict(net, data.x_valid)) == data.y_valid).float().mean())
 
     phase("load")
-    net = P.build_net(arch, data, dim, model_cfg, data.vectors, seed)
+    net = P.build_net(model_cfg, data, dim, data.vectors, seed)
     P.train_classifier(net, data, args["pretrain_epochs"], "constant", {"max_lr": args["pretrain_lr"]}, **common)
     base = P.evaluate(net, data, **ev)
     row("uncompressed", 0.0, base)
@@ -204,7 +205,7 @@ def run_cell(args: dict) -> dict:
     width = P.equal_params_dim(vsize, dim, k9)
     budget = args["pretrain_epochs"] + ft_epochs
     for method, from_svd in (("svd_before_training", True), ("small_embedding", False)):
-        bnet = P.build_net(arch, data, width, model_cfg, P.small_table(data, dim, width, from_svd, seed), seed)
+        bnet = P.build_net(model_cfg, data, width, P.small_table(data, dim, width, from_svd, seed), seed)
         P.train_classifier(bnet, data, budget, "constant", {"max_lr": args["pretrain_lr"]}, **common)
         row(method, p9, P.evaluate(bnet, data, **ev), rank=width)
     phase("baselines")

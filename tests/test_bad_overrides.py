@@ -61,6 +61,8 @@ BAD = {
     ],
     "compress": [
         ("data=sst2 model=cnn", "cnn"),               # the compat zoo's name: compress's is model=textcnn
+        ("data=sst2 model._target_=os.system", "model._target_"),   # only compress model classes
+        ("data=sst2 model=dan model.dan_hidden=[30,0]", "model.dan_hidden"),
         ("data=sst2 compression=1.5", "compression"),
         ("data=sst2 compression=[0.5,0]", "compression"),
         ("data=sst2 rank=0", "rank"),

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from omegaconf import OmegaConf
 
-from toolkit.config import MOUNTS, SHARED_GROUPS, TREES, compose_config, config_dir, primary_path, shared_options
+from toolkit.config import (
+    MOUNTS,
+    SHARED_GROUPS,
+    TREES,
+    compose_config,
+    config_dir,
+    primary_path,
+    shared_options,
+)
 from toolkit.errors import InputError
 from toolkit.validation import checks_for, validate
 
@@ -130,6 +138,20 @@ def test_every_network_config_is_instantiated(name, group, option):
     assert net.arch == option  # the file's name is the short name checkpoints record
     assert net(torch.zeros(2, 1, 16, 16)).shape == (2, 3)
     assert net.arch_kwargs == {k: v for k, v in OmegaConf.to_container(node).items() if not k.startswith("_")}
+
+
+@pytest.mark.parametrize("option", sorted(p.stem for p in (config_dir() / "compress" / "model").glob("*.yaml")))
+def test_every_compress_model_config_is_instantiated(option):
+    """configs/compress/model/* build through hydra.utils.instantiate (their ``_target_``) and run a forward pass;
+    the network records the file's name as its short architecture name."""
+    import torch
+
+    from toolkit.compress.models import build_classifier
+
+    cfg = compose_config("compress", ["data=sst2", f"model={option}"])
+    net = build_classifier(cfg.model, 30, 8, 3)
+    assert net.arch == option
+    assert net(torch.randint(1, 30, (2, 6))).shape == (2, 3)
 
 
 @pytest.mark.parametrize("option", [p.stem for p in shared_options("network")])

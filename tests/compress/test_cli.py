@@ -77,6 +77,7 @@ def test_other_models_run_end_to_end(runner, tiny_text, model):
     assert m["svd_finetune"]["embedding_params"] == m["rank"] * sum(m["embedding_shape"])
     ckpt = torch.load(out / "compressed.pt", weights_only=True)
     assert ckpt["arch"] == model  # the config name is the architecture name
+    assert not any(k.startswith("_") for k in ckpt["model"])  # arguments only, never a class path to import
 
 
 def test_no_data_says_how_to_point_at_one(runner, tmp_path):

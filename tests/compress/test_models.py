@@ -41,3 +41,37 @@ def test_padding_does_not_change_the_prediction(arch):
     tokens = torch.tensor([[3, 4, 5, 6, 0, 0]])
     longer = torch.cat([tokens, torch.zeros(1, 4, dtype=torch.long)], dim=1)
     assert torch.allclose(net(tokens), net(longer), atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["lstm", "dan", "textcnn"])
+def test_config_builds_the_same_network_as_before(arch):
+    """configs/compress/model/<arch>.yaml through hydra instantiate = the former string-dispatched build with the
+    same arguments: same class of network, same parameters under the same seed, same short name."""
+    from omegaconf import OmegaConf
+
+    from toolkit.compress.models import build_classifier, model_config
+    from toolkit.config import compose_config
+
+    cfg = compose_config("compress", ["data=sst2", f"model={arch}"]).model
+    assert OmegaConf.to_container(cfg, resolve=True) == model_config(arch)
+    torch.manual_seed(0)
+    net = build_classifier(cfg, 40, 8, 3)
+    kwargs = {k: v for k, v in model_config(arch).items() if not k.startswith("_") and k != "embedding_dim"}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    torch.manual_seed(0)
+    ref = TextClassifier(arch, 40, 8, 3, **kwargs)
+    assert net.arch == arch and isinstance(net, TextClassifier)
+    assert net.state_dict().keys() == ref.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), ref.state_dict().values(), strict=True))
+
+
+def test_build_classifier_refuses_other_targets_and_unknown_arguments():
+    from toolkit.compress.models import build_classifier, model_config
+    from toolkit.errors import InputError
+
+    with pytest.raises(InputError, match="_target_"):
+        build_classifier({"_target_": "os.system", "_partial_": True}, 10, 4, 2)
+    with pytest.raises(InputError, match="cnn_filters"):
+        build_classifier({**model_config("lstm"), "cnn_filters": 3}, 10, 4, 2)
+    with pytest.raises(InputError, match="unknown compress model"):
+        model_config("cnn")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.compress.models import model_config
 from toolkit.compress.pipeline import (
     BucketBatchSampler,
     build_net,
@@ -91,7 +92,7 @@ def test_bucket_batch_sampler_covers_every_example_once():
 def test_lr_trace_is_the_schedule_actually_used(tiny_text, name):
     # what lr_schedule.png plots (the lr of every fine-tuning update) equals the scheduler's values
     data = _data(tiny_text)
-    net = build_net("dan", data, 4, {"arch": "dan"}, data.vectors, seed=0)
+    net = build_net(model_config("dan"), data, 4, data.vectors, seed=0)
     cfg = {"max_lr": 0.01, "min_lr": 1e-4, "cycle_epochs": 0.5, "decay": 0.1, "anneal_cycles": 1}
     fnet = factorized_copy(net, 2)
     lrs = train_classifier(fnet, data, 2, name, cfg, trainer_cfg={"progress": "false"}, batch_size=16,

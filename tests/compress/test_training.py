@@ -13,6 +13,7 @@ from toolkit.cli import app
 from toolkit.compress import metrics as M
 from toolkit.compress.command import warn_if_rising
 from toolkit.compress.factorize import max_model_compression, ranks_for_model_compression
+from toolkit.compress.models import model_config
 from toolkit.compress.pipeline import TrainResult, build_net, fit_classifier, load_text_data, still_rising
 
 
@@ -22,7 +23,7 @@ def _data(paths):
 
 
 def _fit(data, epochs, lr, **kw):
-    net = build_net("dan", data, 4, {"arch": "dan"}, data.vectors, seed=0)
+    net = build_net(model_config("dan"), data, 4, data.vectors, seed=0)
     res = fit_classifier(net, data, epochs, "constant", {"max_lr": lr}, trainer_cfg={"progress": "false"},
                          batch_size=16, **kw)
     return net, res
@@ -60,7 +61,7 @@ def test_early_stopping_after_patience_epochs_without_gain(tiny_text):
 def test_schedule_uses_the_real_updates_per_epoch(tiny_text):
     # limit_train_batches=2 makes every epoch 2 updates: the schedule's cycle follows, not ceil(N / batch)
     data = _data(tiny_text)
-    net = build_net("dan", data, 4, {"arch": "dan"}, data.vectors, seed=0)
+    net = build_net(model_config("dan"), data, 4, data.vectors, seed=0)
     res = fit_classifier(net, data, 2, "clr", {"max_lr": 0.01, "min_lr": 0.0, "cycle_epochs": 1.0},
                          trainer_cfg={"progress": "false", "limit_train_batches": 2}, batch_size=16)
     assert res.updates_per_epoch == 2 and len(res.lrs) == 4

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from toolkit.compress import pipeline as P
 from toolkit.compress.factorize import compression_of_rank
+from toolkit.compress.models import arch_of
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
 from toolkit.console import log
 from toolkit.errors import InputError
@@ -251,7 +252,8 @@ class Compress(Task):
     config_name = "compress"
 
     def validate(self) -> None:
-        """Declared constraints; data given; compression or rank; the schedule (:func:`check_schedule`)."""
+        """Declared constraints; data given; compression or rank; the schedule (:func:`check_schedule`); ``model``
+        naming a compress model class."""
         super().validate()
         cfg = self.cfg
         data_cfg = cfg.get("data")
@@ -263,12 +265,13 @@ class Compress(Task):
             raise InputError("compression", None, "set compression=P (fraction in (0, 1)) or rank=K")
         check_schedule(cfg)
         self.dense_on, self.dense_p, self.dense_k = dense_settings(cfg)
+        arch_of(cfg.model)  # a compress model class (the schema checks the same; a task run directly gets it too)
 
     def setup(self) -> None:
         """Text data, d, the sweep's points ``(label, p, k)`` and dense ranks; training settings."""
         cfg, run = self.cfg, self.run
         self.model_cfg = model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
-        self.arch = arch = str(model_cfg.get("arch", "lstm"))
+        self.arch = arch_of(model_cfg)  # the short name (lstm | dan | textcnn) logs and checkpoints carry
         dim_cfg = model_cfg.get("embedding_dim")
         self.seed = seed = int(cfg.seed or 0)
         if cfg.get("threads"):
@@ -282,7 +285,7 @@ class Compress(Task):
         check_quantize_dim(cfg, dim)
         from toolkit.compress.metrics import model_size
 
-        probe = P.build_net(arch, data, dim, model_cfg, None, seed)  # only its layer shapes and size are used
+        probe = P.build_net(model_cfg, data, dim, None, seed)  # only its layer shapes and size are used
         self.base_params = int(model_size(probe)["model_params"])
         self.dense_shape, self.ranks_d = None, []
         if self.dense_on:  # checked like the embedding's rank, before any output or training (exit 2, one line)
@@ -332,7 +335,7 @@ class Compress(Task):
         cfg, run, data, arch = self.cfg, self.run, self.data, self.arch
         with run.timer("pretrain"):
             log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
-            self.net = P.build_net(arch, data, self.dim, self.model_cfg, data.vectors, self.seed)
+            self.net = P.build_net(self.model_cfg, data, self.dim, data.vectors, self.seed)
             self.pre_result = P.fit_classifier(self.net, data, int(cfg.pretrain.epochs), "constant", self.pre_cfg,
                                                **self.common, **self.pre_stop)
             _log_curve("pretraining", self.pre_result)
@@ -366,7 +369,7 @@ class Compress(Task):
                     with run.timer(name):
                         log(f"{label}: baseline {name} (V x {width} table, {budget} epochs from scratch)")
                         table = P.small_table(data, self.dim, width, from_svd, self.seed)
-                        bnet = P.build_net(arch, data, width, self.model_cfg, table, self.seed)
+                        bnet = P.build_net(self.model_cfg, data, width, table, self.seed)
                         nets[f"{name}_training"] = P.fit_classifier(bnet, data, budget, "constant", self.pre_cfg,
                                                                     **self.common, **self.ft_stop)
                         nets[name] = bnet
@@ -437,7 +440,8 @@ class Compress(Task):
         for label, p, k in self.points:
             sub = f"{label}/" if len(self.points) > 1 else ""
             nets = self.models[label]
-            extra = {"rank": k, "compression": p, "model": self.model_cfg}
+            extra = {"rank": k, "compression": p,  # the model's arguments, not its class path (checkpoints: `arch`)
+                     "model": {key: v for key, v in self.model_cfg.items() if not key.startswith("_")}}
             if self.dense_on:
                 extra["dense_rank"] = nets["dense_rank"]
             P.save_checkpoint(run.path(sub + "compressed.pt"), nets["svd_finetune"], data, extra)

@@ -5,13 +5,16 @@ Every classifier has an ``embedding`` attribute: any module mapping token ids lo
 table from :mod:`toolkit.compress.quantize`), so a compressed table drops in with
 :meth:`TextClassifier.replace_embedding`.  Padding is index 0 and is masked out of pooling.
 
-Architectures (Acharya et al. 2019, official code ``network.py``):
+Architectures (Acharya et al. 2019, official code ``network.py``), one class each, named by ``_target_`` in
+``configs/compress/model/<arch>.yaml`` (``_partial_: true``: the data give the vocabulary, width and classes) and
+built by :func:`build_classifier` with ``hydra.utils.instantiate``; checkpoints record the short name
+(:attr:`TextClassifier.arch`), never the class path:
 
-* ``lstm``: 1-layer LSTM (150 units), mean-pooling over the real time steps, dropout, linear softmax
+* ``lstm`` (:class:`LSTMClassifier`): 1-layer LSTM (150 units), mean-pooling over the real time steps, dropout, linear softmax
   layer.  (torch's LSTM has no peephole connections; the authors used ``use_peepholes=True``.)
-* ``dan``: deep averaging network (Iyyer et al. 2015): mean of the embeddings -> dense 30 (ReLU)
+* ``dan`` (:class:`DANClassifier`): deep averaging network (Iyyer et al. 2015): mean of the embeddings -> dense 30 (ReLU)
   -> dense 25 (ReLU) -> linear.  No ReLU is inserted after a factorized projection.
-* ``textcnn``: Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
+* ``textcnn`` (:class:`TextCNNClassifier`): Kim (2014) CNN: 1-D convolutions of widths 3/4/5 (100 filters each), ReLU, max over time,
   dropout, linear.
 
 The first dense layer after the embedding (optionally factorized by
@@ -188,16 +191,121 @@ class TextClassifier(nn.Module):
         return self.head(self.features(tokens))
 
 
-def build_classifier(arch: str, vocab_size: int, embedding_dim: int, num_classes: int,
-                     model_cfg: dict[str, Any] | None = None, pretrained: torch.Tensor | None = None
-                     ) -> TextClassifier:
-    """Build a :class:`TextClassifier` from a ``model`` config mapping (``hidden``, ``dan_hidden``, ...)."""
-    cfg = dict(model_cfg or {})
-    return TextClassifier(arch, vocab_size, embedding_dim, num_classes, hidden=int(cfg.get("hidden", 150)),
-                          dan_hidden=tuple(cfg.get("dan_hidden", (30, 25))),
-                          cnn_filters=int(cfg.get("cnn_filters", 100)),
-                          cnn_widths=tuple(cfg.get("cnn_widths", (3, 4, 5))),
-                          dropout=float(cfg.get("dropout", 0.5)), pretrained=pretrained)
+class LSTMClassifier(TextClassifier):
+    """``arch = "lstm"`` (``configs/compress/model/lstm.yaml``): 1-layer LSTM, mean-pooled, dropout, linear.
+
+    Args:
+        vocab_size: V; embedding_dim: d; num_classes: C (given by the data).
+        hidden: LSTM units H.  dropout: before the output layer.  pretrained: optional float [V, d] table.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, *, hidden: int, dropout: float,
+                 pretrained: torch.Tensor | None = None) -> None:
+        super().__init__("lstm", vocab_size, embedding_dim, num_classes, hidden=int(hidden), dropout=float(dropout),
+                         pretrained=pretrained)
+
+
+class DANClassifier(TextClassifier):
+    """``arch = "dan"`` (``configs/compress/model/dan.yaml``): mean embedding -> dense ReLU layers -> linear.
+
+    Args:
+        vocab_size: V; embedding_dim: d; num_classes: C (given by the data).
+        dan_hidden: widths of the dense layers.  dropout: kept for a uniform signature (the DAN applies none).
+        pretrained: optional float [V, d] table.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, *, dan_hidden: list[int],
+                 dropout: float, pretrained: torch.Tensor | None = None) -> None:
+        super().__init__("dan", vocab_size, embedding_dim, num_classes, dan_hidden=tuple(int(h) for h in dan_hidden),
+                         dropout=float(dropout), pretrained=pretrained)
+
+
+class TextCNNClassifier(TextClassifier):
+    """``arch = "textcnn"`` (``configs/compress/model/textcnn.yaml``): Kim (2014) convolutions, max over time.
+
+    Args:
+        vocab_size: V; embedding_dim: d; num_classes: C (given by the data).
+        cnn_filters: filters per kernel width.  cnn_widths: kernel widths.  dropout: before the output layer.
+        pretrained: optional float [V, d] table.
+    """
+
+    def __init__(self, vocab_size: int, embedding_dim: int, num_classes: int, *, cnn_filters: int,
+                 cnn_widths: list[int], dropout: float, pretrained: torch.Tensor | None = None) -> None:
+        super().__init__("textcnn", vocab_size, embedding_dim, num_classes, cnn_filters=int(cnn_filters),
+                         cnn_widths=tuple(int(w) for w in cnn_widths), dropout=float(dropout), pretrained=pretrained)
+
+
+MODEL_TARGETS: dict[str, str] = {f"{c.__module__}.{c.__qualname__}": name for name, c in
+                                 (("lstm", LSTMClassifier), ("dan", DANClassifier), ("textcnn", TextCNNClassifier))}
+"""``_target_`` of each compress model class -> its short name (the only targets :func:`build_classifier`
+instantiates)."""
+
+DATA_KEYS = ("embedding_dim",)
+"""Keys of a model config read by the data pipeline, not passed to the class (``embedding_dim: null`` = the
+word vectors' dimension; the data give the width)."""
+
+
+def arch_of(model_cfg: Any, source: str = "model") -> str:
+    """Short name (``lstm`` | ``dan`` | ``textcnn``) of a model config's ``_target_``.
+
+    Raises:
+        toolkit.errors.InputError: no ``_target_``, or one that is not a compress model class.
+    """
+    from toolkit.errors import InputError
+
+    target = model_cfg.get("_target_") if hasattr(model_cfg, "get") else None
+    if target not in MODEL_TARGETS:
+        raise InputError(source, "_target_", f"got {target!r}; expected one of {', '.join(MODEL_TARGETS)} "
+                         "(configs/compress/model/)")
+    return MODEL_TARGETS[target]
+
+
+def model_config(name: str) -> dict[str, Any]:
+    """``configs/compress/model/<name>.yaml`` as a plain dict (``_target_``, ``_partial_`` and arguments).
+
+    Raises:
+        toolkit.errors.InputError: no such file, or one that names no compress model class.
+    """
+    from omegaconf import OmegaConf
+
+    from toolkit.config import config_dir
+    from toolkit.errors import InputError
+
+    path = config_dir() / "compress" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise InputError("model", None, f"unknown compress model '{name}' (configs/compress/model/)")
+    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    arch_of(cfg, str(path))
+    return cfg  # type: ignore[return-value]
+
+
+def build_classifier(model_cfg: Any, vocab_size: int, embedding_dim: int, num_classes: int,
+                     pretrained: torch.Tensor | None = None, source: str = "model") -> TextClassifier:
+    """Instantiate the :class:`TextClassifier` a ``model`` config names (``hydra.utils.instantiate`` of its
+    ``_target_`` with its arguments; :data:`DATA_KEYS` are left out and the data's sizes passed in).
+
+    Args:
+        model_cfg: mapping or ``DictConfig`` of ``configs/compress/model/<arch>.yaml``.
+        vocab_size: V; embedding_dim: d; num_classes: C.  pretrained: optional float [V, d] table.
+        source: config key named in errors.
+
+    Raises:
+        toolkit.errors.InputError: a ``_target_`` that is not a compress model class, or an argument the
+            class does not take / lacks.
+    """
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
+
+    from toolkit.errors import InputError
+
+    spec = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
+    arch = arch_of(spec, source)
+    spec = {k: v for k, v in spec.items() if k not in DATA_KEYS}
+    try:
+        factory = instantiate({**spec, "_partial_": True})
+        return factory(vocab_size, embedding_dim, num_classes, pretrained=pretrained)
+    except TypeError as exc:  # an argument the class does not take, or one it needs
+        raise InputError(source, None, f"{arch}: {str(exc).splitlines()[0]}") from None
 
 
 class TextClassifierModule(pl.LightningModule):

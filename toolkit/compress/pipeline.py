@@ -491,13 +491,20 @@ def small_table(data: TextData, dim: int, width: int, from_svd: bool, seed: int)
     return (u[:, :width] * s[:width]).float()
 
 
-def build_net(arch: str, data: TextData, dim: int, model_cfg: Mapping[str, Any] | None,
+def build_net(model_cfg: Mapping[str, Any], data: TextData, dim: int,
               table: torch.Tensor | np.ndarray | None, seed: int | None = None) -> TextClassifier:
-    """A fresh classifier of width ``dim`` over ``data``'s vocabulary and classes (weights seeded by ``seed``)."""
+    """A fresh classifier of width ``dim`` over ``data``'s vocabulary and classes (weights seeded by ``seed``).
+
+    ``model_cfg`` is a ``configs/compress/model/<arch>.yaml`` mapping (``_target_`` and arguments), built by
+    :func:`toolkit.compress.models.build_classifier`; ``table`` is an optional float [V, dim] initial embedding.
+
+    Raises:
+        InputError: as :func:`~toolkit.compress.models.build_classifier`.
+    """
     if seed is not None:
         torch.manual_seed(int(seed))
     pre = None if table is None else torch.as_tensor(table, dtype=torch.float32)
-    return build_classifier(arch, len(data.vocab), dim, len(data.classes), dict(model_cfg or {}), pre)
+    return build_classifier(model_cfg, len(data.vocab), dim, len(data.classes), pre)
 
 
 def save_checkpoint(path: Path, net: TextClassifier, data: TextData, extra: Mapping[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from toolkit.compress.files import is_codec
+from toolkit.compress.models import MODEL_TARGETS
 from toolkit.validation import Check, boolean, choice, fraction, int_list, integer, list_of, number
 
 UNSEEN_POLICIES = ("error", "drop", "other")
@@ -33,7 +34,7 @@ CHECKS: list[Check] = [
           lambda v: isinstance(v, list) and all(b in (16, 8, 4) for b in v)),
     boolean("baselines.from_scratch"),
     integer("eval.latency_batch", 1), integer("eval.latency_repeats", 1), boolean("plot"),
-    choice("model.arch", ("lstm", "dan", "textcnn")), integer("model.embedding_dim", 1, null=True),
+    choice("model._target_", tuple(MODEL_TARGETS)), integer("model.embedding_dim", 1, null=True),
     integer("model.hidden", 1), number("model.dropout", 0.0, 1.0, hi_open=True),
     int_list("model.dan_hidden", 1), integer("model.cnn_filters", 1), int_list("model.cnn_widths", 1),
     choice("scheduler.name", ("calr", "clr", "triangular2", "cosine-restarts", "constant")),

@@ -270,12 +270,10 @@ def model_from_config(node: Any, in_shape: tuple[int, ...], num_classes: int, so
             architecture cannot take, or a network whose training state (:data:`TRAINING_BYTES_PER_PARAM` per
             parameter, counted on the meta device before anything is allocated) exceeds the free memory.
     """
+    import torch
     from hydra.utils import instantiate
 
     from toolkit.errors import InputError
-
-    import torch
-
     from toolkit.resources import check_memory
 
     arch, kwargs = spec_from_config(node, source)
