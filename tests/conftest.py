@@ -28,3 +28,12 @@ def runner():
     from typer.testing import CliRunner
 
     return CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _console_not_quiet():
+    """A CLI call with ``--quiet`` sets the console's module-level flag; reset it so later tests see notes."""
+    yield
+    from toolkit import console
+
+    console.set_quiet(False)

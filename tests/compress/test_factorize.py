@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from toolkit.compress.factorize import (
+    retained_energy,
     FactorizedEmbedding,
     compression_of_rank,
     embedding_footprint,
@@ -100,3 +101,17 @@ def test_rank_formula_is_exact_near_integers():
     assert rank_for_compression(100, 100, 0.900000000001) == 4
     # (1 - 0.8) * 1000 * 1000 / 2000 = 100 exactly, although 1 - 0.8 = 0.19999999999999996 in floats
     assert rank_for_compression(1000, 1000, 0.8) == 100
+
+
+def test_retained_energy_is_one_minus_relative_squared_error_of_the_truncation():
+    torch.manual_seed(0)
+    e = torch.randn(40, 12)
+    ks = [1, 3, 12]
+    got = retained_energy(e, ks)
+    for k, share in zip(ks, got, strict=True):
+        left, right = truncated_svd(e, k)
+        rel_err = float(((e - left @ right) ** 2).sum() / (e ** 2).sum())
+        assert share == pytest.approx(1.0 - rel_err, abs=1e-5)
+    assert got[0] < got[1] < got[2] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="rank must be in"):
+        retained_energy(e, [13])

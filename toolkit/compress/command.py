@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from toolkit.compress import pipeline as P
-from toolkit.compress.factorize import compression_of_rank
+from toolkit.compress.factorize import compression_of_rank, retained_energy
 from toolkit.compress.models import arch_of
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
 from toolkit.console import log
@@ -402,7 +402,8 @@ class Compress(Task):
             runs: dict[str, Any] = {}
             for i, (label, p, k) in enumerate(self.points):
                 nets = self.models[label]
-                res: dict[str, Any] = {"rank": k, "requested_compression": p}
+                res: dict[str, Any] = {"rank": k, "requested_compression": p,
+                                       "svd_energy": retained_energy(self.net.embedding.weight, [k])[0]}
                 if self.dense_on:
                     res["dense_rank"], res["requested_dense_compression"] = self.ranks_d[i]
                 for method in ("svd_no_finetune", "svd_finetune", "svd_before_training", "small_embedding"):

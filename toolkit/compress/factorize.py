@@ -93,6 +93,37 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return left.to(weight.dtype).contiguous(), right.to(weight.dtype).contiguous()
 
 
+def retained_energy(weight: torch.Tensor, ranks: list[int]) -> list[float]:
+    """Share of E's squared Frobenius norm kept by its rank-k truncated SVD, for each k.
+
+    ``sum_{i<=k} s_i^2 / sum_i s_i^2`` with s the singular values of E (Eckart-Young: 1 minus the relative
+    squared error of the best rank-k approximation).  A diagnostic of how much of a trained table a rank
+    can hold before fine-tuning.
+
+    Args:
+        weight: E, float tensor [V, d].
+        ranks: ints k, each in [1, min(V, d)].
+
+    Returns:
+        list of floats in [0, 1], one per rank (1.0 for an all-zero table).
+
+    Raises:
+        ValueError: if ``weight`` is not 2-D or a rank is outside [1, min(V, d)].
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"expected a 2-D table, got shape {tuple(weight.shape)}")
+    limit = min(weight.shape)
+    for k in ranks:
+        if not 1 <= int(k) <= limit:
+            raise ValueError(f"rank must be in [1, min(V, d) = {limit}], got {k}")
+    s2 = torch.linalg.svdvals(weight.detach().double()) ** 2
+    total = float(s2.sum())
+    if total == 0.0:
+        return [1.0 for _ in ranks]
+    cum = torch.cumsum(s2, 0)
+    return [float(cum[int(k) - 1]) / total for k in ranks]
+
+
 class FactorizedEmbedding(nn.Module):
     """Embedding E = A B with A a V x k table and B a k x d projection (both trainable).
 
