@@ -28,13 +28,18 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def main() -> None:
-    from benchmarks.bench_encrypted_csv import LABEL, synthetic_credit
     from omegaconf import open_dict
 
+    from benchmarks.bench_encrypted_csv import LABEL, synthetic_credit
     from toolkit.config import compose_config
     from toolkit.encrypted import circuit as C
-    from toolkit.encrypted.command import (_choose_learning_rate, _choose_momentum, _momentum, _prepare_data,
-                                           resolve_params)
+    from toolkit.encrypted.command import (
+        _choose_learning_rate,
+        _choose_momentum,
+        _momentum,
+        _prepare_data,
+        resolve_params,
+    )
     from toolkit.encrypted.metrics import evaluate
     from toolkit.encrypted.plan import simulate
     from toolkit.encrypted.reference import exact_logistic_regression

@@ -68,9 +68,7 @@ def flatten(obj: object, prefix: str = "") -> dict[str, float]:
     elif isinstance(obj, list):
         for i, value in enumerate(obj):
             out.update(flatten(value, f"{prefix}{i}."))
-    elif isinstance(obj, bool):
-        out[prefix[:-1]] = float(obj)
-    elif isinstance(obj, (int, float)):
+    elif isinstance(obj, (bool, int, float)):
         out[prefix[:-1]] = float(obj)
     return out
 

@@ -20,7 +20,14 @@ from typing import Annotated
 import typer
 
 from toolkit import __version__
-from toolkit.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RUNTIME, EXIT_TERMINATED, InputError, Terminated
+from toolkit.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    EXIT_TERMINATED,
+    InputError,
+    Terminated,
+)
 
 app = typer.Typer(
     name="toolkit",

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from toolkit.compress.factorize import (
-    retained_energy,
     FactorizedEmbedding,
     compression_of_rank,
     embedding_footprint,
     rank_for_compression,
+    retained_energy,
     truncated_svd,
 )
 
