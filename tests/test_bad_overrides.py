@@ -11,6 +11,7 @@ BAD = {
         ("model=lstm", "lstm"),                     # another command's group option
         ("model.no_such_key=1", "no_such_key"),
         ("seed=abc", "seed"),
+        ("threads=0", "threads"),
         ("method=spectral", "method"),
         ("model.train.lr=-1", "model.train.lr"),
         ("model.train.lr=fast", "model.train.lr"),

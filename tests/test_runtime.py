@@ -79,3 +79,18 @@ def test_stage_cpu_time_and_memory_include_finished_worker_processes(tmp_path):
     assert doc["peak_rss_children_mb"]["work"] > 0
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["peak_rss_children_mb"]["total"] > 0
+
+
+def test_set_threads_sets_torch_threads_and_none_keeps_them():
+    import torch
+
+    from toolkit.runtime import set_threads
+
+    before = torch.get_num_threads()
+    try:
+        set_threads(1)
+        assert torch.get_num_threads() == 1
+        set_threads(None)  # keeps the current count
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -243,6 +243,24 @@ def execute(command: str, cfg: Any, fn: Callable[[Any, Run], dict]) -> dict:
     }
 
 
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op CPU threads (config key ``threads``); ``None`` or 0 keeps torch's default (all cores).
+
+    One thread makes a training run repeat bit for bit across processes: with several threads the order of
+    floating-point reductions varies from run to run, and a GNN trained on a few thousand points amplifies
+    the last-bit differences into different edge scores (issue 11: edge AUC 0.82193 vs 0.82235 on the
+    same digits run).  faiss keeps its own OpenMP threads (its exact search does not depend on them).
+
+    Args:
+        threads: positive thread count, or ``None``/0 for the default.
+    """
+    if not threads:
+        return
+    import torch
+
+    torch.set_num_threads(int(threads))
+
+
 def seed_everything(seed: int | None) -> None:
     """Seed python, numpy and torch (if imported) for reproducible runs; ``None`` does nothing."""
     if seed is None:

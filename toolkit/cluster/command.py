@@ -8,7 +8,7 @@ import numpy as np
 
 from toolkit.console import log
 from toolkit.errors import InputError
-from toolkit.runtime import Run, seed_everything
+from toolkit.runtime import Run, seed_everything, set_threads
 from toolkit.task import Task, run_task
 
 AUTO_CANDIDATES = ("hilander", "hac", "dbscan", "hdbscan")  # k-means needs K: a candidate only when baselines.kmeans_k is set
@@ -212,9 +212,10 @@ class Cluster(Task):
     config_name = "cluster"
 
     def setup(self) -> None:
-        """Seed every RNG and read the data (timer ``load``)."""
+        """Torch threads (``threads``), seed every RNG and read the data (timer ``load``)."""
         from toolkit.cluster.features import read_cluster_inputs
 
+        set_threads(self.cfg.get("threads"))
         seed_everything(self.cfg.seed)
         with self.run.timer("load"):
             self.inputs = read_cluster_inputs(self.cfg)

@@ -323,7 +323,8 @@ def encode_images(tx: np.ndarray, ty: np.ndarray, sx: np.ndarray, cfg, run: Run,
                                   epochs=int(enc.epochs), batch_size=int(enc.batch_size), lr=float(enc.lr),
                                   trainer_cfg=cfg.trainer, root_dir=run.staging / "encoder",
                                   weight_decay=float(enc.weight_decay), shift_pixels=int(enc.shift_pixels),
-                                  seed=int(cfg.seed or 0))
+                                  seed=int(cfg.seed or 0), head=str(enc.head), scale=float(enc.scale),
+                                  margin=float(enc.margin))
         import torch
 
         torch.save({"format": "toolkit.encoder/1", "hparams": dict(module.hparams),

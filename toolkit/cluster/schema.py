@@ -10,7 +10,7 @@ EDGE_FEATURE_NAMES = ("cosine", "nbr_cosine", "snn_jaccard")  # = toolkit.cluste
 
 CHECKS: list[Check] = [
     choice("method", METHODS),
-    integer("seed", 0),
+    integer("seed", 0), integer("threads", 1, null=True),
     boolean("plot"), integer("plot_max_points", 1), integer("gallery_max_clusters", 1), integer("gallery_per_row", 1),
     integer("baselines.kmeans_k", 2, null=True),
     choice("baselines.tune_metric", ("pairwise_f", "bcubed_f")),
@@ -46,7 +46,9 @@ CHECKS: list[Check] = [
     number("encoder.network.dropout", 0.0, 1.0, hi_open=True),
     integer("encoder.epochs", 1),
     integer("encoder.batch_size", 1), number("encoder.lr", 0.0, lo_open=True), number("encoder.weight_decay", 0.0),
-    integer("encoder.shift_pixels", 0), fraction("encoder.class_fraction", hi_open=False),
+    integer("encoder.shift_pixels", 0), choice("encoder.head", ("linear", "cosine")),
+    number("encoder.scale", 0.0, lo_open=True), number("encoder.margin", 0.0, 1.0, hi_open=True),
+    fraction("encoder.class_fraction", hi_open=False),
     choice("encoder.split_by", ("group", "class")),
     boolean("encoder.detect"), integer("encoder.upsample", 0), integer("encoder.num_jitters", 0),
     number("encoder.padding", 0.0), integer("encoder.min_size", 1), integer("encoder.workers", 0),

@@ -19,7 +19,7 @@ from toolkit.compress.models import arch_of
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
 from toolkit.console import log
 from toolkit.errors import InputError
-from toolkit.runtime import Run
+from toolkit.runtime import Run, set_threads
 from toolkit.task import Task, run_task
 
 SUMMARY_KEYS = ("accuracy", "macro_f1", "model_params", "model_bytes", "embedding_params", "embedding_bytes",
@@ -274,10 +274,7 @@ class Compress(Task):
         self.arch = arch_of(model_cfg)  # the short name (lstm | dan | textcnn) logs and checkpoints carry
         dim_cfg = model_cfg.get("embedding_dim")
         self.seed = seed = int(cfg.seed or 0)
-        if cfg.get("threads"):
-            import torch
-
-            torch.set_num_threads(int(cfg.threads))
+        set_threads(cfg.get("threads"))
         with run.timer("load_data"):
             data = self.data = P.load_text_data(OmegaConf.to_container(cfg.data, resolve=True), dim_cfg, seed)
         dim = self.dim = int(data.vectors.shape[1]) if data.vectors is not None else int(dim_cfg or 50)

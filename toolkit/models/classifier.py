@@ -34,8 +34,31 @@ def random_shift(x: torch.Tensor, pixels: int) -> torch.Tensor:
     return padded.permute(0, 2, 3, 1)[idx_b, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
+HEADS = ("linear", "cosine")
+
+
+def cosine_logits(emb: torch.Tensor, weight: torch.Tensor, scale: float) -> torch.Tensor:
+    """``scale * cos(emb_i, w_c)``: float ``[B, C]`` logits of L2-normalised embeddings ``[B, E]`` and class
+    weights ``[C, E]`` (NormFace, Wang et al. 2017, eq. 3; the bias of the linear head is not used)."""
+    return scale * nn.functional.normalize(emb, dim=1) @ nn.functional.normalize(weight, dim=1).t()
+
+
+def cosface_logits(cos_logits: torch.Tensor, y: torch.Tensor, scale: float, margin: float) -> torch.Tensor:
+    """Large-margin cosine logits for training: ``scale * (cos - margin)`` at the true class ``y`` ``[B]``,
+    ``scale * cos`` elsewhere (CosFace, Wang et al., CVPR 2018, eq. 4); ``cos_logits`` is
+    :func:`cosine_logits` ``[B, C]``. ``margin`` is in cosine units (0 = NormFace)."""
+    if margin == 0.0:
+        return cos_logits
+    return cos_logits - (scale * margin) * nn.functional.one_hot(y, cos_logits.shape[1]).to(cos_logits.dtype)
+
+
 class ClassifierModule(pl.LightningModule):
     """Cross-entropy training of a zoo model with AdamW and cosine learning-rate decay.
+
+    Two heads: ``linear`` (the zoo network's ``head``: softmax over ``W e + b``) or ``cosine`` (softmax over
+    ``scale * cos(e, w_c)`` with an additive cosine margin during training, CosFace; the embedding
+    ``e`` is then trained for the cosine comparisons that kNN graphs and clustering make, as face-recognition
+    encoders are).
 
     Only primitives are stored as hyper-parameters (the network's short ``arch`` name, its ``arch_kwargs``,
     ``in_shape`` and ``num_classes``, besides the optimisation settings), so checkpoints load with
@@ -49,34 +72,51 @@ class ClassifierModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         label_smoothing: cross-entropy label smoothing.
         shift_pixels: random translation augmentation for images (0 disables).
+        head: ``linear`` or ``cosine`` (:data:`HEADS`).
+        scale: ``cosine`` head: the logit scale s (CosFace uses 64 for faces; 30 is common for fewer classes).
+        margin: ``cosine`` head: the additive cosine margin m in ``[0, 1)`` (CosFace: 0.35).
+
+    Raises:
+        ValueError: unknown ``head``, ``scale <= 0`` or ``margin`` outside ``[0, 1)``.
     """
 
     def __init__(self, net: EmbeddingClassifier, in_shape: list[int], lr: float = 1e-3, weight_decay: float = 1e-4,
-                 label_smoothing: float = 0.0, shift_pixels: int = 0) -> None:
+                 label_smoothing: float = 0.0, shift_pixels: int = 0, head: str = "linear", scale: float = 30.0,
+                 margin: float = 0.0) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        if not scale > 0 or not 0.0 <= margin < 1.0:
+            raise ValueError(f"need scale > 0 and 0 <= margin < 1, got scale={scale}, margin={margin}")
         self.save_hyperparameters({"arch": net.arch, "arch_kwargs": dict(net.arch_kwargs),
                                    "in_shape": [int(s) for s in in_shape], "num_classes": int(net.num_classes),
                                    "lr": float(lr), "weight_decay": float(weight_decay),
-                                   "label_smoothing": float(label_smoothing), "shift_pixels": int(shift_pixels)})
+                                   "label_smoothing": float(label_smoothing), "shift_pixels": int(shift_pixels),
+                                   "head": str(head), "scale": float(scale), "margin": float(margin)})
         self.net = net
         self.loss = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, num_classes]``."""
+        """Logits ``[B, num_classes]`` (``cosine`` head: ``scale * cos``, no margin)."""
+        if self.hparams.head == "cosine":
+            return cosine_logits(self.net.embed(x), self.net.head.weight, float(self.hparams.scale))
         return self.net(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         x = random_shift(x, int(self.hparams.shift_pixels))
-        logits = self.net(x)
-        loss = self.loss(logits, y)
+        logits = self(x)
+        train_logits = logits
+        if self.hparams.head == "cosine":
+            train_logits = cosface_logits(logits, y, float(self.hparams.scale), float(self.hparams.margin))
+        loss = self.loss(train_logits, y)
         self.log("train/loss", loss, prog_bar=True, on_epoch=True, on_step=False)
         self.log("train/acc", (logits.argmax(1) == y).float().mean(), on_epoch=True, on_step=False)
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self.net(x)
+        logits = self(x)
         self.log("val/loss", self.loss(logits, y), prog_bar=True)
         self.log("val/acc", (logits.argmax(1) == y).float().mean(), prog_bar=True)
 
@@ -96,25 +136,27 @@ NetworkFactory = Callable[[tuple[int, ...], int], EmbeddingClassifier]
 def train_classifier(x: np.ndarray, y: np.ndarray, network: NetworkFactory, *, epochs: int,
                      batch_size: int, lr: float, trainer_cfg: Any, root_dir: Path,
                      checkpoint_dir: Path | None = None, weight_decay: float = 1e-4,
-                     shift_pixels: int = 0, seed: int = 0) -> ClassifierModule:
+                     shift_pixels: int = 0, seed: int = 0, head: str = "linear", scale: float = 30.0,
+                     margin: float = 0.0) -> ClassifierModule:
     """Train a zoo classifier on ``x`` ``[N, ...]`` float32 and labels ``y`` ``[N]`` int64 (0..C-1).
 
     The network is built by ``network(x.shape[1:], C)`` after the RNGs are seeded with ``seed`` (so its
-    initial weights depend on ``seed`` only).
+    initial weights depend on ``seed`` only). ``head``, ``scale``, ``margin``: see :class:`ClassifierModule`.
 
     Returns:
         The trained module (in eval mode).
 
     Raises:
         toolkit.errors.InputError: whatever ``network`` raises for a bad network config.
-        ValueError: the built network does not have C outputs.
+        ValueError: the built network does not have C outputs, or a bad ``head`` / ``scale`` / ``margin``.
     """
     pl.seed_everything(seed, verbose=False)
     num_classes = int(y.max()) + 1
     net = network(tuple(int(s) for s in x.shape[1:]), num_classes)
     if int(net.num_classes) != num_classes:
         raise ValueError(f"the network has {net.num_classes} outputs for {num_classes} classes")
-    module = ClassifierModule(net, list(x.shape[1:]), lr=lr, weight_decay=weight_decay, shift_pixels=shift_pixels)
+    module = ClassifierModule(net, list(x.shape[1:]), lr=lr, weight_decay=weight_decay, shift_pixels=shift_pixels,
+                              head=head, scale=scale, margin=margin)
     ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size)
     from toolkit.training import make_trainer
