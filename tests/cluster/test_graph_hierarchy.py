@@ -175,3 +175,17 @@ def test_decode_keep_leaves_fragments_in_training_levels():
     children_full = 400 - full[1].num_nodes()
     children_half = 400 - half[1].num_nodes()
     assert children_half == pytest.approx(0.5 * children_full, abs=2)
+
+
+def test_hierarchy_tau_upper_applies_to_levels_above_zero_only():
+    x, y = blobs(40, 5, 16, spread=0.3)
+    model = _OracleModel(x, y)
+    kw = {"k": 3, "tau": 0.5, "max_levels": 5, "early_stop": False}  # k=3: level 0 leaves 11 trees for 5 classes
+    same, _ = cluster_hierarchy(x, model, **kw)
+    explicit, _ = cluster_hierarchy(x, model, **kw, tau_upper=0.5)
+    np.testing.assert_array_equal(same, explicit)  # None means tau at every level
+    level0, _ = cluster_hierarchy(x, model, **{**kw, "max_levels": 1})
+    frozen, stats = cluster_hierarchy(x, model, **kw, tau_upper=1.0)
+    np.testing.assert_array_equal(frozen, level0)  # no upper-level edge passes P(same) > 1
+    assert len(stats) >= 2 and stats[1].edges_added == 0 and stats[0].edges_added > 0
+    assert frozen.max() > same.max()  # the upper levels are what merge level 0's trees

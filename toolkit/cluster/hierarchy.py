@@ -157,7 +157,7 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
 def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float = 0.8, threshold: str = "prob",
                       max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
                       log: Callable[[str], None] = lambda _m: None,
-                      knn_on: str = "peak") -> tuple[np.ndarray, list[LevelStats]]:
+                      knn_on: str = "peak", tau_upper: float | None = None) -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -172,6 +172,9 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         knn_on: ``"peak"`` (reference): a level's kNN graph and edge cosines come from its nodes' own
             (peak) features; ``"cluster"``: from the re-normalised mean feature of each node's cluster, so
             whole clusters are compared, as average-linkage HAC does (identical at level 0).
+        tau_upper: threshold of levels 1 and above (``None``: ``tau`` at every level, as the reference). Upper
+            levels link fragments by their mean features, whose P(same) lies on another scale than level 0's
+            (issue 9; ``benchmarks/cluster_level_tau.py`` measures it).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
@@ -208,7 +211,8 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         t3 = time.perf_counter()
         src, dst = (t.numpy() for t in g.edges())
         dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
-        parent = select_parents(src, dst, dist, den.numpy(), tau, len(ids))
+        level_tau = tau if level == 0 or tau_upper is None else tau_upper
+        parent = select_parents(src, dst, dist, den.numpy(), level_tau, len(ids))
         child = np.flatnonzero(parent >= 0)
         added = len(child)
         if added:
