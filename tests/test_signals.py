@@ -18,17 +18,22 @@ def _toolkit(*args: str) -> list[str]:
     return [sys.executable, "-m", "toolkit", *args]
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_mid_run_leaves_nothing(tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,phase", [(signal.SIGINT, 130, "setup"), (signal.SIGINT, 130, "fit"),
+                                            (signal.SIGTERM, 143, "fit")])
+def test_signal_mid_run_leaves_nothing(tmp_path, sig, code, phase):
+    """phase "setup": 1 s after the staging directory appears (data preparation); "fit": once a Lightning
+    ``fit`` is under way (its CSV logger wrote ``hparams.yaml`` in the staging directory), where Lightning's own
+    KeyboardInterrupt handler would otherwise turn Ctrl-C into a silent exit 1."""
     out = tmp_path / "run"
     env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(_toolkit("train-compatible", "-q", "train.epochs=200", "method=fd-kl",
                                      f"output_dir={out}"), cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".run.partial-*")) and proc.poll() is None and time.monotonic() < deadline:
+    pattern = ".run.partial-*" if phase == "setup" else ".run.partial-*/**/hparams.yaml"
+    deadline = time.monotonic() + 90
+    while not list(tmp_path.glob(pattern)) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)  # inside the work (the staging directory exists, training under way)
+    time.sleep(1.0 if phase == "setup" else 0.5)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

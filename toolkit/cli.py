@@ -64,6 +64,28 @@ def main(
     """ML research tools for the shell and CI."""
 
 
+def entrypoint() -> None:
+    """The ``toolkit`` console script and ``python -m toolkit``: run the Typer app, then exit.
+
+    A run stopped by SIGINT or SIGTERM has already cleaned up and printed its one-line error when it gets here
+    (:func:`run_command`); the process then ends with ``os._exit(130 | 143)`` after flushing stdout and stderr.
+    The plain ``sys.exit`` is not always enough: one CI run of ``tests/test_signals.py`` got returncode -2 (a
+    signal death) after our handler had printed its message, i.e. the interpreter re-raised SIGINT at exit.
+    CPython does that when its "unhandled KeyboardInterrupt" flag is set at the end of ``Py_RunMain``, and that
+    flag can be left set by an interrupt that a caller handled later (CPython gh-128130). ``os._exit`` ends the
+    process with our code whatever the flag says; atexit handlers are skipped, which is safe here because the
+    staging directory has already been removed.
+    """
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code in (EXIT_INTERRUPTED, EXIT_TERMINATED):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(exc.code))
+        raise
+
+
 def fail(message: str, code: int, command: str = "", json_out: bool = False) -> typer.Exit:
     """Print ``error: message`` (one line) on stderr and return the Exit to raise.
 

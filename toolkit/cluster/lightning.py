@@ -159,7 +159,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     Raises:
         ValueError: empty ``graphs``.
     """
-    from toolkit.training import make_trainer
+    from toolkit.training import fit, make_trainer
 
     if not graphs:
         raise ValueError("no training graphs (meta-training set too small for model.train.knn_k)")
@@ -180,7 +180,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
         val_loader = DataLoader([[(g, None) for g in val_graphs]], batch_size=None, collate_fn=_identity)
     trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir,
                            monitor="val/loss" if val_loader is not None else None)
-    trainer.fit(module, loader, val_loader)
+    fit(trainer, module, loader, val_loader)
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") if val_loader is not None else ""
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]

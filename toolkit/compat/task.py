@@ -155,7 +155,7 @@ class TrainCompatible(Task):
         import torch
         from torch.utils.data import DataLoader, TensorDataset
 
-        from toolkit.training import make_trainer
+        from toolkit.training import fit, make_trainer
 
         split, tc = self.split, self.cfg.train
         y_old, old_logits = self.train_columns
@@ -165,7 +165,7 @@ class TrainCompatible(Task):
         loader = DataLoader(ds, batch_size=int(tc.batch_size), shuffle=True, drop_last=len(ds) > int(tc.batch_size))
         trainer = make_trainer({**dict(self.cfg.trainer), "max_epochs": int(tc.epochs)}, self.run.staging)
         with self.run.timer("train"):
-            trainer.fit(self.module, loader)
+            fit(trainer, self.module, loader)
         self.module.eval()
 
     def evaluate(self) -> dict:

@@ -265,7 +265,7 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
     from toolkit.runtime import seed_everything
-    from toolkit.training import make_trainer
+    from toolkit.training import fit, make_trainer
 
     if (restore_best or early_stopping_patience is not None) and not validate:
         raise ValueError("restore_best and early stopping need validate=True")
@@ -297,7 +297,7 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
                                limit_val_batches=1.0 if validate else 0)
         val_dl = _loader(data.x_valid, data.y_valid, 500, False, seed) if validate else None
         net.train()
-        trainer.fit(module, train_dl, val_dl)
+        fit(trainer, module, train_dl, val_dl)
         history = list(module.history)
         accs = [row["val_acc"] for row in history]
         best_epoch = (accs.index(max(accs)) + 1) if accs else None

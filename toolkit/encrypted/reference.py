@@ -135,12 +135,12 @@ def train_poly_reference(z: np.ndarray, batches: list[np.ndarray], iterations: i
     Returns:
         float64 ``[iterations, d]`` model weights after each iteration (with momentum: ``v``).
     """
-    from toolkit.training import make_trainer
+    from toolkit.training import fit, make_trainer
 
     model = PolySigmoidLR(z.shape[1], coeffs, learning_rate, momentum)
     loader = DataLoader(_Schedule(z, batches, iterations), batch_size=None, shuffle=False)
     trainer = make_trainer(trainer_cfg, root_dir, max_epochs=1, log_every_n_steps=1)
-    trainer.fit(model, loader)
+    fit(trainer, model, loader)
     return np.array(model.trajectory)
 
 

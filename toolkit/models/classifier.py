@@ -159,10 +159,10 @@ def train_classifier(x: np.ndarray, y: np.ndarray, network: NetworkFactory, *, e
                               head=head, scale=scale, margin=margin)
     ds = TensorDataset(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=len(ds) > batch_size)
-    from toolkit.training import make_trainer
+    from toolkit.training import fit, make_trainer
 
     trainer = make_trainer({**dict(trainer_cfg or {}), "max_epochs": epochs}, root_dir, checkpoint_dir)
-    trainer.fit(module, loader)
+    fit(trainer, module, loader)
     return module.eval()
 
 
