@@ -58,14 +58,21 @@ for _name in ("digits", "omniglot-full"):
     DATASETS[f"{_name}-decode-all"] = [*DATASETS[_name], "model.train.decode_keep=1.0"]
 # the encoder trained with a CosFace margin head (docs/cluster.md, "Encoder head"): its own encoder, so its own cache
 DATASETS["omniglot-full-cosine-head"] = [*DATASETS["omniglot-full"], "encoder.head=cosine"]
-ONLY_METHODS = {"omniglot-class-split": ["hilander", "hac"], "omniglot-full-cosine-head": ["hilander", "hac"],
+# levels >= 1 with their own threshold, tuned on the meta-training classes with level 0's tau fixed
+# (model.infer.tau_upper=auto; docs/cluster.md, "One threshold for every level"); Hi-LANDER only, cached encoders
+for _name in ("digits", "omniglot-full", "omniglot-full-cosine-head"):
+    DATASETS[f"{_name}-tau-upper"] = [*DATASETS[_name], "model.infer.tau_upper=auto"]
+ONLY_METHODS = {**{f"{n}-tau-upper": ["hilander"] for n in ("digits", "omniglot-full", "omniglot-full-cosine-head")},
+                "omniglot-class-split": ["hilander", "hac"], "omniglot-full-cosine-head": ["hilander", "hac"],
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot") for a in ("tau-heldout", "20-steps")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
                    for a in ("reference-levels", "cosine-edge", "decode-half", "decode-all")}}
 CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-reference-levels": "omniglot-full", "omniglot-full-cosine-edge": "omniglot-full",
-            "omniglot-full-decode-half": "omniglot-full", "omniglot-full-decode-all": "omniglot-full"}
-ONE_SEED = {"omniglot-class-split", "omniglot-full-cosine-head"}  # one seed only (an encoder per seed; an ablation, not a headline row)
+            "omniglot-full-decode-half": "omniglot-full", "omniglot-full-decode-all": "omniglot-full",
+            "omniglot-full-tau-upper": "omniglot-full",
+            "omniglot-full-cosine-head-tau-upper": "omniglot-full-cosine-head"}
+ONE_SEED = {"omniglot-class-split", "omniglot-full-cosine-head", "omniglot-full-cosine-head-tau-upper"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
 
 def run_cli(args: list[str]) -> tuple[dict, float, float]:
@@ -107,7 +114,11 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
                      # level-0 kNN edges, and the best tau on the test labels beside the chosen one
                      **{k: (m.get("diagnostics") or {}).get(k) for k in
                         ("edge_auc_gnn", "edge_auc_cosine", "edge_same_class_share", "oracle_tau",
-                         "oracle_pairwise_f")},
+                         "oracle_pairwise_f", "oracle_tau_upper", "oracle_tau_upper_pairwise_f",
+                         "tau_upper_pairwise_f")},
+                     # threshold of levels >= 1 (None: tau) and the clusters each level leaves
+                     "tau_upper": m.get("tau_upper"),
+                     "level_clusters": [lv["clusters"] for lv in m.get("levels", [])],
                      "chosen_method": m.get("chosen_method"),
                      "auto_heldout_pairwise_f": m.get("auto_heldout_pairwise_f"),
                      "auto_choice_bootstrap_wins": m.get("auto_choice_bootstrap_wins"),

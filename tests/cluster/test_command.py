@@ -53,6 +53,31 @@ def test_hilander_json_artifacts_and_checkpoint_reuse(runner, feature_files):
     np.testing.assert_array_equal(np.load(out2 / "labels.npy"), labels)
 
 
+def test_tau_upper_auto_is_tuned_stored_and_reused(runner, feature_files):
+    out = feature_files / "up"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "model.infer.tau_upper=auto",
+                                 f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["tau_upper_scores"] and str(m["tau_upper"]) in m["tau_upper_scores"]
+    assert m["tau_upper_scores"][str(m["tau_upper"])] == max(m["tau_upper_scores"].values())
+    # the checkpoint keeps it; a number given with the checkpoint wins over it; same = tau at every level
+    ck = f"model.checkpoint={out}/model.ckpt"
+    for value, expected in (("auto", m["tau_upper"]), ("0.3", 0.3), ("same", None)):
+        result = runner.invoke(app, ["cluster", *_data_args(feature_files), "plot=false", ck,
+                                     f"model.infer.tau_upper={value}", f"output_dir={out}_{value}", "--json"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["metrics"]["tau_upper"] == expected
+
+
+def test_tau_upper_same_by_default(runner, feature_files):
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={feature_files}/d",
+                                 "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["tau_upper"] is None and "tau_upper_scores" not in m
+
+
 @pytest.mark.parametrize("method", ["kmeans", "hac", "dbscan", "hdbscan"])
 def test_baselines_run_and_beat_chance_on_blobs(runner, feature_files, method):
     out = feature_files / method

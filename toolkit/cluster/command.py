@@ -27,8 +27,9 @@ def knn_kwargs(model_cfg) -> dict:
 def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) -> None:
     """Write a LANDER checkpoint loadable with ``weights_only=True``.
 
-    Contents: ``{"format", "hparams", "state_dict", "tau", "knn_on"}``; ``tau`` is the threshold chosen at
-    training time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint; ``knn_on``
+    Contents: ``{"format", "hparams", "state_dict", "tau", "tau_upper", "knn_on"}``; ``tau`` is the threshold
+    chosen at training time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint;
+    ``tau_upper`` the threshold of levels >= 1 (``None``: ``tau``), read from ``model.tau_upper``; ``knn_on``
     is the level graph the GNN was trained on (``model.knn_on``), used again at inference.
     """
     import torch
@@ -36,7 +37,8 @@ def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) 
     hparams = {"feature_dim": int(feature_dim), **{k: model_cfg[k] for k in MODEL_KEYS}}
     hparams["edge_features"] = [str(n) for n in hparams["edge_features"]]
     torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict(),
-                "tau": float(tau), "knn_on": str(model_cfg.knn_on)}, path)
+                "tau": float(tau), "tau_upper": getattr(model, "tau_upper", None), "knn_on": str(model_cfg.knn_on)},
+               path)
 
 
 TAU_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
@@ -75,13 +77,16 @@ def _level0_p_same(model, x: np.ndarray, k: int, knn_kw: dict) -> tuple[np.ndarr
 
 
 def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
-             candidates: list[float] | None = None) -> tuple[float, dict[str, float]]:
+             candidates: list[float] | None = None, upper_of: float | None = None) -> tuple[float, dict[str, float]]:
     """Choose the edge threshold tau maximising pairwise F on labelled meta-training classes.
 
     Args:
-        model: trained ``Lander``; x: float32 ``[N, D]`` features; y: int64 ``[N]`` labels.
+        model: trained ``Lander`` (its ``tau_upper`` attribute, if any, is the threshold of levels >= 1 while
+            level 0's tau is tuned); x: float32 ``[N, D]`` features; y: int64 ``[N]`` labels.
         candidates: thresholds to try; default :func:`tau_candidates` of the model's P(same) on ``x``
             (``threshold=sim``: the fixed grid).
+        upper_of: tune ``tau_upper`` instead -- the threshold of levels >= 1 -- with level 0's tau fixed at
+            this value (``model.infer.tau_upper=auto``).
 
     Returns:
         ``(tau, scores)`` with the pairwise F of every candidate (keys ``str(tau)``).
@@ -96,9 +101,10 @@ def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
             candidates = list(TAU_GRID)
     scores = {}
     for tau in candidates:
-        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), tau, str(infer_cfg.threshold),
+        level0, upper = (tau, getattr(model, "tau_upper", None)) if upper_of is None else (upper_of, tau)
+        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), level0, str(infer_cfg.threshold),
                                       int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
-                                      knn_on=model.knn_on)
+                                      knn_on=model.knn_on, tau_upper=upper)
         scores[str(tau)] = pairwise_f(y, labels)[2]
     best = max(scores, key=scores.get)
     return float(best), scores
@@ -113,7 +119,9 @@ def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
       cosine ranks edges worse than the features alone.
     * ``edge_same_class_share``: share of same-class edges (kNN graph purity).
     * with ``oracle``: ``oracle_tau`` and ``oracle_pairwise_f`` -- the best test pairwise F over the same
-      candidates tau=auto uses, beside the chosen ``tau`` (uses test labels: a diagnostic, never a choice).
+      candidates tau=auto uses, beside the chosen ``tau`` (uses test labels: a diagnostic, never a choice);
+      ``oracle_tau_upper`` and ``oracle_tau_upper_pairwise_f`` -- the best threshold of levels >= 1 with level
+      0 at the chosen ``tau``, and ``tau_upper_pairwise_f``, the test pairwise F of every such candidate.
 
     Args:
         model: ``Lander``; x: float32 ``[M, D]`` test features; y: int64 ``[M]`` test labels.
@@ -138,6 +146,9 @@ def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
             else sorted({*TAU_GRID, float(tau)})
         best, scores = tune_tau(model, x, y, infer_cfg, knn_kw, cands)
         out.update({"oracle_tau": best, "oracle_pairwise_f": scores[str(best)]})
+        best_up, scores_up = tune_tau(model, x, y, infer_cfg, knn_kw, cands, upper_of=float(tau))
+        out.update({"oracle_tau_upper": best_up, "oracle_tau_upper_pairwise_f": scores_up[str(best_up)],
+                    "tau_upper_pairwise_f": scores_up})
     return out
 
 
@@ -178,6 +189,8 @@ def load_checkpoint(path: str, feature_dim: int):
         raise InputError(p, "model.checkpoint", f"weights do not fit the model ({str(exc).splitlines()[0]})") from None
     model.tau = float(obj.get("tau", 0.8)) if isinstance(obj, dict) else 0.8
     model.knn_on = str(obj.get("knn_on", "peak")) if isinstance(obj, dict) else "peak"
+    tau_upper = obj.get("tau_upper") if isinstance(obj, dict) else None
+    model.tau_upper = None if tau_upper is None else float(tau_upper)
     return model.eval()
 
 
@@ -327,13 +340,19 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
             if m == "hilander":
                 fitted = _fit_hilander(cfg, run, data)
                 model = fitted[0]
+                tuned_upper = model.tau_upper  # from _fit_hilander: tuned on every meta-training class
+                auto_upper = not mc.checkpoint and str(inf.tau_upper) == "auto"
                 if mc.checkpoint or str(inf.tau) != "auto":
                     tau_fit = fitted[1]
-                else:
+                else:  # on the fit classes only, so the held-out score is not tuned on its own classes
+                    model.tau_upper = None if auto_upper else tuned_upper
                     tau_fit, _ = tune_tau(model, fx, fy, inf, knn_kwargs(mc))
+                upper_fit = tune_tau(model, fx, fy, inf, knn_kwargs(mc), upper_of=float(tau_fit))[0] \
+                    if auto_upper else tuned_upper
                 lab, _ = cluster_hierarchy(vx, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
                                            int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
-                                           knn_on=model.knn_on)
+                                           knn_on=model.knn_on, tau_upper=upper_fit)
+                model.tau_upper = tuned_upper
             else:
                 lab, _ = cluster_baseline(m, fx, fy, vx, vy, cfg.baselines)
             held[m] = float(pairwise_f(vy, lab)[2])
@@ -368,6 +387,11 @@ def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
         tau, source = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
             (float(inf.tau), "given")
         log(f"loaded Hi-LANDER from {mc.checkpoint}")
+        upper = str(inf.tau_upper)
+        if upper == "same":
+            model.tau_upper = None
+        elif upper != "auto":  # a number; auto keeps the checkpoint's
+            model.tau_upper = float(inf.tau_upper)
         return model, float(tau), {"checkpoint": str(mc.checkpoint), "tau_source": source}
     return _train(cfg, run, data)
 
@@ -377,11 +401,11 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     mc, inf = cfg.model, cfg.model.infer
-    info: dict = {"tau": tau, "knn_on": model.knn_on}
+    info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on}
     with run.timer("cluster"):
         labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
-                                          knn_kwargs(mc), log, knn_on=model.knn_on)
+                                          knn_kwargs(mc), log, knn_on=model.knn_on, tau_upper=model.tau_upper)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
                        "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
     for stage in ("knn", "graph", "gnn", "decode"):
@@ -426,16 +450,29 @@ def _train(cfg, run: Run, data):
                             int(cfg.seed or 0), val_graphs if mc.train.select_best else None)
     model = module.model
     model.knn_on = str(mc.knn_on)
-    if str(inf.tau) != "auto":
+    upper = str(inf.tau_upper)
+    model.tau_upper = None if upper in ("same", "auto") else float(inf.tau_upper)
+    if str(inf.tau) != "auto" and upper != "auto":
         return model, float(inf.tau), {**info, "tau_source": "given"}
     tau_on = str(mc.train.tau_on)  # all | heldout (schema)
     if tau_on == "heldout" and not val_graphs:
         raise InputError("config", "model.infer.tau", "'auto' with model.train.tau_on=heldout needs held-out "
                          "meta-training classes (model.train.val_fraction > 0 and enough classes)")
     idx = val_idx if tau_on == "heldout" else np.arange(len(data.train_y))
-    with run.timer("tune_tau"):
-        tau, scores = tune_tau(model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc))
     where = "held-out meta-training classes" if tau_on == "heldout" else \
         "all meta-training classes (GNN-trained and held-out)"
-    log(f"tau = {tau} (best pairwise F on {where})")
-    return model, tau, {**info, "tau_source": f"tuned on {where} (pairwise F)", "tau_scores": scores}
+    if str(inf.tau) == "auto":
+        with run.timer("tune_tau"):
+            tau, scores = tune_tau(model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc))
+        log(f"tau = {tau} (best pairwise F on {where})")
+        info.update({"tau_source": f"tuned on {where} (pairwise F)", "tau_scores": scores})
+    else:
+        tau = float(inf.tau)
+        info["tau_source"] = "given"
+    if upper == "auto":  # levels >= 1, with level 0's tau fixed
+        with run.timer("tune_tau_upper"):
+            model.tau_upper, scores_up = tune_tau(model, data.train_x[idx], data.train_y[idx], inf,
+                                                  knn_kwargs(mc), upper_of=tau)
+        log(f"tau_upper = {model.tau_upper} (levels >= 1; best pairwise F on {where} with tau = {tau})")
+        info["tau_upper_scores"] = scores_up
+    return model, tau, info

@@ -174,7 +174,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
             whole clusters are compared, as average-linkage HAC does (identical at level 0).
         tau_upper: threshold of levels 1 and above (``None``: ``tau`` at every level, as the reference). Upper
             levels link fragments by their mean features, whose P(same) lies on another scale than level 0's
-            (issue 9). No config key sets it yet and no benchmark has measured it.
+            (issue 9). Set by ``model.infer.tau_upper`` (``auto``: tuned on meta-training classes).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.

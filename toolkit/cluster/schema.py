@@ -36,6 +36,7 @@ CHECKS: list[Check] = [
     choice("model.train.tau_on", ("all", "heldout")), boolean("model.train.select_best"),
     integer("model.infer.knn_k", 2),
     either(choice("model.infer.tau", ("auto",)), fraction("model.infer.tau", lo_open=False)),
+    either(choice("model.infer.tau_upper", ("same", "auto")), fraction("model.infer.tau_upper", lo_open=False)),
     choice("model.infer.threshold", ("prob", "sim")), integer("model.infer.max_levels", 1),
     boolean("model.infer.early_stop"), integer("model.infer.diagnostics_max_points", 0),
     boolean("model.infer.oracle_tau"),
