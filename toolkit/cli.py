@@ -41,7 +41,7 @@ app = typer.Typer(
 
 Overrides = Annotated[
     list[str] | None,
-    typer.Argument(help="Hydra overrides key=value, e.g. data=features method=kmeans model.tau=0.8",
+    typer.Argument(help="Hydra overrides key=value, e.g. seed=1 output_dir=run1 (--cfg prints every key)",
                    show_default=False),
 ]
 CfgFlag = Annotated[bool, typer.Option("--cfg", help="Print the composed config (YAML) and exit.")]
