@@ -61,6 +61,9 @@ def test_tau_upper_auto_is_tuned_stored_and_reused(runner, feature_files):
     m = json.loads(result.stdout)["metrics"]
     assert m["tau_upper_scores"] and str(m["tau_upper"]) in m["tau_upper_scores"]
     assert m["tau_upper_scores"][str(m["tau_upper"])] == max(m["tau_upper_scores"].values())
+    # third pass: level 0's tau re-tuned with that tau_upper (coordinate ascent, tune_thresholds)
+    assert m["tau_scores_given_upper"][str(m["tau"])] == max(m["tau_scores_given_upper"].values())
+    assert m["tau_scores_given_upper"][str(m["tau"])] >= m["tau_upper_scores"][str(m["tau_upper"])]
     # the checkpoint keeps it; a number given with the checkpoint wins over it; same = tau at every level
     ck = f"model.checkpoint={out}/model.ckpt"
     for value, expected in (("auto", m["tau_upper"]), ("0.3", 0.3), ("same", None)):
