@@ -252,3 +252,13 @@ def test_checkpoint_keeps_the_level_graph_it_was_trained_on(runner, feature_file
 def test_bad_knn_on(runner, feature_files):
     err = _bad(runner, feature_files, [*_data_args(feature_files), "model.knn_on=centroid"])
     assert "model.knn_on" in err and "peak" in err
+
+
+@pytest.mark.parametrize("tuned", ["model.infer.tau=auto", "model.infer.tau_upper=auto"])
+def test_heldout_tuning_without_heldout_classes_exits_2(runner, feature_files, tuned):
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "method=hilander", tuned,
+                                 "model.infer.tau=0.5" if "upper" in tuned else "model.infer.tau_upper=same",
+                                 "model.train.val_fraction=0", "model.train.tau_on=heldout",
+                                 f"output_dir={feature_files}/h"])
+    assert result.exit_code == 2, result.stderr
+    assert "model.train.tau_on" in result.stderr and not (feature_files / "h").exists()

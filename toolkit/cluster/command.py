@@ -110,6 +110,12 @@ def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
     return float(best), scores
 
 
+def fixed_tau_upper(value) -> float | None:
+    """``model.infer.tau_upper`` as a fixed threshold: a number as float, ``same`` / ``auto`` / ``None`` as None
+    (tau at every level; ``auto`` is tuned later by :func:`tune_thresholds`). The schema has checked the value."""
+    return None if value is None or str(value) in ("same", "auto") else float(value)
+
+
 def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float | None,
                     upper: str | float | None) -> tuple[float, float | None, dict]:
     """Level 0's tau and the upper levels' ``tau_upper`` by pairwise F on labelled meta-training classes.
@@ -127,15 +133,18 @@ def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict
     Returns:
         ``(tau, tau_upper, scores)``; ``scores`` holds the candidates' pairwise F of each pass that ran:
         ``tau_scores`` (first), ``tau_upper_scores``, ``tau_scores_given_upper`` (third).
+
+    Raises:
+        ValueError: from :func:`cluster_hierarchy` (``N <= k``).
     """
     saved = getattr(model, "tau_upper", None)
-    fixed_upper = None if upper in (None, "same", "auto") else float(upper)
+    fixed_upper = fixed_tau_upper(upper)
     scores: dict = {}
     try:
         model.tau_upper = fixed_upper
         if tau is None:
             tau, scores["tau_scores"] = tune_tau(model, x, y, infer_cfg, knn_kw)
-        if upper != "auto":
+        if str(upper) != "auto":
             return float(tau), fixed_upper, scores
         model.tau_upper, scores["tau_upper_scores"] = tune_tau(model, x, y, infer_cfg, knn_kw, upper_of=float(tau))
         if "tau_scores" in scores:
@@ -417,11 +426,8 @@ def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
         tau, source = (model.tau, "stored in the checkpoint") if str(inf.tau) == "auto" else \
             (float(inf.tau), "given")
         log(f"loaded Hi-LANDER from {mc.checkpoint}")
-        upper = str(inf.tau_upper)
-        if upper == "same":
-            model.tau_upper = None
-        elif upper != "auto":  # a number; auto keeps the checkpoint's
-            model.tau_upper = float(inf.tau_upper)
+        if str(inf.tau_upper) != "auto":  # auto keeps the checkpoint's
+            model.tau_upper = fixed_tau_upper(inf.tau_upper)
         return model, float(tau), {"checkpoint": str(mc.checkpoint), "tau_source": source}
     return _train(cfg, run, data)
 
@@ -483,12 +489,12 @@ def _train(cfg, run: Run, data):
     upper = inf.tau_upper
     given = None if str(inf.tau) == "auto" else float(inf.tau)
     if given is not None and str(upper) != "auto":
-        model.tau_upper = None if str(upper) == "same" else float(upper)
+        model.tau_upper = fixed_tau_upper(upper)
         return model, given, {**info, "tau_source": "given"}
     tau_on = str(mc.train.tau_on)  # all | heldout (schema)
     if tau_on == "heldout" and not val_graphs:
-        raise InputError("config", "model.infer.tau", "'auto' with model.train.tau_on=heldout needs held-out "
-                         "meta-training classes (model.train.val_fraction > 0 and enough classes)")
+        raise InputError("config", "model.train.tau_on", "heldout (with model.infer.tau or tau_upper auto) needs "
+                         "held-out meta-training classes (model.train.val_fraction > 0 and enough classes)")
     idx = val_idx if tau_on == "heldout" else np.arange(len(data.train_y))
     where = "held-out meta-training classes" if tau_on == "heldout" else \
         "all meta-training classes (GNN-trained and held-out)"
