@@ -88,6 +88,15 @@ def run_cli(args: list[str]) -> tuple[dict, float, float]:
     return json.loads(proc.stdout), wall, rss
 
 
+def heldout_f(m: dict) -> float | None:
+    """Pairwise F on the tuning (meta-training) classes at the chosen thresholds, from a run's metrics."""
+    tau = str(m.get("tau"))
+    if "joint_scores" in m:
+        upper = m.get("tau_upper")
+        return m["joint_scores"].get(tau, {}).get(tau if upper is None else str(upper))
+    return (m.get("tau_scores") or {}).get(tau)
+
+
 def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
     """Every method on one dataset with one seed (the seed sets the encoder/meta split, the held-out classes
     and the initialisations); image datasets share one cached encoder per seed."""
@@ -109,16 +118,16 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
                      "num_clusters": m["num_clusters"], "num_classes": m.get("num_classes"),
                      "param": m.get("tau", m.get("param", m.get("k"))), "seconds": wall,
                      # pairwise F on the held-out meta-training classes at the chosen tau (Hi-LANDER only)
-                     # (the last tuning pass: with model.infer.tau_upper=auto, tau re-tuned given tau_upper)
-                     "heldout_pairwise_f": (m.get("tau_scores_given_upper") or m.get("tau_scores") or {}).get(
-                         str(m.get("tau"))),
+                     # (with model.infer.tau_upper=auto: of the chosen (tau, tau_upper) pair of the joint grid)
+                     "heldout_pairwise_f": heldout_f(m),
                      "command_seconds": doc["timings_s"]["total"],
                      # edge scores vs threshold (issue 9): ROC-AUC of P(same) and of the cosine on the test
                      # level-0 kNN edges, and the best tau on the test labels beside the chosen one
                      **{k: (m.get("diagnostics") or {}).get(k) for k in
                         ("edge_auc_gnn", "edge_auc_cosine", "edge_same_class_share", "oracle_tau",
                          "oracle_pairwise_f", "oracle_tau_upper", "oracle_tau_upper_pairwise_f",
-                         "tau_upper_pairwise_f")},
+                         "tau_upper_pairwise_f", "oracle_joint_tau", "oracle_joint_tau_upper",
+                         "oracle_joint_pairwise_f")},
                      # threshold of levels >= 1 (None: tau) and the clusters each level leaves
                      "tau_upper": m.get("tau_upper"),
                      "level_clusters": [lv["clusters"] for lv in m.get("levels", [])],

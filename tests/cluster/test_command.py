@@ -56,14 +56,19 @@ def test_hilander_json_artifacts_and_checkpoint_reuse(runner, feature_files):
 def test_tau_upper_auto_is_tuned_stored_and_reused(runner, feature_files):
     out = feature_files / "up"
     result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "model.infer.tau_upper=auto",
-                                 f"output_dir={out}", "--json"])
+                                 "model.infer.oracle_tau=true", f"output_dir={out}", "--json"])
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
-    assert m["tau_upper_scores"] and str(m["tau_upper"]) in m["tau_upper_scores"]
-    assert m["tau_upper_scores"][str(m["tau_upper"])] == max(m["tau_upper_scores"].values())
-    # third pass: level 0's tau re-tuned with that tau_upper (coordinate ascent, tune_thresholds)
-    assert m["tau_scores_given_upper"][str(m["tau"])] == max(m["tau_scores_given_upper"].values())
-    assert m["tau_scores_given_upper"][str(m["tau"])] >= m["tau_upper_scores"][str(m["tau_upper"])]
+    # both tuned together on a grid (tune_joint): the chosen pair is the grid's best, and no worse than one threshold
+    joint = m["joint_scores"]
+    best = max(v for row in joint.values() for v in row.values())
+    upper = m["tau"] if m["tau_upper"] is None else m["tau_upper"]
+    assert joint[str(m["tau"])][str(upper)] == best
+    assert best >= max(m["tau_scores"].values())
+    assert all(m["tau_scores"][t] == joint[t][t] for t in joint)
+    d = m["diagnostics"]  # the joint grid's best pair on the test labels: a diagnostic beside the choice
+    assert 0.0 <= d["oracle_joint_pairwise_f"] <= 1.0
+    assert d["oracle_joint_tau_upper"] is None or isinstance(d["oracle_joint_tau_upper"], float)
     # the checkpoint keeps it; a number given with the checkpoint wins over it; same = tau at every level
     ck = f"model.checkpoint={out}/model.ckpt"
     for value, expected in (("auto", m["tau_upper"]), ("0.3", 0.3), ("same", None)):

@@ -189,3 +189,32 @@ def test_hierarchy_tau_upper_applies_to_levels_above_zero_only():
     np.testing.assert_array_equal(frozen, level0)  # no upper-level edge passes P(same) > 1
     assert len(stats) >= 2 and stats[1].edges_added == 0 and stats[0].edges_added > 0
     assert frozen.max() > same.max()  # the upper levels are what merge level 0's trees
+
+
+class _CountingCosineModel:
+    """P(same) from the edge cosine; counts calls (tests the memo, whose reuse must not change any result)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, g):
+        self.calls += 1
+        sims = g.edata["raw_affine"]
+        den = torch.zeros(g.num_nodes()).index_add_(0, g.edges()[1], sims) / 9
+        return (sims + 1) / 2, den
+
+
+def test_hierarchy_memo_reuses_lower_levels_without_changing_labels():
+    x, _ = blobs(40, 5, 16, spread=0.6)
+    kw = {"k": 5, "max_levels": 6, "early_stop": False}
+    pairs = [(t, u) for t in (0.8, 0.85, 0.9) for u in (0.7, 0.8, 0.9, None)]
+    plain = [cluster_hierarchy(x, _CountingCosineModel(), tau=t, tau_upper=u, **kw)[0] for t, u in pairs]
+    assert len({lab.max() for lab in plain}) > 2  # the grid does change the clustering
+    counting, memo = _CountingCosineModel(), {}
+    for (t, u), expected in zip(pairs, plain, strict=True):
+        labels, stats = cluster_hierarchy(x, counting, tau=t, tau_upper=u, memo=memo, **kw)
+        np.testing.assert_array_equal(labels, expected)
+    levels_run = sum(len(cluster_hierarchy(x, _CountingCosineModel(), tau=t, tau_upper=u, **kw)[1]) for t, u in pairs)
+    assert counting.calls < levels_run  # reused, not recomputed
+    assert (0.8,) in memo and () in memo  # level 1 once per level-0 tau, level 0 once
+    assert sum(len(k) == 0 for k in memo) == 1

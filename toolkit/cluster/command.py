@@ -76,6 +76,38 @@ def _level0_p_same(model, x: np.ndarray, k: int, knn_kw: dict) -> tuple[np.ndarr
     return p_same.numpy(), g.edata["raw_affine"].numpy(), g
 
 
+def score_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
+                     pairs: list[tuple[float, float | None]]) -> list[float]:
+    """Pairwise F of the hierarchy of ``x`` for each ``(tau, tau_upper)`` pair (``tau_upper`` ``None``: tau).
+
+    The pairs share one memo (:func:`cluster_hierarchy`), so level 0 is computed once and level 1 once per tau.
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]`` features; y: int64 ``[N]`` labels.
+        pairs: thresholds of level 0 and of levels >= 1.
+
+    Returns:
+        float pairwise F per pair, in order.
+    """
+    from toolkit.cluster.hierarchy import cluster_hierarchy
+    from toolkit.cluster.metrics import pairwise_f
+
+    memo: dict = {}
+    out = []
+    for tau, upper in pairs:
+        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
+                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
+                                      knn_on=model.knn_on, tau_upper=upper, memo=memo)
+        out.append(float(pairwise_f(y, labels)[2]))
+    return out
+
+
+def _candidates(model, x: np.ndarray, infer_cfg, knn_kw: dict) -> list[float]:
+    if str(infer_cfg.threshold) == "prob":
+        return tau_candidates(_level0_p_same(model, x, int(infer_cfg.knn_k), knn_kw)[0])
+    return list(TAU_GRID)
+
+
 def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
              candidates: list[float] | None = None, upper_of: float | None = None) -> tuple[float, dict[str, float]]:
     """Choose the edge threshold tau maximising pairwise F on labelled meta-training classes.
@@ -86,26 +118,16 @@ def tune_tau(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
         candidates: thresholds to try; default :func:`tau_candidates` of the model's P(same) on ``x``
             (``threshold=sim``: the fixed grid).
         upper_of: tune ``tau_upper`` instead -- the threshold of levels >= 1 -- with level 0's tau fixed at
-            this value (``model.infer.tau_upper=auto``).
+            this value (``model.infer.tau_upper=auto`` with a given tau).
 
     Returns:
-        ``(tau, scores)`` with the pairwise F of every candidate (keys ``str(tau)``).
+        ``(tau, scores)`` with the pairwise F of every candidate (keys ``str(tau)``); ties go to the smaller.
     """
-    from toolkit.cluster.hierarchy import cluster_hierarchy
-    from toolkit.cluster.metrics import pairwise_f
-
     if candidates is None:
-        if str(infer_cfg.threshold) == "prob":
-            candidates = tau_candidates(_level0_p_same(model, x, int(infer_cfg.knn_k), knn_kw)[0])
-        else:
-            candidates = list(TAU_GRID)
-    scores = {}
-    for tau in candidates:
-        level0, upper = (tau, getattr(model, "tau_upper", None)) if upper_of is None else (upper_of, tau)
-        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), level0, str(infer_cfg.threshold),
-                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
-                                      knn_on=model.knn_on, tau_upper=upper)
-        scores[str(tau)] = pairwise_f(y, labels)[2]
+        candidates = _candidates(model, x, infer_cfg, knn_kw)
+    fixed = getattr(model, "tau_upper", None)
+    pairs = [(t, fixed) if upper_of is None else (upper_of, t) for t in candidates]
+    scores = dict(zip(map(str, candidates), score_thresholds(model, x, y, infer_cfg, knn_kw, pairs), strict=True))
     best = max(scores, key=scores.get)
     return float(best), scores
 
@@ -116,14 +138,44 @@ def fixed_tau_upper(value) -> float | None:
     return None if value is None or str(value) in ("same", "auto") else float(value)
 
 
+def tune_joint(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
+               candidates: list[float] | None = None) -> tuple[float, float | None, dict]:
+    """Level 0's tau and the upper levels' ``tau_upper`` together: every pair of candidates, best pairwise F.
+
+    A grid, not coordinate ascent: with one threshold tuned first, then the other, Omniglot full seed 1 stayed
+    at ``tau_upper = tau`` although a lower level-0 tau with a higher ``tau_upper`` scored 0.06 more on the
+    test classes (docs/cluster.md, "One threshold for every level"). The memo of :func:`score_thresholds`
+    makes the grid cost about one hierarchy per pair above level 1.
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]``; y: int64 ``[N]``.
+        candidates: thresholds for both (default :func:`tau_candidates` of level 0's P(same) on ``x``).
+
+    Returns:
+        ``(tau, tau_upper, scores)``: ``tau_upper`` ``None`` when the best pair has equal thresholds (ties go
+        to equal thresholds, the reference's rule, then to the smaller tau); ``scores`` holds ``tau_scores``
+        (equal thresholds, as ``tau_upper=same`` tunes) and ``joint_scores`` (``{str(tau): {str(tau_upper):
+        F}}``).
+    """
+    if candidates is None:
+        candidates = _candidates(model, x, infer_cfg, knn_kw)
+    pairs = [(t, u) for t in candidates for u in candidates]
+    f = score_thresholds(model, x, y, infer_cfg, knn_kw, pairs)
+    joint: dict[str, dict[str, float]] = {}
+    for (t, u), v in zip(pairs, f, strict=True):
+        joint.setdefault(str(t), {})[str(u)] = v
+    best = max(zip(pairs, f, strict=True), key=lambda pf: (pf[1], pf[0][0] == pf[0][1]))[0]
+    tau_scores = {str(t): joint[str(t)][str(t)] for t in candidates}
+    return float(best[0]), (None if best[0] == best[1] else float(best[1])), \
+        {"tau_scores": tau_scores, "joint_scores": joint}
+
+
 def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float | None,
                     upper: str | float | None) -> tuple[float, float | None, dict]:
     """Level 0's tau and the upper levels' ``tau_upper`` by pairwise F on labelled meta-training classes.
 
-    Coordinate ascent in three passes when both are tuned: tau with ``tau_upper = tau`` (the reference's one
-    threshold), then ``tau_upper`` with that tau fixed, then tau again with that ``tau_upper``. On Omniglot
-    full the best level-0 tau on the test labels moved once ``tau_upper`` was tuned (0.64, against 0.75-0.79
-    chosen with one threshold; docs/cluster.md, "One threshold for every level"): the third pass can follow.
+    Both tuned (``tau=auto``, ``tau_upper=auto``): :func:`tune_joint`. One tuned: :func:`tune_tau` with the
+    other fixed.
 
     Args:
         model: trained ``Lander`` (``model.tau_upper`` is left as it was); x: float32 ``[N, D]``; y: int64 ``[N]``.
@@ -131,31 +183,31 @@ def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict
         upper: ``"auto"`` to tune ``tau_upper``; ``"same"`` or ``None`` for tau at every level; or a number.
 
     Returns:
-        ``(tau, tau_upper, scores)``; ``scores`` holds the candidates' pairwise F of each pass that ran:
-        ``tau_scores`` (first), ``tau_upper_scores``, ``tau_scores_given_upper`` (third).
+        ``(tau, tau_upper, scores)``; ``scores`` holds the candidates' pairwise F: ``tau_scores`` (tau tuned),
+        ``tau_upper_scores`` (only ``tau_upper`` tuned), ``joint_scores`` (both).
 
     Raises:
         ValueError: from :func:`cluster_hierarchy` (``N <= k``).
     """
     saved = getattr(model, "tau_upper", None)
     fixed_upper = fixed_tau_upper(upper)
-    scores: dict = {}
     try:
         model.tau_upper = fixed_upper
+        if str(upper) == "auto" and tau is None:
+            return tune_joint(model, x, y, infer_cfg, knn_kw)
+        if str(upper) == "auto":
+            best, scores = tune_tau(model, x, y, infer_cfg, knn_kw, upper_of=float(tau))
+            return float(tau), best, {"tau_upper_scores": scores}
         if tau is None:
-            tau, scores["tau_scores"] = tune_tau(model, x, y, infer_cfg, knn_kw)
-        if str(upper) != "auto":
-            return float(tau), fixed_upper, scores
-        model.tau_upper, scores["tau_upper_scores"] = tune_tau(model, x, y, infer_cfg, knn_kw, upper_of=float(tau))
-        if "tau_scores" in scores:
-            tau, scores["tau_scores_given_upper"] = tune_tau(model, x, y, infer_cfg, knn_kw)
-        return float(tau), model.tau_upper, scores
+            tau, scores = tune_tau(model, x, y, infer_cfg, knn_kw)
+            return float(tau), fixed_upper, {"tau_scores": scores}
+        return float(tau), fixed_upper, {}
     finally:
         model.tau_upper = saved
 
 
 def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
-                     oracle: bool = False) -> dict:
+                     oracle: bool = False, joint: bool = False) -> dict:
     """Tell bad edge scores from a bad threshold on a labelled test set (issue 9).
 
     * ``edge_auc_gnn`` / ``edge_auc_cosine``: ROC-AUC of the GNN's P(same) and of the raw cosine for
@@ -165,7 +217,9 @@ def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
     * with ``oracle``: ``oracle_tau`` and ``oracle_pairwise_f`` -- the best test pairwise F over the same
       candidates tau=auto uses, beside the chosen ``tau`` (uses test labels: a diagnostic, never a choice);
       ``oracle_tau_upper`` and ``oracle_tau_upper_pairwise_f`` -- the best threshold of levels >= 1 with level
-      0 at the chosen ``tau``, and ``tau_upper_pairwise_f``, the test pairwise F of every such candidate.
+      0 at the chosen ``tau``, and ``tau_upper_pairwise_f``, the test pairwise F of every such candidate;
+      with ``joint`` too (``tau_upper=auto`` runs): ``oracle_joint_tau``, ``oracle_joint_tau_upper`` and
+      ``oracle_joint_pairwise_f``, the best pair of :func:`tune_joint` on the test labels.
 
     Args:
         model: ``Lander``; x: float32 ``[M, D]`` test features; y: int64 ``[M]`` test labels.
@@ -193,6 +247,10 @@ def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
         best_up, scores_up = tune_tau(model, x, y, infer_cfg, knn_kw, cands, upper_of=float(tau))
         out.update({"oracle_tau_upper": best_up, "oracle_tau_upper_pairwise_f": scores_up[str(best_up)],
                     "tau_upper_pairwise_f": scores_up})
+        if joint:
+            jt, ju, js = tune_joint(model, x, y, infer_cfg, knn_kw, cands)
+            out.update({"oracle_joint_tau": jt, "oracle_joint_tau_upper": ju,
+                        "oracle_joint_pairwise_f": js["joint_scores"][str(jt)][str(jt if ju is None else ju)]})
     return out
 
 
@@ -449,7 +507,7 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     if data.test_y is not None and len(data.test_x) <= int(inf.diagnostics_max_points):
         with run.timer("diagnostics"):
             info["diagnostics"] = edge_diagnostics(model, data.test_x, data.test_y, inf, knn_kwargs(mc), float(tau),
-                                                   bool(inf.oracle_tau))
+                                                   bool(inf.oracle_tau), str(inf.tau_upper) == "auto")
     return labels, info
 
 

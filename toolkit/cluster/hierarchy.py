@@ -157,7 +157,8 @@ def training_graphs(x: np.ndarray, y: np.ndarray, knn_k: list[int], levels: list
 def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float = 0.8, threshold: str = "prob",
                       max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
                       log: Callable[[str], None] = lambda _m: None,
-                      knn_on: str = "peak", tau_upper: float | None = None) -> tuple[np.ndarray, list[LevelStats]]:
+                      knn_on: str = "peak", tau_upper: float | None = None,
+                      memo: dict | None = None) -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -175,6 +176,10 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         tau_upper: threshold of levels 1 and above (``None``: ``tau`` at every level, as the reference). Upper
             levels link fragments by their mean features, whose P(same) lies on another scale than level 0's
             (issue 9). Set by ``model.infer.tau_upper`` (``auto``: tuned on meta-training classes).
+        memo: a dict shared by calls on the same ``x``, ``predict``, ``k``, ``knn_on`` and ``threshold`` to reuse
+            each level's kNN graph and GNN predictions: they depend only on the thresholds of the levels below
+            (level 0's on none), so a grid over ``(tau, tau_upper)`` computes level 0 once and level 1 once per
+            tau. Reused levels report 0 seconds for ``knn``, ``graph`` and ``gnn``.
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
@@ -198,21 +203,31 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
     glabels = np.arange(n_total)
     stats: list[LevelStats] = []
     prev_added = np.inf
+    applied: list[float] = []  # thresholds of the levels done so far: the memo key of the next level
     for level in range(max_levels):
         if len(ids) <= k:
             break
         t0 = time.perf_counter()
-        vecs = cluster_feats if knn_on == "cluster" else feats
-        nbrs, sims = knn_search(vecs, k, **(knn_kwargs or {}))
-        t1 = time.perf_counter()
-        g = build_graph(feats, cluster_feats, nbrs, sims, knn_vectors=vecs)
-        t2 = time.perf_counter()
-        p_same, den = predict(g)
-        t3 = time.perf_counter()
-        src, dst = (t.numpy() for t in g.edges())
-        dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
+        key = tuple(applied)
+        if memo is not None and key in memo:
+            src, dst, dist, den = memo[key]
+            t1 = t2 = t3 = t0
+        else:
+            vecs = cluster_feats if knn_on == "cluster" else feats
+            nbrs, sims = knn_search(vecs, k, **(knn_kwargs or {}))
+            t1 = time.perf_counter()
+            g = build_graph(feats, cluster_feats, nbrs, sims, knn_vectors=vecs)
+            t2 = time.perf_counter()
+            p_same, den_t = predict(g)
+            t3 = time.perf_counter()
+            src, dst = (t.numpy() for t in g.edges())
+            dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
+            den = den_t.numpy()
+            if memo is not None:
+                memo[key] = (src, dst, dist, den)
         level_tau = tau if level == 0 or tau_upper is None else tau_upper
-        parent = select_parents(src, dst, dist, den.numpy(), level_tau, len(ids))
+        applied.append(float(level_tau))
+        parent = select_parents(src, dst, dist, den, level_tau, len(ids))
         child = np.flatnonzero(parent >= 0)
         added = len(child)
         if added:
