@@ -18,6 +18,7 @@ BAD = {
         ("model.infer.tau=1.5", "model.infer.tau"),
         ("model.infer.tau_upper=1.5", "model.infer.tau_upper"),
         ("model.infer.tau_upper=lower", "model.infer.tau_upper"),
+        ("model.infer.singletons=drop", "model.infer.singletons"),
         ("model.infer.knn_k=1", "model.infer.knn_k"),
         ("model.num_conv=7", "model.num_conv"),
         ("model.hidden=15", "model.hidden"),

@@ -84,6 +84,17 @@ def test_tau_upper_same_by_default(runner, feature_files):
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
     assert m["tau_upper"] is None and "tau_upper_scores" not in m
+    assert m["singletons"] == "keep"
+
+
+def test_singletons_attach_leaves_no_cluster_of_one(runner, feature_files):
+    out = feature_files / "attach"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, "model.infer.tau=0.999999",
+                                 "model.infer.singletons=attach", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["singletons"] == "attach"
+    assert np.bincount(np.load(out / "labels.npy")).min() >= 2
 
 
 @pytest.mark.parametrize("method", ["kmeans", "hac", "dbscan", "hdbscan"])

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from toolkit.cluster.graph import build_graph, gt_density
-from toolkit.cluster.hierarchy import cluster_hierarchy, components, select_parents, training_graphs
+from toolkit.cluster.hierarchy import (attach_singletons, cluster_hierarchy, components, select_parents,
+                                      training_graphs)
 from toolkit.cluster.knn import knn_search, l2_normalize
 
 
@@ -218,3 +219,29 @@ def test_hierarchy_memo_reuses_lower_levels_without_changing_labels():
     assert counting.calls < levels_run  # reused, not recomputed
     assert (0.8,) in memo and () in memo  # level 1 once per level-0 tau, level 0 once
     assert sum(len(k) == 0 for k in memo) == 1
+
+
+def test_attach_singletons_joins_lone_points_to_their_nearest_neighbours_cluster():
+    labels = np.array([0, 0, 0, 1, 1, 2, 3, 4, 5])  # 2, 3, 4, 5 alone
+    nearest = np.array([1, 0, 1, 4, 3, 0, 4, 8, 7])  # 2 -> cluster 0, 3 -> cluster 1, 4 and 5 each other's
+    out = attach_singletons(labels, nearest)
+    assert out.max() + 1 == 3
+    assert len({*out[[0, 1, 2, 5]]}) == 1 and len({*out[[3, 4, 6]]}) == 1 and out[7] == out[8]
+    assert out[0] != out[3] and out[7] not in (out[0], out[3])
+    np.testing.assert_array_equal(attach_singletons(np.array([0, 0, 1, 1]), np.array([1, 0, 3, 2])),
+                                  np.array([0, 0, 1, 1]))  # nothing alone: unchanged
+    lone = attach_singletons(np.array([0, 0, 1]), np.array([1, 0, -1]))  # no neighbour: stays alone
+    assert lone[2] != lone[0]
+
+
+def test_hierarchy_singletons_attach_leaves_no_cluster_of_one():
+    x, _ = blobs(40, 5, 16, spread=0.6)
+    kw = {"k": 5, "tau": 0.97, "max_levels": 3}  # a high tau: most points are left alone
+    kept, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw)
+    assert (np.bincount(kept) == 1).sum() > 10
+    attached, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw, singletons="attach")
+    assert (np.bincount(attached) == 1).sum() == 0 and attached.max() < kept.max()
+    multi = np.bincount(kept)[kept] > 1  # points already in a cluster keep their cluster-mates
+    assert len(np.unique(kept[multi])) == len(np.unique(attached[multi]))
+    with pytest.raises(ValueError, match="singletons"):
+        cluster_hierarchy(x, _CountingCosineModel(), **kw, singletons="drop")

@@ -97,7 +97,8 @@ def score_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
     for tau, upper in pairs:
         labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
                                       int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
-                                      knn_on=model.knn_on, tau_upper=upper, memo=memo)
+                                      knn_on=model.knn_on, tau_upper=upper, memo=memo,
+                                      singletons=str(infer_cfg.singletons))
         out.append(float(pairwise_f(y, labels)[2]))
     return out
 
@@ -449,7 +450,8 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
                     tau_fit, upper_fit, _ = tune_thresholds(model, fx, fy, inf, knn_kwargs(mc), given, inf.tau_upper)
                 lab, _ = cluster_hierarchy(vx, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
                                            int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
-                                           knn_on=model.knn_on, tau_upper=upper_fit)
+                                           knn_on=model.knn_on, tau_upper=upper_fit,
+                                           singletons=str(inf.singletons))
             else:
                 lab, _ = cluster_baseline(m, fx, fy, vx, vy, cfg.baselines)
             held[m] = float(pairwise_f(vy, lab)[2])
@@ -495,11 +497,13 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     mc, inf = cfg.model, cfg.model.infer
-    info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on}
+    info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on,
+                  "singletons": str(inf.singletons)}
     with run.timer("cluster"):
         labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
                                           str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
-                                          knn_kwargs(mc), log, knn_on=model.knn_on, tau_upper=model.tau_upper)
+                                          knn_kwargs(mc), log, knn_on=model.knn_on, tau_upper=model.tau_upper,
+                                          singletons=str(inf.singletons))
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
                        "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
     for stage in ("knn", "graph", "gnn", "decode"):

@@ -158,7 +158,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
                       max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
                       log: Callable[[str], None] = lambda _m: None,
                       knn_on: str = "peak", tau_upper: float | None = None,
-                      memo: dict | None = None) -> tuple[np.ndarray, list[LevelStats]]:
+                      memo: dict | None = None, singletons: str = "keep") -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -180,16 +180,20 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
             each level's kNN graph and GNN predictions: they depend only on the thresholds of the levels below
             (level 0's on none), so a grid over ``(tau, tau_upper)`` computes level 0 once and level 1 once per
             tau. Reused levels report 0 seconds for ``knn``, ``graph`` and ``gnn``.
+        singletons: ``"keep"`` (the reference) or ``"attach"``: after the last level, every point still alone
+            joins its nearest neighbour's cluster (cosine, level 0's kNN graph; :func:`attach_singletons`).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
 
     Raises:
-        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` unknown, or ``N <= k``.
+        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` or ``singletons`` unknown, or ``N <= k``.
     """
     import time
 
     _check_knn_on(knn_on)
+    if singletons not in SINGLETONS:
+        raise ValueError(f"singletons must be one of {SINGLETONS}, got {singletons!r}")
     if threshold not in ("prob", "sim"):
         raise ValueError(f"threshold must be 'prob' or 'sim', got {threshold!r}")
     x = l2_normalize(x)
@@ -210,7 +214,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         t0 = time.perf_counter()
         key = tuple(applied)
         if memo is not None and key in memo:
-            src, dst, dist, den = memo[key]
+            src, dst, dist, den, nbrs = memo[key]
             t1 = t2 = t3 = t0
         else:
             vecs = cluster_feats if knn_on == "cluster" else feats
@@ -224,7 +228,9 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
             dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
             den = den_t.numpy()
             if memo is not None:
-                memo[key] = (src, dst, dist, den)
+                memo[key] = (src, dst, dist, den, nbrs)
+        if level == 0:
+            nearest = nbrs[:, 0]  # each point's most similar other point: what singletons=attach joins
         level_tau = tau if level == 0 or tau_upper is None else tau_upper
         applied.append(float(level_tau))
         parent = select_parents(src, dst, dist, den, level_tau, len(ids))
@@ -246,5 +252,35 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         ids, feats = ids[peaks], feats[peaks]
         means = l2_normalize(segment_mean(x, glabels, n_clusters))
         cluster_feats = means[glabels[ids]]
+    if singletons == "attach" and stats:
+        glabels = attach_singletons(glabels, nearest)
     _, labels = np.unique(glabels, return_inverse=True)
     return labels.astype(np.int64), stats
+
+
+SINGLETONS = ("keep", "attach")
+
+
+def attach_singletons(labels: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """Join every point alone in its cluster to its nearest neighbour's cluster (a 1-NN assignment).
+
+    The hierarchy leaves points whose every edge failed the threshold as clusters of one (on Omniglot full
+    about 12% of the images, 60% of the clusters; docs/cluster.md, "Points left alone"). Two singletons that are
+    each other's nearest neighbour form a pair; a point in a larger cluster never moves.
+
+    Args:
+        labels: int64 ``[N]`` cluster ids; nearest: int64 ``[N]`` each point's nearest other point (``-1``: none).
+
+    Returns:
+        int64 ``[N]`` cluster ids 0..C-1 (components of the clusters plus the singletons' links).
+    """
+    n = len(labels)
+    alone = np.flatnonzero((np.bincount(labels, minlength=n)[labels] == 1) & (nearest >= 0))
+    if not len(alone):
+        return labels
+    # a spanning chain per cluster plus one link per singleton; components() relabels 0..C-1
+    order = np.argsort(labels, kind="stable")
+    same = labels[order[1:]] == labels[order[:-1]]
+    src = np.concatenate([order[:-1][same], alone])
+    dst = np.concatenate([order[1:][same], nearest[alone]])
+    return components(src, dst, n)
