@@ -60,14 +60,12 @@ for _name in ("digits", "omniglot-full"):
 DATASETS["omniglot-full-cosine-head"] = [*DATASETS["omniglot-full"], "encoder.head=cosine"]
 # levels >= 1 with their own threshold, tuned on the meta-training classes with level 0's tau fixed
 # (model.infer.tau_upper=auto; docs/cluster.md, "One threshold for every level"); Hi-LANDER only, cached encoders
-for _name in ("digits", "omniglot", "omniglot-full", "omniglot-full-cosine-head"):
+for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cosine-head"):
     DATASETS[f"{_name}-tau-upper"] = [*DATASETS[_name], "model.infer.tau_upper=auto"]
-for _name in ("digits", "omniglot", "omniglot-full", "omniglot-full-cosine-head"):
+for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cosine-head"):
     DATASETS[f"{_name}-attach"] = [*DATASETS[f"{_name}-tau-upper"], "model.infer.singletons=attach"]
-ONLY_METHODS = {**{f"{n}-attach": ["hilander"] for n in ("digits", "omniglot", "omniglot-full",
-                                                         "omniglot-full-cosine-head")},
-                **{f"{n}-tau-upper": ["hilander"] for n in ("digits", "omniglot", "omniglot-full",
-                                                              "omniglot-full-cosine-head")},
+ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
+                                                       "omniglot-full-cosine-head") for a in ("attach", "tau-upper")},
                 "omniglot-class-split": ["hilander", "hac"], "omniglot-full-cosine-head": ["hilander", "hac"],
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot") for a in ("tau-heldout", "20-steps")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
@@ -78,6 +76,7 @@ CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-tau-upper": "omniglot-full", "omniglot-tau-upper": "omniglot",
             "omniglot-full-cosine-head-tau-upper": "omniglot-full-cosine-head",
             "omniglot-full-attach": "omniglot-full", "omniglot-attach": "omniglot",
+            "mnist-tau-upper": "mnist", "mnist-attach": "mnist",
             "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head"}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
@@ -299,7 +298,7 @@ def main() -> None:
         if not name.startswith("digits") and not DATA.exists():
             print(f"skipping {name}: {DATA} not found", file=sys.stderr)
             continue
-        seeds = args.mnist_seeds if name == "mnist" else args.seeds.split(",")[0] if name in ONE_SEED else args.seeds
+        seeds = args.mnist_seeds if name.startswith("mnist") else args.seeds.split(",")[0] if name in ONE_SEED else args.seeds
         # rows of a rerun (dataset, seed) replace the stored ones; the file is re-read before every write, so
         # two invocations on different datasets can run side by side
         for seed in [int(s) for s in seeds.split(",") if s]:
