@@ -60,12 +60,16 @@ for _name in ("digits", "omniglot-full"):
 DATASETS["omniglot-full-cosine-head"] = [*DATASETS["omniglot-full"], "encoder.head=cosine"]
 # levels >= 1 with their own threshold, tuned on the meta-training classes with level 0's tau fixed
 # (model.infer.tau_upper=auto; docs/cluster.md, "One threshold for every level"); Hi-LANDER only, cached encoders
+# since 2026-12-04 the defaults are tau_upper=auto and singletons=attach; these rows spell every setting out:
+# -one-threshold (the reference: tau at every level, singletons kept), -tau-upper (joint grid, singletons kept),
+# -attach (joint grid, singletons attached = the defaults)
 for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cosine-head"):
-    DATASETS[f"{_name}-tau-upper"] = [*DATASETS[_name], "model.infer.tau_upper=auto"]
-for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cosine-head"):
-    DATASETS[f"{_name}-attach"] = [*DATASETS[f"{_name}-tau-upper"], "model.infer.singletons=attach"]
+    DATASETS[f"{_name}-one-threshold"] = [*DATASETS[_name], "model.infer.tau_upper=same", "model.infer.singletons=keep"]
+    DATASETS[f"{_name}-tau-upper"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=keep"]
+    DATASETS[f"{_name}-attach"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=attach"]
 ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
-                                                       "omniglot-full-cosine-head") for a in ("attach", "tau-upper")},
+                                                       "omniglot-full-cosine-head")
+                   for a in ("attach", "tau-upper", "one-threshold")},
                 "omniglot-class-split": ["hilander", "hac"], "omniglot-full-cosine-head": ["hilander", "hac"],
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot") for a in ("tau-heldout", "20-steps")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
@@ -76,7 +80,9 @@ CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-tau-upper": "omniglot-full", "omniglot-tau-upper": "omniglot",
             "omniglot-full-cosine-head-tau-upper": "omniglot-full-cosine-head",
             "omniglot-full-attach": "omniglot-full", "omniglot-attach": "omniglot",
-            "mnist-tau-upper": "mnist", "mnist-attach": "mnist",
+            "mnist-tau-upper": "mnist", "mnist-attach": "mnist", "mnist-one-threshold": "mnist",
+            "omniglot-one-threshold": "omniglot", "omniglot-full-one-threshold": "omniglot-full",
+            "omniglot-full-cosine-head-one-threshold": "omniglot-full-cosine-head",
             "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head"}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 

@@ -78,13 +78,18 @@ def test_tau_upper_auto_is_tuned_stored_and_reused(runner, feature_files):
         assert json.loads(result.stdout)["metrics"]["tau_upper"] == expected
 
 
-def test_tau_upper_same_by_default(runner, feature_files):
+def test_defaults_tune_tau_upper_and_attach_singletons_and_same_restores_the_reference(runner, feature_files):
     result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={feature_files}/d",
                                  "--json"])
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
-    assert m["tau_upper"] is None and "tau_upper_scores" not in m
-    assert m["singletons"] == "keep"
+    assert m["singletons"] == "attach" and "joint_scores" in m
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={feature_files}/r",
+                                 "model.infer.tau_upper=same", "model.infer.singletons=keep", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["tau_upper"] is None and m["singletons"] == "keep"
+    assert "tau_upper_scores" not in m and "joint_scores" not in m and m["tau_scores"]
 
 
 def test_singletons_attach_leaves_no_cluster_of_one(runner, feature_files):
