@@ -229,6 +229,7 @@ def test_auto_scores_every_candidate_on_heldout_classes_and_runs_the_best(runner
     assert set(held) == {"hilander", "hac", "dbscan", "hdbscan"}  # k-means needs K: not a candidate
     assert m["chosen_method"] == max(held, key=held.get)
     assert m["auto_heldout_classes"] == 2 and all(0.0 <= v <= 1.0 for v in held.values())
+    assert m["auto_protocol"] == "fit-only"  # two held-out classes: no halves
     wins = m["auto_choice_bootstrap_wins"]  # class resamples in which each candidate is best
     assert set(wins) == set(held) and abs(sum(wins.values()) - 1.0) < 1e-9
     if wins[m["chosen_method"]] < 0.9:
@@ -283,3 +284,30 @@ def test_heldout_tuning_without_heldout_classes_exits_2(runner, feature_files, t
                                  f"output_dir={feature_files}/h"])
     assert result.exit_code == 2, result.stderr
     assert "model.train.tau_on" in result.stderr and not (feature_files / "h").exists()
+
+
+def test_heldout_halves_split_classes_in_two_disjoint_halves():
+    from toolkit.cluster.command import heldout_halves
+
+    y = np.repeat(np.array([3, 5, 8, 9, 12]), 4)
+    a, b = heldout_halves(y, seed=1)
+    ca, cb = set(y[a].tolist()), set(y[b].tolist())
+    assert not ca & cb and ca | cb == {3, 5, 8, 9, 12}
+    assert sorted((len(ca), len(cb))) == [2, 3]  # whole classes, at least two per half
+    assert sorted(np.concatenate([a, b]).tolist()) == list(range(len(y)))
+    assert heldout_halves(np.repeat(np.arange(3), 5)) is None  # a one-class half cannot score merges
+
+
+def test_auto_cross_fits_with_four_or_more_heldout_classes(runner, tmp_path):
+    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
+    train = y < 10
+    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
+        np.save(tmp_path / f"{name}.npy", arr)
+    result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "method=auto",
+                                 f"output_dir={tmp_path}/auto", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    assert m["auto_protocol"] == "cross-fit" and m["auto_heldout_classes"] == 5
+    held = m["auto_heldout_pairwise_f"]
+    assert m["chosen_method"] == max(held, key=held.get)
+    assert all(0.0 <= v <= 1.0 for v in held.values())
