@@ -7,8 +7,13 @@ import pytest
 import torch
 
 from toolkit.cluster.graph import build_graph, gt_density
-from toolkit.cluster.hierarchy import (attach_singletons, cluster_hierarchy, components, select_parents,
-                                      training_graphs)
+from toolkit.cluster.hierarchy import (
+    attach_singletons,
+    cluster_hierarchy,
+    components,
+    select_parents,
+    training_graphs,
+)
 from toolkit.cluster.knn import knn_search, l2_normalize
 
 
