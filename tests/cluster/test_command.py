@@ -311,3 +311,21 @@ def test_auto_cross_fits_with_four_or_more_heldout_classes(runner, tmp_path):
     held = m["auto_heldout_pairwise_f"]
     assert m["chosen_method"] == max(held, key=held.get)
     assert all(0.0 <= v <= 1.0 for v in held.values())
+
+
+def test_auto_folds_never_score_a_class_they_tuned_on():
+    from toolkit.cluster.command import auto_folds
+
+    y = np.repeat(np.arange(12), 6)
+    fit_idx, val_idx = np.flatnonzero(y < 6), np.flatnonzero(y >= 6)
+    folds = auto_folds(y, fit_idx, val_idx, seed=0, k=5)
+    assert len(folds) == 2
+    for tune, score in folds:
+        assert not set(y[tune].tolist()) & set(y[score].tolist())
+        assert set(y[fit_idx].tolist()) <= set(y[tune].tolist())  # the GNN's classes always tune
+    assert sorted(np.concatenate([s for _, s in folds]).tolist()) == val_idx.tolist()
+    (tune, score), = auto_folds(y, fit_idx, val_idx, seed=0, k=5, protocol="fit-only")
+    assert tune.tolist() == fit_idx.tolist() and score.tolist() == val_idx.tolist()
+    assert len(auto_folds(y, fit_idx, val_idx, seed=0, k=20)) == 1  # halves of 18 points: not more than k
+    with pytest.raises(ValueError, match="cross-fit"):
+        auto_folds(y, fit_idx, val_idx[:12], seed=0, k=5, protocol="cross-fit")

@@ -424,6 +424,84 @@ def heldout_halves(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     return np.flatnonzero(in_a), np.flatnonzero(~in_a)
 
 
+def auto_folds(y: np.ndarray, fit_idx: np.ndarray, val_idx: np.ndarray, seed: int, k: int,
+               protocol: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(tuning indices, scored indices)`` into the meta-training set for ``method=auto``'s held-out score.
+
+    ``cross-fit`` (what ``auto`` uses when :func:`heldout_halves` can halve the held-out classes and each half
+    has more than ``k`` points): two folds, tune on the GNN's classes plus one half, score the other half.
+    ``fit-only``: one fold, tune on the GNN's classes, score every held-out class.
+
+    Args:
+        y: int64 ``[N]`` meta-training labels; fit_idx / val_idx: the GNN's classes and the held-out ones
+            (:func:`toolkit.cluster.baselines.split_classes`); seed: RNG seed; k: the inference kNN size.
+        protocol: ``auto``, ``cross-fit`` or ``fit-only``.
+
+    Raises:
+        ValueError: ``protocol`` unknown, or ``cross-fit`` asked for but the held-out classes cannot be halved.
+    """
+    if protocol not in ("auto", "cross-fit", "fit-only"):
+        raise ValueError(f"protocol must be auto, cross-fit or fit-only, got {protocol!r}")
+    halves = None if protocol == "fit-only" else heldout_halves(y[val_idx], seed)
+    if halves is not None and min(len(h) for h in halves) <= k:
+        halves = None
+    if halves is None:
+        if protocol == "cross-fit":
+            raise ValueError("cross-fit needs at least four held-out classes and more than k points per half")
+        return [(fit_idx, val_idx)]
+    a, b = val_idx[halves[0]], val_idx[halves[1]]
+    return [(np.concatenate([fit_idx, a]), b), (np.concatenate([fit_idx, b]), a)]
+
+
+def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarray, np.ndarray]],
+                   hilander_model) -> tuple[dict[str, float], dict[str, np.ndarray], np.ndarray]:
+    """Pairwise F of every candidate on the scored classes of ``folds`` (:func:`auto_folds`).
+
+    Each candidate is tuned on a fold's tuning indices and clusters its scored indices; the folds' predictions
+    are joined into one partition (no cluster spans two folds), scored against the true labels.
+
+    Args:
+        cfg: the composed ``toolkit cluster`` config; data: ``ClusterData`` (meta-training ``train_x``/``train_y``).
+        candidates: method names (``hilander`` and baselines of :func:`cluster_baseline`).
+        hilander_model: ``() -> (Lander, tau or None)``; a tau (a loaded checkpoint's) is used as is, with the
+            model's ``tau_upper``; ``None``: both are tuned on each fold by :func:`tune_thresholds`.
+
+    Returns:
+        ``(scores, labels, y)``: candidate -> pairwise F; candidate -> int64 ``[M]`` predicted labels of the
+        scored points (folds in order); int64 ``[M]`` their true labels.
+    """
+    from toolkit.cluster.baselines import cluster_baseline
+    from toolkit.cluster.hierarchy import cluster_hierarchy
+    from toolkit.cluster.metrics import pairwise_f
+
+    mc, inf = cfg.model, cfg.model.infer
+    y = data.train_y[np.concatenate([s for _, s in folds])]
+    scores: dict[str, float] = {}
+    labels: dict[str, np.ndarray] = {}
+    for m in candidates:
+        parts = []
+        for tune_idx, eval_idx in folds:
+            tx, ty, ex, ey = (data.train_x[tune_idx], data.train_y[tune_idx], data.train_x[eval_idx],
+                              data.train_y[eval_idx])
+            if m == "hilander":
+                model, tau = hilander_model()
+                if tau is not None:
+                    tau_fit, upper_fit = tau, model.tau_upper
+                else:  # never on the scored classes, so the held-out score is not tuned on its own classes
+                    given = None if str(inf.tau) == "auto" else float(inf.tau)
+                    tau_fit, upper_fit, _ = tune_thresholds(model, tx, ty, inf, knn_kwargs(mc), given, inf.tau_upper)
+                lab, _ = cluster_hierarchy(ex, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
+                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
+                                           knn_on=model.knn_on, tau_upper=upper_fit, singletons=str(inf.singletons))
+            else:
+                lab, _ = cluster_baseline(m, tx, ty, ex, ey, cfg.baselines)
+            parts.append(np.asarray(lab, np.int64))
+        offsets = np.cumsum([0] + [int(p.max()) + 1 for p in parts[:-1]])
+        labels[m] = np.concatenate([p + o for p, o in zip(parts, offsets, strict=True)])
+        scores[m] = float(pairwise_f(y, labels[m])[2])
+    return scores, labels, y
+
+
 def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     """``method=auto``: score every candidate on held-out meta-training classes and pick the best.
 
@@ -448,9 +526,8 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     Raises:
         InputError: fewer than 4 meta-training classes or ``model.train.val_fraction`` 0 (nothing to hold out).
     """
-    from toolkit.cluster.baselines import HAC_MAX_POINTS, cluster_baseline, split_classes
-    from toolkit.cluster.hierarchy import cluster_hierarchy
-    from toolkit.cluster.metrics import class_bootstrap_wins, pairwise_f
+    from toolkit.cluster.baselines import HAC_MAX_POINTS, split_classes
+    from toolkit.cluster.metrics import class_bootstrap_wins
 
     mc, inf = cfg.model, cfg.model.infer
     seed = int(cfg.seed or 0)
@@ -461,47 +538,18 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     candidates = [m for m in AUTO_CANDIDATES if not (m == "hac" and len(data.test_x) > HAC_MAX_POINTS)]
     if cfg.baselines.kmeans_k:
         candidates.append("kmeans")
-    halves = heldout_halves(data.train_y[val_idx], seed)
-    if halves is not None and min(len(h) for h in halves) <= int(inf.knn_k):
-        halves = None
-    if halves is None:  # (tuning indices, scoring indices) into the meta-training set
-        folds = [(fit_idx, val_idx)]
-    else:
-        a, b = val_idx[halves[0]], val_idx[halves[1]]
-        folds = [(np.concatenate([fit_idx, a]), b), (np.concatenate([fit_idx, b]), a)]
-    score_idx = np.concatenate([s for _, s in folds])
-    vy = data.train_y[score_idx]
-    held: dict[str, float] = {}
-    held_labels: dict[str, np.ndarray] = {}
-    fitted = None
+    folds = auto_folds(data.train_y, fit_idx, val_idx, seed, int(inf.knn_k))
+    fitted: list = []
+
+    def hilander_model():
+        if not fitted:
+            fitted.append(_fit_hilander(cfg, run, data))
+        return fitted[0][0], (fitted[0][1] if mc.checkpoint else None)
+
     with run.timer("auto_select"):
-        for m in candidates:
-            parts = []
-            for tune_idx, eval_idx in folds:
-                tx, ty, ex, ey = (data.train_x[tune_idx], data.train_y[tune_idx], data.train_x[eval_idx],
-                                  data.train_y[eval_idx])
-                if m == "hilander":
-                    if fitted is None:
-                        fitted = _fit_hilander(cfg, run, data)
-                    model = fitted[0]
-                    if mc.checkpoint:
-                        tau_fit, upper_fit = fitted[1], model.tau_upper
-                    else:  # never on the scored classes, so the held-out score is not tuned on its own classes
-                        given = None if str(inf.tau) == "auto" else float(inf.tau)
-                        tau_fit, upper_fit, _ = tune_thresholds(model, tx, ty, inf, knn_kwargs(mc), given,
-                                                                inf.tau_upper)
-                    lab, _ = cluster_hierarchy(ex, model.predict, int(inf.knn_k), float(tau_fit),
-                                               str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
-                                               knn_kwargs(mc), knn_on=model.knn_on, tau_upper=upper_fit,
-                                               singletons=str(inf.singletons))
-                else:
-                    lab, _ = cluster_baseline(m, tx, ty, ex, ey, cfg.baselines)
-                parts.append(np.asarray(lab, np.int64))
-            # one partition of all scored points: the halves were clustered apart, so no cluster spans both
-            offsets = np.cumsum([0] + [int(p.max()) + 1 for p in parts[:-1]])
-            held_labels[m] = np.concatenate([p + o for p, o in zip(parts, offsets, strict=True)])
-            held[m] = float(pairwise_f(vy, held_labels[m])[2])
-            log(f"auto: {m} pairwise F {held[m]:.3f} on {len(np.unique(vy))} held-out meta-training classes")
+        held, held_labels, vy = heldout_scores(cfg, data, candidates, folds, hilander_model)
+    for m in candidates:
+        log(f"auto: {m} pairwise F {held[m]:.3f} on {len(np.unique(vy))} held-out meta-training classes")
     chosen = max(candidates, key=lambda m: held[m])
     wins = class_bootstrap_wins(vy, held_labels, seed=seed)
     log(f"auto: chose {chosen} (best in {wins[chosen]:.0%} of held-out class resamples)")
@@ -511,9 +559,9 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
             "over to the test classes -- give more labelled meta-training classes")
     info = {"chosen_method": chosen, "auto_heldout_pairwise_f": held,
             "auto_heldout_classes": int(len(np.unique(vy))), "auto_choice_bootstrap_wins": wins,
-            "auto_protocol": "fit-only" if halves is None else "cross-fit"}
+            "auto_protocol": "fit-only" if len(folds) == 1 else "cross-fit"}
     if chosen == "hilander":
-        model, tau, hl_info = fitted
+        model, tau, hl_info = fitted[0]
         return chosen, model, tau, {**info, **hl_info}
     return chosen, None, None, info
 
