@@ -127,6 +127,7 @@ def bench_dataset(name: str, methods: list[str], seed: int = 0) -> list[dict]:
                      "pairwise_precision": m.get("pairwise_precision"), "pairwise_recall": m.get("pairwise_recall"),
                      "bcubed_f": m.get("bcubed_f"), "nmi": m.get("nmi"), "ari": m.get("ari"),
                      "num_clusters": m["num_clusters"], "num_classes": m.get("num_classes"),
+                     "num_clusters_90": m.get("num_clusters_90"),
                      "param": m.get("tau", m.get("param", m.get("k"))), "seconds": wall,
                      # pairwise F on the held-out meta-training classes at the chosen tau (Hi-LANDER only)
                      # (with model.infer.tau_upper=auto: of the chosen (tau, tau_upper) pair of the joint grid)
@@ -229,7 +230,9 @@ def _ms(values: list[float], digits: int = 3) -> str:
 
 def table(rows: list[dict]) -> str:
     """Markdown table, one line per dataset and method, mean ± std over seeds.  Time is the command's wall time
-    without the image encoder's training (reported in its own column, once per dataset and seed)."""
+    without the image encoder's training (reported in its own column, once per dataset and seed).  Clusters:
+    the mean number, and in parentheses the mean ``num_clusters_90`` (the largest clusters holding 90% of the
+    points) when every row has it."""
     lines = ["| dataset | method | seeds | pairwise F | (P / R) | BCubed F | NMI | clusters / classes | param | "
              "held-out F | time (s) | encoder (s) | peak RSS (MiB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -239,19 +242,16 @@ def table(rows: list[dict]) -> str:
         col = lambda k, rs=rs: [r[k] for r in rs]  # noqa: E731
         held = [r["heldout_pairwise_f"] for r in rs if r.get("heldout_pairwise_f") is not None]
         enc = [r.get("encoder_seconds", 0.0) for r in rs]
+        c90 = [r["num_clusters_90"] for r in rs if r.get("num_clusters_90") is not None]
+        clusters = f"{np.mean(col('num_clusters')):.0f}" + (f" ({np.mean(c90):.0f})" if len(c90) == len(rs) else "")
+        timing = (f"{np.mean([r['seconds'] - r.get('encoder_seconds', 0.0) for r in rs]):.0f} | {np.mean(enc):.0f}"
+                  if max(enc) > 0 else f"{np.mean(col('seconds')):.0f} | -")
         lines.append(
             f"| {dataset} | {method} | {len(rs)} | {_ms(col('pairwise_f'))} | "
             f"({np.mean(col('pairwise_precision')):.2f} / {np.mean(col('pairwise_recall')):.2f}) | "
-            f"{_ms(col('bcubed_f'))} | {np.mean(col('nmi')):.3f} | {np.mean(col('num_clusters')):.0f} / "
-            f"{rs[0]['num_classes']} | {', '.join(str(p) for p in col('param'))} | "
-            f"{_ms(held) if held else '-'} | "
-            f"{np.mean([r['seconds'] - r.get('encoder_seconds', 0.0) for r in rs]):.0f} | "
-            f"{np.mean(enc):.0f} | {max(col('peak_rss_mb')):.0f} |" if max(enc) > 0 else
-            f"| {dataset} | {method} | {len(rs)} | {_ms(col('pairwise_f'))} | "
-            f"({np.mean(col('pairwise_precision')):.2f} / {np.mean(col('pairwise_recall')):.2f}) | "
-            f"{_ms(col('bcubed_f'))} | {np.mean(col('nmi')):.3f} | {np.mean(col('num_clusters')):.0f} / "
-            f"{rs[0]['num_classes']} | {', '.join(str(p) for p in col('param'))} | "
-            f"{_ms(held) if held else '-'} | {np.mean(col('seconds')):.0f} | - | {max(col('peak_rss_mb')):.0f} |")
+            f"{_ms(col('bcubed_f'))} | {np.mean(col('nmi')):.3f} | {clusters} / {rs[0]['num_classes']} | "
+            f"{', '.join(str(p) for p in col('param'))} | {_ms(held) if held else '-'} | {timing} | "
+            f"{max(col('peak_rss_mb')):.0f} |")
     return "\n".join(lines)
 
 

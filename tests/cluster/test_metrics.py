@@ -49,14 +49,18 @@ def test_all_singletons_is_defined_not_nan():
     assert (p, r, f) == (1.0, 0.0, 0.0)
     m = evaluate(np.array([0, 0, 1, 1]), np.arange(4))
     assert all(np.isfinite(v) for v in m.values())
-    assert cluster_counts(np.arange(4)) == {"num_clusters": 4, "num_singletons": 4}
+    assert cluster_counts(np.arange(4)) == {"num_clusters": 4, "num_singletons": 4, "num_clusters_90": 4}
+    # two clusters of 45 points plus ten singletons: 90 of 100 points sit in the two large clusters
+    frag = np.concatenate([np.zeros(45, int), np.ones(45, int), np.arange(2, 12)])
+    assert cluster_counts(frag) == {"num_clusters": 12, "num_singletons": 10, "num_clusters_90": 2}
+    assert cluster_counts(np.concatenate([frag, [12]]))["num_clusters_90"] == 3  # 90 of 101 < 90%
 
 
 def test_perfect_clustering_and_unlabelled():
     m = evaluate(TRUE, TRUE + 10)
     assert m["pairwise_f"] == m["bcubed_f"] == pytest.approx(1.0)
     assert m["nmi"] == pytest.approx(1.0) and m["ari"] == pytest.approx(1.0)
-    assert set(evaluate(None, PRED)) == {"num_clusters", "num_singletons"}
+    assert set(evaluate(None, PRED)) == {"num_clusters", "num_singletons", "num_clusters_90"}
 
 
 def test_class_bootstrap_wins_separates_a_clear_winner_from_a_tie():

@@ -82,15 +82,28 @@ def bcubed_f(labels_true: np.ndarray, labels_pred: np.ndarray) -> tuple[float, f
 
 
 def cluster_counts(labels_pred: np.ndarray) -> dict[str, int]:
-    """Number of predicted clusters and of singleton clusters."""
+    """Number of predicted clusters, of singleton clusters, and of the largest clusters that hold 90% of the points.
+
+    ``num_clusters_90`` (the fewest clusters, largest first, whose sizes add up to at least 90% of the points)
+    tells a partition into K real clusters plus many small fragments (``num_clusters`` far above K,
+    ``num_clusters_90`` near it) from one cut into many mid-sized pieces (both far above K).
+
+    Args:
+        labels_pred: int ``[N]`` predicted cluster ids (``N >= 1``).
+
+    Returns:
+        ``{"num_clusters", "num_singletons", "num_clusters_90"}`` as ints.
+    """
     sizes = np.unique(np.asarray(labels_pred), return_counts=True)[1]
-    return {"num_clusters": int(len(sizes)), "num_singletons": int((sizes == 1).sum())}
+    held = np.cumsum(np.sort(sizes)[::-1])
+    return {"num_clusters": int(len(sizes)), "num_singletons": int((sizes == 1).sum()),
+            "num_clusters_90": int(np.searchsorted(held, 0.9 * held[-1]) + 1)}
 
 
 def evaluate(labels_true: np.ndarray | None, labels_pred: np.ndarray) -> dict[str, float | int]:
     """All clustering metrics as a flat dict.
 
-    Keys: ``num_clusters``, ``num_singletons`` always; with ``labels_true`` also ``num_classes``,
+    Keys: ``num_clusters``, ``num_singletons``, ``num_clusters_90`` always; with ``labels_true`` also ``num_classes``,
     ``pairwise_precision``, ``pairwise_recall``, ``pairwise_f``, ``bcubed_precision``, ``bcubed_recall``,
     ``bcubed_f``, ``nmi`` (scikit-learn, arithmetic normalisation as in the reference) and ``ari``.
     """
