@@ -137,3 +137,15 @@ def test_old_checkpoint_with_use_edge_sim_loads(tmp_path):
                 "knn_on": "peak"}, tmp_path / "old.ckpt")
     loaded = load_checkpoint(str(tmp_path / "old.ckpt"), 8)
     assert loaded.edge_features == ("cosine",) and loaded.tau == 0.7
+
+
+def test_diverged_training_is_a_clear_runtime_error(tmp_path):
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    x, y = blobs(25, 6, 8, spread=0.3)
+    graphs = training_graphs(x, y, [10], [2], {})
+    cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
+    cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 16, 3, 0, 1e30  # blows up at once
+    with pytest.raises(RuntimeError, match=r"diverged.*model\.train\.lr \(now 1e\+30\)"):
+        fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")

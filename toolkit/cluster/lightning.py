@@ -158,6 +158,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
 
     Raises:
         ValueError: empty ``graphs``.
+        RuntimeError: the weights became non-finite (training diverged), named with the learning rate to lower.
     """
     from toolkit.training import fit, make_trainer
 
@@ -185,6 +186,11 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
+    if not all(torch.isfinite(p).all() for p in module.parameters()):
+        # without this the NaN surfaced later as an unrelated "Input contains NaN" from the kNN/metrics code
+        raise RuntimeError(f"Hi-LANDER training diverged: the GNN's weights are not finite after {epochs} epochs; "
+                           f"lower model.train.lr (now {float(tr.lr):g})"
+                           + ("" if bool(tr.balance) else " or set model.train.balance=true"))
     return module.eval()
 
 
