@@ -13,8 +13,8 @@ held-out class; auto's rule before 2026-12-07) and ``cross-fit`` (tune on the GN
 held-out ones, score the other half, swap; auto's rule when there are at least four held-out classes) -- and
 the test pairwise F of the method as it runs alone (baselines tuned on all meta-training classes, Hi-LANDER with
 the thresholds stored in the checkpoint), and its test pairwise F when tuned on the GNN's classes only (what the
-``fit-only`` score measures: on few meta-training classes it differs from the method run alone). Then which candidate each protocol chooses and its test F against the
-best. Prints the machine it ran on.
+``fit-only`` score measures: on few meta-training classes it differs from the method run alone). Then which
+candidate each protocol chooses and its test F against the best. Prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -27,8 +27,14 @@ import numpy as np
 from finished_run import load_finished_run
 
 from toolkit.cluster.baselines import HAC_MAX_POINTS, cluster_baseline, split_classes
-from toolkit.cluster.command import AUTO_CANDIDATES, auto_folds, heldout_scores, knn_kwargs, tune_thresholds
-from toolkit.cluster.hierarchy import cluster_hierarchy
+from toolkit.cluster.command import (
+    AUTO_CANDIDATES,
+    auto_folds,
+    heldout_scores,
+    knn_kwargs,
+    run_hierarchy,
+    tune_thresholds,
+)
 from toolkit.cluster.metrics import pairwise_f
 
 
@@ -58,9 +64,7 @@ def main(argv: list[str]) -> None:
             if m == "hilander":
                 tau, upper = stored if into is test else \
                     tune_thresholds(model, fx, fy, inf, knn_kwargs(cfg.model), None, inf.tau_upper)[:2]
-                lab, _ = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), tau, str(inf.threshold),
-                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(cfg.model),
-                                           knn_on=model.knn_on, tau_upper=upper, singletons=str(inf.singletons))
+                lab, _ = run_hierarchy(model, data.test_x, inf, knn_kwargs(cfg.model), tau, upper)
             else:
                 lab, _ = cluster_baseline(m, tx, ty, data.test_x, data.test_y, cfg.baselines)
             into[m] = float(pairwise_f(data.test_y, np.asarray(lab))[2])

@@ -76,6 +76,31 @@ def _level0_p_same(model, x: np.ndarray, k: int, knn_kw: dict) -> tuple[np.ndarr
     return p_same.numpy(), g.edata["raw_affine"].numpy(), g
 
 
+def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau_upper: float | None,
+                  **kwargs) -> tuple[np.ndarray, list]:
+    """:func:`toolkit.cluster.hierarchy.cluster_hierarchy` of ``x`` with ``model`` and the ``model.infer`` config.
+
+    The one place that turns the config (``knn_k``, ``threshold``, ``max_levels``, ``early_stop``, ``singletons``)
+    and the model's ``knn_on`` into the hierarchy's arguments.
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]`` features; infer_cfg: ``model.infer``; knn_kw:
+            :func:`knn_kwargs`; tau / tau_upper: thresholds of level 0 and of levels >= 1 (``None``: tau).
+        kwargs: passed through (``log``, ``memo``).
+
+    Returns:
+        ``(labels, stats)``: int64 ``[N]`` cluster ids and one ``LevelStats`` per level.
+
+    Raises:
+        ValueError: from :func:`cluster_hierarchy` (``N <= k``, unknown options).
+    """
+    from toolkit.cluster.hierarchy import cluster_hierarchy
+
+    return cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
+                             int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw, knn_on=model.knn_on,
+                             tau_upper=tau_upper, singletons=str(infer_cfg.singletons), **kwargs)
+
+
 def score_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
                      pairs: list[tuple[float, float | None]]) -> list[float]:
     """Pairwise F of the hierarchy of ``x`` for each ``(tau, tau_upper)`` pair (``tau_upper`` ``None``: tau).
@@ -89,16 +114,12 @@ def score_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dic
     Returns:
         float pairwise F per pair, in order.
     """
-    from toolkit.cluster.hierarchy import cluster_hierarchy
     from toolkit.cluster.metrics import pairwise_f
 
     memo: dict = {}
     out = []
     for tau, upper in pairs:
-        labels, _ = cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
-                                      int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw,
-                                      knn_on=model.knn_on, tau_upper=upper, memo=memo,
-                                      singletons=str(infer_cfg.singletons))
+        labels, _ = run_hierarchy(model, x, infer_cfg, knn_kw, tau, upper, memo=memo)
         out.append(float(pairwise_f(y, labels)[2]))
     return out
 
@@ -419,6 +440,7 @@ def heldout_halves(y: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray
     classes = np.unique(y)
     if len(classes) < 4:
         return None
+    # seed + 1: not the permutation split_classes drew the held-out classes with under the same seed
     first = np.random.default_rng(seed + 1).permutation(classes)[: (len(classes) + 1) // 2]
     in_a = np.isin(y, first)
     return np.flatnonzero(in_a), np.flatnonzero(~in_a)
@@ -471,7 +493,6 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
         scored points (folds in order); int64 ``[M]`` their true labels.
     """
     from toolkit.cluster.baselines import cluster_baseline
-    from toolkit.cluster.hierarchy import cluster_hierarchy
     from toolkit.cluster.metrics import pairwise_f
 
     mc, inf = cfg.model, cfg.model.infer
@@ -490,9 +511,7 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
                 else:  # never on the scored classes, so the held-out score is not tuned on its own classes
                     given = None if str(inf.tau) == "auto" else float(inf.tau)
                     tau_fit, upper_fit, _ = tune_thresholds(model, tx, ty, inf, knn_kwargs(mc), given, inf.tau_upper)
-                lab, _ = cluster_hierarchy(ex, model.predict, int(inf.knn_k), float(tau_fit), str(inf.threshold),
-                                           int(inf.max_levels), bool(inf.early_stop), knn_kwargs(mc),
-                                           knn_on=model.knn_on, tau_upper=upper_fit, singletons=str(inf.singletons))
+                lab, _ = run_hierarchy(model, ex, inf, knn_kwargs(mc), tau_fit, upper_fit)
             else:
                 lab, _ = cluster_baseline(m, tx, ty, ex, ey, cfg.baselines)
             parts.append(np.asarray(lab, np.int64))
@@ -586,16 +605,11 @@ def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
 
 def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarray, dict]:
     """Cluster the test set level by level with ``model`` and ``tau``; per-level stats and edge diagnostics."""
-    from toolkit.cluster.hierarchy import cluster_hierarchy
-
     mc, inf = cfg.model, cfg.model.infer
     info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on,
                   "singletons": str(inf.singletons)}
     with run.timer("cluster"):
-        labels, stats = cluster_hierarchy(data.test_x, model.predict, int(inf.knn_k), float(tau),
-                                          str(inf.threshold), int(inf.max_levels), bool(inf.early_stop),
-                                          knn_kwargs(mc), log, knn_on=model.knn_on, tau_upper=model.tau_upper,
-                                          singletons=str(inf.singletons))
+        labels, stats = run_hierarchy(model, data.test_x, inf, knn_kwargs(mc), tau, model.tau_upper, log=log)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
                        "seconds": {k: round(v, 3) for k, v in s.seconds.items()}} for s in stats]
     for stage in ("knn", "graph", "gnn", "decode"):
