@@ -102,6 +102,27 @@ def test_singletons_attach_leaves_no_cluster_of_one(runner, feature_files):
     assert np.bincount(np.load(out / "labels.npy")).min() >= 2
 
 
+def test_min_cluster_fraction_is_tuned_stored_in_the_checkpoint_and_can_be_fixed(runner, feature_files):
+    out = feature_files / "frag"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    scores = m["min_cluster_fraction_scores"]
+    assert set(scores) == {"0.0", "0.05", "0.1", "0.15", "0.2"}
+    best = max(scores.values())
+    assert m["min_cluster_fraction"] == max(float(f) for f, v in scores.items() if v == best)
+    ck = f"model.checkpoint={out / 'model.ckpt'}"
+    for value, expected in (("auto", m["min_cluster_fraction"]), ("0", 0.0), ("0.3", 0.3)):
+        result = runner.invoke(app, ["cluster", *_data_args(feature_files), "plot=false", ck, "--json",
+                                     f"model.infer.min_cluster_fraction={value}", f"output_dir={out}_{value}"])
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["metrics"]["min_cluster_fraction"] == expected
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={out}_fixed", "--json",
+                                 "model.infer.min_cluster_fraction=0"])
+    m = json.loads(result.stdout)["metrics"]
+    assert m["min_cluster_fraction"] == 0.0 and "min_cluster_fraction_scores" not in m
+
+
 @pytest.mark.parametrize("method", ["kmeans", "hac", "dbscan", "hdbscan"])
 def test_baselines_run_and_beat_chance_on_blobs(runner, feature_files, method):
     out = feature_files / method

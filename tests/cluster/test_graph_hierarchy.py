@@ -8,7 +8,9 @@ import torch
 
 from toolkit.cluster.graph import build_graph, gt_density
 from toolkit.cluster.hierarchy import (
+    absorb_fragments,
     attach_singletons,
+    fragment_size,
     cluster_hierarchy,
     components,
     select_parents,
@@ -250,3 +252,36 @@ def test_hierarchy_singletons_attach_leaves_no_cluster_of_one():
     assert len(np.unique(kept[multi])) == len(np.unique(attached[multi]))
     with pytest.raises(ValueError, match="singletons"):
         cluster_hierarchy(x, _CountingCosineModel(), **kw, singletons="drop")
+
+
+def test_fragment_size_is_a_fraction_of_the_point_weighted_mean_cluster_size():
+    labels = np.repeat([0, 1, 2], [10, 10, 2])  # sum(s^2) / N = 204 / 22
+    assert fragment_size(labels, 0.5) == int(np.ceil(0.5 * 204 / 22)) == 5
+    assert fragment_size(labels, 0.0) == 1
+
+
+def test_absorb_fragments_moves_small_clusters_to_the_cluster_their_neighbours_vote_for():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 3])  # clusters 2 (points 8, 9) and 3 (point 10) are small
+    nbrs = np.full((11, 3), -1)
+    sims = np.zeros((11, 3), dtype=np.float32)
+    nbrs[8], sims[8] = [9, 0, 4], [0.9, 0.8, 0.3]   # 8: its fragment-mate, then clusters 0 (0.8) and 1 (0.3)
+    nbrs[9], sims[9] = [8, 5, 1], [0.9, 0.4, 0.35]  # 9: cluster 1 (0.4) and cluster 0 (0.35): 0 wins 1.15 to 0.7
+    nbrs[10], sims[10] = [8, 9, -1], [0.7, 0.6, -np.inf]  # 10: only fragment neighbours: stays alone
+    out = absorb_fragments(labels, nbrs, sims, min_size=3)
+    assert out[8] == out[9] == out[0] and out[4] != out[0]
+    assert out[10] not in (out[0], out[4]) and out.max() == 2  # 0..C'-1
+    assert len({*out[:4]}) == 1 and len({*out[4:8]}) == 1  # large clusters never move or merge
+    np.testing.assert_array_equal(absorb_fragments(labels, nbrs, sims, min_size=1), labels)
+
+
+def test_hierarchy_min_cluster_fraction_leaves_fewer_small_clusters():
+    x, _ = blobs(40, 5, 16, spread=0.6)
+    kw = {"k": 5, "tau": 0.97, "max_levels": 3, "singletons": "attach"}
+    plain, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw)
+    absorbed, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw, min_cluster_fraction=0.5)
+    cut = fragment_size(plain, 0.5)
+    assert (np.bincount(plain) < cut).sum() > 0 and absorbed.max() < plain.max()
+    big = np.bincount(plain)[plain] >= cut  # points of large clusters keep their cluster-mates
+    assert len(np.unique(plain[big])) == len(np.unique(absorbed[big]))
+    with pytest.raises(ValueError, match="min_cluster_fraction"):
+        cluster_hierarchy(x, _CountingCosineModel(), **kw, min_cluster_fraction=1.0)

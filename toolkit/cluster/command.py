@@ -27,17 +27,20 @@ def knn_kwargs(model_cfg) -> dict:
 def save_checkpoint(model, feature_dim: int, model_cfg, path: Path, tau: float) -> None:
     """Write a LANDER checkpoint loadable with ``weights_only=True``.
 
-    Contents: ``{"format", "hparams", "state_dict", "tau", "tau_upper", "knn_on"}``; ``tau`` is the threshold
+    Contents: ``{"format", "hparams", "state_dict", "tau", "tau_upper", "knn_on", "min_cluster_fraction"}``;
+    ``tau`` is the threshold
     chosen at training time, used again when a later run sets ``model.infer.tau=auto`` with this checkpoint;
     ``tau_upper`` the threshold of levels >= 1 (``None``: ``tau``), read from ``model.tau_upper``; ``knn_on``
-    is the level graph the GNN was trained on (``model.knn_on``), used again at inference.
+    is the level graph the GNN was trained on (``model.knn_on``), used again at inference;
+    ``min_cluster_fraction`` the fragment cut (``model.min_cluster_fraction``, :func:`tune_fragments`).
     """
     import torch
 
     hparams = {"feature_dim": int(feature_dim), **{k: model_cfg[k] for k in MODEL_KEYS}}
     hparams["edge_features"] = [str(n) for n in hparams["edge_features"]]
     torch.save({"format": CHECKPOINT_FORMAT, "hparams": hparams, "state_dict": model.state_dict(),
-                "tau": float(tau), "tau_upper": getattr(model, "tau_upper", None), "knn_on": str(model_cfg.knn_on)},
+                "tau": float(tau), "tau_upper": getattr(model, "tau_upper", None), "knn_on": str(model_cfg.knn_on),
+                "min_cluster_fraction": float(getattr(model, "min_cluster_fraction", 0.0))},
                path)
 
 
@@ -81,12 +84,12 @@ def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau
     """:func:`toolkit.cluster.hierarchy.cluster_hierarchy` of ``x`` with ``model`` and the ``model.infer`` config.
 
     The one place that turns the config (``knn_k``, ``threshold``, ``max_levels``, ``early_stop``, ``singletons``)
-    and the model's ``knn_on`` into the hierarchy's arguments.
+    and the model's ``knn_on`` and ``min_cluster_fraction`` (0 when unset) into the hierarchy's arguments.
 
     Args:
         model: trained ``Lander``; x: float32 ``[N, D]`` features; infer_cfg: ``model.infer``; knn_kw:
             :func:`knn_kwargs`; tau / tau_upper: thresholds of level 0 and of levels >= 1 (``None``: tau).
-        kwargs: passed through (``log``, ``memo``).
+        kwargs: passed through (``log``, ``memo``, ``min_cluster_fraction`` to override the model's).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids and one ``LevelStats`` per level.
@@ -96,6 +99,7 @@ def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau
     """
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
+    kwargs.setdefault("min_cluster_fraction", float(getattr(model, "min_cluster_fraction", 0.0)))
     return cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
                              int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw, knn_on=model.knn_on,
                              tau_upper=tau_upper, singletons=str(infer_cfg.singletons), **kwargs)
@@ -228,6 +232,43 @@ def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict
         model.tau_upper = saved
 
 
+FRAGMENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2)
+
+
+def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
+                   tau_upper: float | None) -> tuple[float, dict[str, float]]:
+    """``min_cluster_fraction`` by pairwise F on labelled meta-training classes, at fixed thresholds.
+
+    Every value of :data:`FRAGMENT_GRID` (0: keep fragments) clusters ``x`` with one shared memo, so the levels
+    are computed once and only :func:`toolkit.cluster.hierarchy.absorb_fragments` differs. Ties go to the larger
+    fraction (fewer clusters for the same score: meta-training classes that the encoder already separates, as
+    MNIST 0-4, score 1.0 at every value).
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]``; y: int64 ``[N]``; tau / tau_upper: the chosen thresholds.
+
+    Returns:
+        ``(fraction, scores)``: the chosen value and ``{str(fraction): pairwise F}``.
+
+    Raises:
+        ValueError: from :func:`cluster_hierarchy` (``N <= k``).
+    """
+    from toolkit.cluster.metrics import pairwise_f
+
+    memo: dict = {}
+    scores: dict[str, float] = {}
+    for frac in FRAGMENT_GRID:
+        labels, _ = run_hierarchy(model, x, infer_cfg, knn_kw, tau, tau_upper, memo=memo, min_cluster_fraction=frac)
+        scores[str(frac)] = float(pairwise_f(y, labels)[2])
+    best = max(FRAGMENT_GRID, key=lambda f: (scores[str(f)], f))
+    return float(best), scores
+
+
+def fixed_fragments(value) -> float | None:
+    """``model.infer.min_cluster_fraction`` as a number, or ``None`` for ``auto`` (tuned; the schema has checked)."""
+    return None if str(value) == "auto" else float(value)
+
+
 def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
                      oracle: bool = False, joint: bool = False) -> dict:
     """Tell bad edge scores from a bad threshold on a labelled test set (issue 9).
@@ -315,6 +356,7 @@ def load_checkpoint(path: str, feature_dim: int):
     model.knn_on = str(obj.get("knn_on", "peak")) if isinstance(obj, dict) else "peak"
     tau_upper = obj.get("tau_upper") if isinstance(obj, dict) else None
     model.tau_upper = None if tau_upper is None else float(tau_upper)
+    model.min_cluster_fraction = float(obj.get("min_cluster_fraction", 0.0)) if isinstance(obj, dict) else 0.0
     return model.eval()
 
 
@@ -507,11 +549,14 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
             if m == "hilander":
                 model, tau = hilander_model()
                 if tau is not None:
-                    tau_fit, upper_fit = tau, model.tau_upper
+                    tau_fit, upper_fit, frac = tau, model.tau_upper, model.min_cluster_fraction
                 else:  # never on the scored classes, so the held-out score is not tuned on its own classes
                     given = None if str(inf.tau) == "auto" else float(inf.tau)
                     tau_fit, upper_fit, _ = tune_thresholds(model, tx, ty, inf, knn_kwargs(mc), given, inf.tau_upper)
-                lab, _ = run_hierarchy(model, ex, inf, knn_kwargs(mc), tau_fit, upper_fit)
+                    frac = fixed_fragments(inf.min_cluster_fraction)
+                    if frac is None:
+                        frac = tune_fragments(model, tx, ty, inf, knn_kwargs(mc), tau_fit, upper_fit)[0]
+                lab, _ = run_hierarchy(model, ex, inf, knn_kwargs(mc), tau_fit, upper_fit, min_cluster_fraction=frac)
             else:
                 lab, _ = cluster_baseline(m, tx, ty, ex, ey, cfg.baselines)
             parts.append(np.asarray(lab, np.int64))
@@ -599,6 +644,8 @@ def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
         log(f"loaded Hi-LANDER from {mc.checkpoint}")
         if str(inf.tau_upper) != "auto":  # auto keeps the checkpoint's
             model.tau_upper = fixed_tau_upper(inf.tau_upper)
+        if fixed_fragments(inf.min_cluster_fraction) is not None:  # auto keeps the checkpoint's
+            model.min_cluster_fraction = fixed_fragments(inf.min_cluster_fraction)
         return model, float(tau), {"checkpoint": str(mc.checkpoint), "tau_source": source}
     return _train(cfg, run, data)
 
@@ -607,7 +654,7 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     """Cluster the test set level by level with ``model`` and ``tau``; per-level stats and edge diagnostics."""
     mc, inf = cfg.model, cfg.model.infer
     info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on,
-                  "singletons": str(inf.singletons)}
+                  "singletons": str(inf.singletons), "min_cluster_fraction": model.min_cluster_fraction}
     with run.timer("cluster"):
         labels, stats = run_hierarchy(model, data.test_x, inf, knn_kwargs(mc), tau, model.tau_upper, log=log)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
@@ -656,13 +703,16 @@ def _train(cfg, run: Run, data):
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
     given = None if str(inf.tau) == "auto" else float(inf.tau)
-    if given is not None and str(upper) != "auto":
+    frac = fixed_fragments(inf.min_cluster_fraction)
+    model.min_cluster_fraction = 0.0 if frac is None else frac
+    if given is not None and str(upper) != "auto" and frac is not None:
         model.tau_upper = fixed_tau_upper(upper)
         return model, given, {**info, "tau_source": "given"}
     tau_on = str(mc.train.tau_on)  # all | heldout (schema)
     if tau_on == "heldout" and not val_graphs:
-        raise InputError("config", "model.train.tau_on", "heldout (with model.infer.tau or tau_upper auto) needs "
-                         "held-out meta-training classes (model.train.val_fraction > 0 and enough classes)")
+        raise InputError("config", "model.train.tau_on", "heldout (with model.infer.tau, tau_upper or "
+                         "min_cluster_fraction auto) needs held-out meta-training classes "
+                         "(model.train.val_fraction > 0 and enough classes)")
     idx = val_idx if tau_on == "heldout" else np.arange(len(data.train_y))
     where = "held-out meta-training classes" if tau_on == "heldout" else \
         "all meta-training classes (GNN-trained and held-out)"
@@ -671,6 +721,11 @@ def _train(cfg, run: Run, data):
                                                        knn_kwargs(mc), given, upper)
     upper_note = "" if model.tau_upper is None else f", tau_upper = {model.tau_upper} (levels >= 1)"
     log(f"tau = {tau}{upper_note} (best pairwise F on {where})")
+    if frac is None:
+        with run.timer("tune_fragments"):
+            model.min_cluster_fraction, scores["min_cluster_fraction_scores"] = tune_fragments(
+                model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc), tau, model.tau_upper)
+        log(f"min_cluster_fraction = {model.min_cluster_fraction} (best pairwise F on {where})")
     info.update(scores)
     info["tau_source"] = "given" if given is not None else f"tuned on {where} (pairwise F)"
     return model, tau, info

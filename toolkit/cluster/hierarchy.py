@@ -158,7 +158,8 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
                       max_levels: int = 10, early_stop: bool = True, knn_kwargs: dict | None = None,
                       log: Callable[[str], None] = lambda _m: None,
                       knn_on: str = "peak", tau_upper: float | None = None,
-                      memo: dict | None = None, singletons: str = "keep") -> tuple[np.ndarray, list[LevelStats]]:
+                      memo: dict | None = None, singletons: str = "keep",
+                      min_cluster_fraction: float = 0.0) -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -182,12 +183,16 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
             tau. Reused levels report 0 seconds for ``knn``, ``graph`` and ``gnn``.
         singletons: ``"keep"`` (the reference) or ``"attach"``: after the last level, every point still alone
             joins its nearest neighbour's cluster (cosine, level 0's kNN graph; :func:`attach_singletons`).
+        min_cluster_fraction: after ``singletons``, clusters smaller than this fraction of the point-weighted mean
+            cluster size join the cluster their members' level-0 neighbours vote for
+            (:func:`absorb_fragments`); 0 keeps every cluster (the reference).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
 
     Raises:
-        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` or ``singletons`` unknown, or ``N <= k``.
+        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` or ``singletons`` unknown, ``N <= k``, or
+            ``min_cluster_fraction`` outside ``[0, 1)``.
     """
     import time
 
@@ -196,6 +201,8 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         raise ValueError(f"singletons must be one of {SINGLETONS}, got {singletons!r}")
     if threshold not in ("prob", "sim"):
         raise ValueError(f"threshold must be 'prob' or 'sim', got {threshold!r}")
+    if not 0.0 <= min_cluster_fraction < 1.0:
+        raise ValueError(f"min_cluster_fraction must be in [0, 1), got {min_cluster_fraction}")
     x = l2_normalize(x)
     n_total = len(x)
     if n_total <= k:
@@ -214,7 +221,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         t0 = time.perf_counter()
         key = tuple(applied)
         if memo is not None and key in memo:
-            src, dst, dist, den, nbrs = memo[key]
+            src, dst, dist, den, nbrs, sims = memo[key]
             t1 = t2 = t3 = t0
         else:
             vecs = cluster_feats if knn_on == "cluster" else feats
@@ -228,9 +235,10 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
             dist = (1.0 - p_same.numpy()) if threshold == "prob" else (1.0 - g.edata["raw_affine"].numpy())
             den = den_t.numpy()
             if memo is not None:
-                memo[key] = (src, dst, dist, den, nbrs)
+                memo[key] = (src, dst, dist, den, nbrs, sims)
         if level == 0:
-            nearest = nbrs[:, 0]  # each point's most similar other point: what singletons=attach joins
+            nbrs0, sims0 = nbrs, sims  # level 0's neighbours: what singletons=attach and absorption join
+            nearest = nbrs[:, 0]  # each point's most similar other point
         level_tau = tau if level == 0 or tau_upper is None else tau_upper
         applied.append(float(level_tau))
         parent = select_parents(src, dst, dist, den, level_tau, len(ids))
@@ -254,6 +262,12 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         cluster_feats = means[glabels[ids]]
     if singletons == "attach" and stats:
         glabels = attach_singletons(glabels, nearest)
+    if min_cluster_fraction > 0.0 and stats:
+        min_size = fragment_size(glabels, min_cluster_fraction)
+        before = len(np.unique(glabels))
+        glabels = absorb_fragments(glabels, nbrs0, sims0, min_size)
+        log(f"fragments: clusters under {min_size} points joined their neighbours' clusters "
+            f"({before} -> {len(np.unique(glabels))} clusters)")
     _, labels = np.unique(glabels, return_inverse=True)
     return labels.astype(np.int64), stats
 
@@ -284,3 +298,57 @@ def attach_singletons(labels: np.ndarray, nearest: np.ndarray) -> np.ndarray:
     src = np.concatenate([order[:-1][same], alone])
     dst = np.concatenate([order[1:][same], nearest[alone]])
     return components(src, dst, n)
+
+
+def fragment_size(labels: np.ndarray, fraction: float) -> int:
+    """Smallest cluster size that is not a fragment: ``ceil(fraction * sum(s^2) / N)`` for cluster sizes ``s``.
+
+    ``sum(s^2) / N`` is the point-weighted mean cluster size (the size of the cluster a random point is in), so
+    the cut follows the clusters the data actually forms (20 images per Omniglot character, ~1,000 per MNIST
+    digit) instead of an absolute count. Args: labels int64 ``[N]``; fraction in ``[0, 1)``. Returns an int >= 1.
+    """
+    sizes = np.bincount(labels).astype(np.float64)
+    return max(1, int(np.ceil(fraction * float((sizes ** 2).sum()) / max(len(labels), 1))))
+
+
+def absorb_fragments(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_size: int) -> np.ndarray:
+    """Join every cluster of fewer than ``min_size`` points to the large cluster its members' neighbours vote for.
+
+    The hierarchy's top level leaves small fragments of classes whose cluster-level edges all failed
+    ``tau_upper`` (faces: 57 clusters for 19 people, 25 of them holding 90% of the images; docs/cluster.md,
+    "Fragments"). Each member of a fragment votes for the clusters of its kNN neighbours that have at least
+    ``min_size`` points, weighted by the cosine (floored at 0, plus a tiny tie-breaker); the fragment moves to the
+    cluster with the most weight. A fragment with no neighbour in a large cluster stays; large clusters never
+    move, so no chain forms. The same rule as HDBSCAN's ``min_cluster_size``, but fragments join a cluster
+    instead of becoming noise.
+
+    Args:
+        labels: int64 ``[N]`` cluster ids 0..C-1.
+        nbrs: int64 ``[N, k']`` level-0 neighbours (``-1``: none), sims: float ``[N, k']`` their cosines.
+        min_size: clusters with fewer points are fragments (``<= 1``: nothing changes).
+
+    Returns:
+        int64 ``[N]`` cluster ids 0..C'-1.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if min_size <= 1 or not len(labels):
+        return labels
+    sizes = np.bincount(labels)
+    rows = np.flatnonzero(sizes[labels] < min_size)
+    if not len(rows):
+        return labels
+    nb = nbrs[rows]
+    valid = nb >= 0
+    nlab = labels[np.where(valid, nb, 0)]
+    r, c = np.nonzero(valid & (sizes[nlab] >= min_size))
+    if not len(r):
+        return labels
+    frag, target = labels[rows[r]], nlab[r, c]
+    weight = np.maximum(np.nan_to_num(sims[rows[r], c], neginf=0.0), 0.0) + 1e-6
+    n_clusters = len(sizes)
+    votes = sp.coo_matrix((weight, (frag, target)), shape=(n_clusters, n_clusters)).tocsr()
+    moved = np.unique(frag)
+    mapping = np.arange(n_clusters)
+    mapping[moved] = np.asarray(votes[moved].argmax(axis=1)).ravel()
+    _, out = np.unique(mapping[labels], return_inverse=True)
+    return out.astype(np.int64)

@@ -40,6 +40,8 @@ CHECKS: list[Check] = [
     choice("model.infer.threshold", ("prob", "sim")), integer("model.infer.max_levels", 1),
     boolean("model.infer.early_stop"), integer("model.infer.diagnostics_max_points", 0),
     boolean("model.infer.oracle_tau"), choice("model.infer.singletons", ("keep", "attach")),
+    either(choice("model.infer.min_cluster_fraction", ("auto",)),
+           number("model.infer.min_cluster_fraction", 0.0, 1.0, hi_open=True)),
     choice("encoder.arch", ("dlib-face",)), integer("encoder.embed_dim", 1),   # encoder=dlib-face
     choice("encoder.network._target_", tuple(ZOO_TARGETS)),                   # encoder=cnn: a shared zoo network
     *(integer(f"encoder.network.{k}", 1) for k in ("embed_dim", "width", "hidden", "depth", "blocks",
