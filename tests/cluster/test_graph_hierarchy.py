@@ -10,9 +10,9 @@ from toolkit.cluster.graph import build_graph, gt_density
 from toolkit.cluster.hierarchy import (
     absorb_fragments,
     attach_singletons,
-    fragment_size,
     cluster_hierarchy,
     components,
+    fragment_size,
     select_parents,
     training_graphs,
 )
