@@ -148,29 +148,33 @@ def _worker_init() -> None:
     console.set_quiet(True)
 
 
-def run_group(scenario: str, seed: int, methods: list[str], extra: list[str], out_dir: str) -> list[dict]:
-    """Every method of one scenario and seed, ``none`` first (it trains the old model the others load).
+def run_method(scenario: str, seed: int, method: str, extra: list[str], out_dir: str) -> dict:
+    """One run of ``method`` on one scenario and seed; every method but ``none`` loads the old model that the
+    group's ``none`` run trained (so ``none`` must have finished first).
 
-    Returns one row per method: the ``ROW_METRICS`` of its ``metrics.json``, wall and training times, and the
-    training CPU time relative to ``none`` (CPU time, so jobs sharing the cores do not distort it).
+    Returns the row: the ``ROW_METRICS`` of its ``metrics.json``, wall and training times (``time_ratio`` is
+    filled in by :func:`with_time_ratios`).
     """
     spec = SCENARIOS[scenario]
     base = Path(out_dir) / "compat_runs" / scenario / f"seed{seed}"
-    rows, none_time = [], None
-    for m in [m for m in methods if m not in spec.get("skip_methods", ())]:
-        ov = COMMON + spec["overrides"] + list(extra) + [f"seed={seed}", f"method={m}"]
-        if m != "none":
-            ov.append(f"old.checkpoint={base / 'none' / 'old_model.pt'}")
-        t0 = time.perf_counter()
-        doc = run_one(ov, base / m)
-        met = doc["metrics"]
-        train_cpu = doc["cpu_timings_s"]["train"]
-        none_time = train_cpu if m == "none" else none_time
-        rows.append({"scenario": scenario, "seed": seed, "method": m, "wall_s": time.perf_counter() - t0,
-                     "train_s": doc["timings_s"]["train"], "train_cpu_s": train_cpu,
-                     "time_ratio": train_cpu / none_time, **{k: met[k] for k in ROW_METRICS},
-                     "bct_criterion": met.get("bct_criterion"), "retrieval": met.get("retrieval"),
-                     "old_classes": met.get("old_classes")})
+    ov = COMMON + spec["overrides"] + list(extra) + [f"seed={seed}", f"method={method}"]
+    if method != "none":
+        ov.append(f"old.checkpoint={base / 'none' / 'old_model.pt'}")
+    t0 = time.perf_counter()
+    doc = run_one(ov, base / method)
+    met = doc["metrics"]
+    return {"scenario": scenario, "seed": seed, "method": method, "wall_s": time.perf_counter() - t0,
+            "train_s": doc["timings_s"]["train"], "train_cpu_s": doc["cpu_timings_s"]["train"],
+            **{k: met[k] for k in ROW_METRICS}, "bct_criterion": met.get("bct_criterion"),
+            "retrieval": met.get("retrieval"), "old_classes": met.get("old_classes")}
+
+
+def with_time_ratios(rows: list[dict]) -> list[dict]:
+    """Set each row's ``time_ratio``: training CPU time over its (scenario, seed)'s ``none`` run (CPU time, so runs
+    sharing the cores do not distort it)."""
+    none = {(r["scenario"], r["seed"]): r["train_cpu_s"] for r in rows if r["method"] == "none"}
+    for r in rows:
+        r["time_ratio"] = r["train_cpu_s"] / none[(r["scenario"], r["seed"])]
     return rows
 
 
@@ -338,8 +342,9 @@ def main() -> None:
     ap.add_argument("--old-from", default=None, help="sweep: reuse the old models of an earlier sweep's --out "
                     "directory (its compat_sweep_runs/<scenario>/seed<k>/old/old_model.pt) instead of training "
                     "them, so the rows share the old model with that sweep")
-    ap.add_argument("--jobs", type=int, default=1, help="method table: run this many (scenario, seed) groups at "
-                    "once, one process and one torch thread each (2 on a 2-core machine halves the wall time)")
+    ap.add_argument("--jobs", type=int, default=1, help="method table: run this many runs at once, one process and "
+                    "one torch thread each (2 on a 2-core machine about halves the wall time); a group's methods "
+                    "start once its `none` run has trained the old model")
     args = ap.parse_args()
     if args.jobs < 1:
         ap.error("--jobs must be >= 1")
@@ -368,28 +373,38 @@ def main() -> None:
     start = time.perf_counter()
     groups = [(s, seed) for s in args.scenarios for seed in args.seeds]
     methods = ["none"] + [m for m in args.methods if m != "none"]
+    todo = {g: [m for m in methods[1:] if m not in SCENARIOS[g[0]].get("skip_methods", ())] for g in groups}
     order = {(s, seed, m): i for i, (s, seed, m) in enumerate((g[0], g[1], m) for g in groups for m in methods)}
 
-    def done(group_rows: list[dict]) -> None:
-        rows.extend(group_rows)
+    def done(row: dict) -> None:
+        rows.append(row)
         rows.sort(key=lambda r: order[(r["scenario"], r["seed"], r["method"])])
-        for row in group_rows:
-            print(f"[{time.perf_counter() - start:6.0f}s] {row['scenario']} seed={row['seed']} {row['method']:7s} "
-                  f"ER_old={100 * row['er_old']:.2f} ER_new={100 * row['er_new']:.2f} NFR={100 * row['nfr']:.2f} "
-                  f"relNFR={100 * row['rel_nfr']:.2f} train={row['train_s']:.1f}s", flush=True)
+        print(f"[{time.perf_counter() - start:6.0f}s] {row['scenario']} seed={row['seed']} {row['method']:7s} "
+              f"ER_old={100 * row['er_old']:.2f} ER_new={100 * row['er_new']:.2f} NFR={100 * row['nfr']:.2f} "
+              f"relNFR={100 * row['rel_nfr']:.2f} train={row['train_s']:.1f}s", flush=True)
         raw_path.write_text(json.dumps({"rows": rows}, indent=1))
 
+    extra = list(args.extra)
     if args.jobs == 1:
         for s, seed in groups:
-            done(run_group(s, seed, methods, list(args.extra), str(out_dir)))
-    else:  # one (scenario, seed) per worker process: its methods share the old model trained by its `none` run
+            for m in ["none", *todo[(s, seed)]]:
+                done(run_method(s, seed, m, extra, str(out_dir)))
+    else:  # runs in worker processes: every `none` first, then each group's methods once its old model exists
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init) as pool:
-            futures = [pool.submit(run_group, s, seed, methods, list(args.extra), str(out_dir)) for s, seed in groups]
-            for fut in as_completed(futures):
-                done(fut.result())
+            pending = {pool.submit(run_method, s, seed, "none", extra, str(out_dir)): (s, seed) for s, seed in groups}
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    group = pending.pop(fut)
+                    row = fut.result()
+                    done(row)
+                    if row["method"] == "none":
+                        for m in todo[group]:
+                            pending[pool.submit(run_method, *group, m, extra, str(out_dir))] = group
+    rows = with_time_ratios(rows)
     table = summarise(rows)
     meta = _provenance(f"--jobs {args.jobs}" if args.jobs > 1 else "", args.seeds, start)
     scen_lines = "\n".join(f"- `{s}`: {SCENARIOS[s]['desc']}" for s in args.scenarios)
