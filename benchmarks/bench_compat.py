@@ -6,7 +6,7 @@ ER_old, ER_new, NFR, relative NFR (with the mean of the per-seed bootstrap 95% C
 retrieval criterion (seeds passing) and the new model's training CPU time relative to ``none`` (same seed).
 
 Usage:
-    .venv/bin/python benchmarks/bench_compat.py                      # all scenarios, 3 seeds
+    .venv/bin/python benchmarks/bench_compat.py                      # all scenarios, 3 seeds, one run per core
     .venv/bin/python benchmarks/bench_compat.py --scenarios mnist_arch --seeds 0
     .venv/bin/python benchmarks/bench_compat.py --sweep --plan       # list the (lambda, epochs, tau) sweep
     .venv/bin/python benchmarks/bench_compat.py --sweep              # run it (SWEEP grid, FD methods)
@@ -342,9 +342,10 @@ def main() -> None:
     ap.add_argument("--old-from", default=None, help="sweep: reuse the old models of an earlier sweep's --out "
                     "directory (its compat_sweep_runs/<scenario>/seed<k>/old/old_model.pt) instead of training "
                     "them, so the rows share the old model with that sweep")
-    ap.add_argument("--jobs", type=int, default=1, help="method table: run this many runs at once, one process and "
-                    "one torch thread each (2 on a 2-core machine about halves the wall time); a group's methods "
-                    "start once its `none` run has trained the old model")
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="method table: run this many runs at once, "
+                    "one process and one torch thread each (default: one per core; 2 on a 2-core machine about halves "
+                    "the wall time, same rows as 1); a group's methods start once its `none` run has trained the old "
+                    "model")
     args = ap.parse_args()
     if args.jobs < 1:
         ap.error("--jobs must be >= 1")
