@@ -359,12 +359,7 @@ def main() -> None:
     if args.sweep and args.plan:
         run_sweep(args, out_dir)
         return
-    import torch
-
-    torch.set_num_threads(1)  # the machine's 2 cores are shared with other jobs; avoid oversubscription
-    from toolkit import console
-
-    console.set_quiet(True)
+    _worker_init()  # the cores are shared (with other jobs, or with --jobs workers): one torch thread, quiet runs
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.sweep:
         run_sweep(args, out_dir)

@@ -12,9 +12,9 @@ protocols of :func:`toolkit.cluster.command.auto_folds` -- ``fit-only`` (tune on
 held-out class; auto's rule before 2026-12-07) and ``cross-fit`` (tune on the GNN's classes plus half of the
 held-out ones, score the other half, swap; auto's rule when there are at least four held-out classes) -- and
 the test pairwise F of the method as it runs alone (baselines tuned on all meta-training classes, Hi-LANDER with
-the thresholds stored in the checkpoint), and its test pairwise F when tuned on the GNN's classes only (what the
-``fit-only`` score measures: on few meta-training classes it differs from the method run alone). Then which
-candidate each protocol chooses and its test F against the best. Prints the machine it ran on.
+the thresholds and fragment cut stored in the checkpoint), and its test pairwise F when tuned on the GNN's
+classes only (what the ``fit-only`` score measures: on few meta-training classes it differs from the method run
+alone). Then which candidate each protocol chooses and its test F against the best. Prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from toolkit.cluster.command import (
     heldout_scores,
     knn_kwargs,
     run_hierarchy,
-    tune_thresholds,
+    tune_inference,
 )
 from toolkit.cluster.metrics import pairwise_f
 
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
     inf, seed = cfg.model.infer, int(cfg.seed or 0)
     fit_idx, val_idx = split_classes(data.train_y, float(cfg.model.train.val_fraction), seed)
     candidates = [m for m in AUTO_CANDIDATES if not (m == "hac" and len(data.test_x) > HAC_MAX_POINTS)]
-    stored = (float(model.tau), model.tau_upper)
+    stored = (float(model.tau), model.tau_upper, model.min_cluster_fraction)
     print(f"machine: {platform.machine()} {platform.node()}; run {out}; meta-training classes "
           f"{len(np.unique(data.train_y))} ({len(np.unique(data.train_y[val_idx]))} held out), test classes "
           f"{len(np.unique(data.test_y))}")
@@ -62,9 +62,10 @@ def main(argv: list[str]) -> None:
     for m in candidates:
         for tx, ty, into in ((data.train_x, data.train_y, test), (fx, fy, test_fit)):
             if m == "hilander":
-                tau, upper = stored if into is test else \
-                    tune_thresholds(model, fx, fy, inf, knn_kwargs(cfg.model), None, inf.tau_upper)[:2]
-                lab, _ = run_hierarchy(model, data.test_x, inf, knn_kwargs(cfg.model), tau, upper)
+                tau, upper, frac = stored if into is test else \
+                    tune_inference(model, fx, fy, inf, knn_kwargs(cfg.model))[:3]
+                lab, _ = run_hierarchy(model, data.test_x, inf, knn_kwargs(cfg.model), tau, upper,
+                                       min_cluster_fraction=frac)
             else:
                 lab, _ = cluster_baseline(m, tx, ty, data.test_x, data.test_y, cfg.baselines)
             into[m] = float(pairwise_f(data.test_y, np.asarray(lab))[2])

@@ -272,6 +272,33 @@ def fixed_fragments(value) -> float | None:
     return None if str(value) == "auto" else float(value)
 
 
+def tune_inference(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict) -> tuple[float, float | None, float,
+                                                                                         dict]:
+    """Every inference setting ``model.infer`` leaves to ``auto``, tuned by pairwise F on labelled classes.
+
+    The thresholds first (:func:`tune_thresholds`: ``tau`` and/or ``tau_upper``), then ``min_cluster_fraction``
+    at those thresholds (:func:`tune_fragments`); settings given as numbers are used as they are. The model's
+    attributes are left unchanged. One place for the order, shared by training (:func:`_train`) and ``method=auto``'s
+    held-out folds (:func:`heldout_scores`).
+
+    Args:
+        model: trained ``Lander``; x: float32 ``[N, D]``; y: int64 ``[N]``; infer_cfg: ``model.infer``.
+
+    Returns:
+        ``(tau, tau_upper, min_cluster_fraction, scores)``; ``scores`` holds the candidates' pairwise F of whatever
+        was tuned (``tau_scores``, ``tau_upper_scores``, ``joint_scores``, ``min_cluster_fraction_scores``).
+
+    Raises:
+        ValueError: from :func:`cluster_hierarchy` (``N <= k``).
+    """
+    given = None if str(infer_cfg.tau) == "auto" else float(infer_cfg.tau)
+    tau, upper, scores = tune_thresholds(model, x, y, infer_cfg, knn_kw, given, infer_cfg.tau_upper)
+    frac = fixed_fragments(infer_cfg.min_cluster_fraction)
+    if frac is None:
+        frac, scores["min_cluster_fraction_scores"] = tune_fragments(model, x, y, infer_cfg, knn_kw, tau, upper)
+    return float(tau), upper, float(frac), scores
+
+
 def edge_diagnostics(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
                      oracle: bool = False, joint: bool = False) -> dict:
     """Tell bad edge scores from a bad threshold on a labelled test set (issue 9).
@@ -554,11 +581,7 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
                 if tau is not None:
                     tau_fit, upper_fit, frac = tau, model.tau_upper, model.min_cluster_fraction
                 else:  # never on the scored classes, so the held-out score is not tuned on its own classes
-                    given = None if str(inf.tau) == "auto" else float(inf.tau)
-                    tau_fit, upper_fit, _ = tune_thresholds(model, tx, ty, inf, knn_kwargs(mc), given, inf.tau_upper)
-                    frac = fixed_fragments(inf.min_cluster_fraction)
-                    if frac is None:
-                        frac = tune_fragments(model, tx, ty, inf, knn_kwargs(mc), tau_fit, upper_fit)[0]
+                    tau_fit, upper_fit, frac, _ = tune_inference(model, tx, ty, inf, knn_kwargs(mc))
                 lab, _ = run_hierarchy(model, ex, inf, knn_kwargs(mc), tau_fit, upper_fit, min_cluster_fraction=frac)
             else:
                 lab, _ = cluster_baseline(m, tx, ty, ex, ey, cfg.baselines)
@@ -727,16 +750,11 @@ def _train(cfg, run: Run, data):
     idx = val_idx if tau_on == "heldout" else np.arange(len(data.train_y))
     where = "held-out meta-training classes" if tau_on == "heldout" else \
         "all meta-training classes (GNN-trained and held-out)"
-    with run.timer("tune_tau"):
-        tau, model.tau_upper, scores = tune_thresholds(model, data.train_x[idx], data.train_y[idx], inf,
-                                                       knn_kwargs(mc), given, upper)
+    with run.timer("tune_tau"):  # thresholds and min_cluster_fraction
+        tau, model.tau_upper, model.min_cluster_fraction, scores = tune_inference(
+            model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc))
     upper_note = "" if model.tau_upper is None else f", tau_upper = {model.tau_upper} (levels >= 1)"
-    log(f"tau = {tau}{upper_note} (best pairwise F on {where})")
-    if frac is None:
-        with run.timer("tune_fragments"):
-            model.min_cluster_fraction, scores["min_cluster_fraction_scores"] = tune_fragments(
-                model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc), tau, model.tau_upper)
-        log(f"min_cluster_fraction = {model.min_cluster_fraction} (best pairwise F on {where})")
+    log(f"tau = {tau}{upper_note}, min_cluster_fraction = {model.min_cluster_fraction} (best pairwise F on {where})")
     info.update(scores)
     info["tau_source"] = "given" if given is not None else f"tuned on {where} (pairwise F)"
     return model, tau, info
