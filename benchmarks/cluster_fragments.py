@@ -11,8 +11,9 @@ features; ``bench_cluster.py`` keeps them in ``benchmarks/results/runs/<dataset>
 overrides, including ``seed``. With the run's GNN and thresholds fixed, it clusters the meta-training classes the
 thresholds were tuned on (``model.train.tau_on``) and the test set once per value of
 :data:`toolkit.cluster.command.FRAGMENT_GRID`, and prints pairwise F, BCubed F, the number of clusters and its ratio
-to the number of classes for each, and which value ``min_cluster_fraction=auto`` chooses (best meta-training
-pairwise F, ties to the larger). Prints the machine it ran on.
+to the number of classes for each, which value ``min_cluster_fraction=auto`` chooses (the largest within one
+class-bootstrap standard error of the best meta-training pairwise F) and which the plain argmax would have chosen.
+Prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -38,16 +39,18 @@ def main(argv: list[str]) -> None:
     if str(cfg.model.train.tau_on) == "heldout":
         idx = split_classes(data.train_y, float(cfg.model.train.val_fraction), int(cfg.seed or 0))[1]
     tau, upper = float(model.tau), model.tau_upper
-    chosen, meta = tune_fragments(model, data.train_x[idx], data.train_y[idx], inf, kw, tau, upper)
+    chosen, meta, se = tune_fragments(model, data.train_x[idx], data.train_y[idx], inf, kw, tau, upper)
+    argmax = max(FRAGMENT_GRID, key=lambda f: (meta[str(f)], f))
     k = len(np.unique(data.test_y))
     print(f"machine: {platform.machine()} {platform.node()}; run {out}; tau {tau}, tau_upper {upper}; "
-          f"{len(np.unique(data.train_y[idx]))} meta-training classes scored, {k} test classes")
+          f"{len(np.unique(data.train_y[idx]))} meta-training classes scored, {k} test classes; "
+          f"standard error of the best meta-training F {se:.3f}")
     print("fraction  meta-train F  test pairwise F  test BCubed F  clusters  x classes")
     memo: dict = {}
     for frac in FRAGMENT_GRID:
         labels, _ = run_hierarchy(model, data.test_x, inf, kw, tau, upper, memo=memo, min_cluster_fraction=frac)
         c = len(np.unique(labels))
-        mark = "  <- auto" if frac == chosen else ""
+        mark = ("  <- auto" if frac == chosen else "") + ("  <- argmax" if frac == argmax else "")
         print(f"{frac:8.2f}  {meta[str(frac)]:12.3f}  {pairwise_f(data.test_y, labels)[2]:15.3f}  "
               f"{bcubed_f(data.test_y, labels)[2]:13.3f}  {c:8d}  {c / k:9.2f}{mark}")
 

@@ -79,3 +79,27 @@ def test_class_bootstrap_wins_separates_a_clear_winner_from_a_tie():
     assert 0.2 < wins["a"] < 0.8 and abs(wins["a"] + wins["b"] - 1.0) < 1e-9
     with pytest.raises(ValueError):
         class_bootstrap_wins(y, {})
+
+
+def test_class_bootstrap_scores_are_paired_replicates_whose_spread_shrinks_with_more_classes():
+    from toolkit.cluster.metrics import class_bootstrap_scores, pairwise_f
+
+    def split_some(y: np.ndarray) -> np.ndarray:  # every third class split in two: F depends on which are drawn
+        pred = y.copy()
+        for c in np.unique(y)[::3]:
+            rows = np.flatnonzero(y == c)
+            pred[rows[: len(rows) // 2]] = 1000 + c
+        return pred
+
+    few, many = np.repeat(np.arange(6), 10), np.repeat(np.arange(120), 10)
+    spreads = []
+    for y in (few, many):
+        pred = split_some(y)
+        boot = class_bootstrap_scores(y, {"p": pred, "same": pred.copy(), "perfect": y}, n_boot=100, seed=3)
+        assert boot["p"].shape == (100,) and np.array_equal(boot["p"], boot["same"])  # same draws for every entry
+        assert np.all(boot["perfect"] == 1.0) and boot["p"].mean() < 1.0
+        assert abs(boot["p"].mean() - pairwise_f(y, pred)[2]) < 0.05
+        spreads.append(boot["p"].std())
+    assert spreads[0] > 2 * spreads[1] > 0.0
+    with pytest.raises(ValueError, match="length"):
+        class_bootstrap_scores(few, {"short": few[:-1]})

@@ -236,35 +236,46 @@ def tune_thresholds(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict
 
 
 FRAGMENT_GRID = (0.0, 0.05, 0.1, 0.15, 0.2)
+FRAGMENT_BOOTSTRAP = 200  # class bootstrap replicates for the standard error of tune_fragments' one-SE rule
 
 
 def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
-                   tau_upper: float | None) -> tuple[float, dict[str, float]]:
-    """``min_cluster_fraction`` by pairwise F on labelled meta-training classes, at fixed thresholds.
+                   tau_upper: float | None) -> tuple[float, dict[str, float], float]:
+    """``min_cluster_fraction`` on labelled meta-training classes, at fixed thresholds: the one-standard-error rule.
 
     Every value of :data:`FRAGMENT_GRID` (0: keep fragments) clusters ``x`` with one shared memo, so the levels
-    are computed once and only :func:`toolkit.cluster.hierarchy.absorb_fragments` differs. Ties go to the larger
-    fraction (fewer clusters for the same score: meta-training classes that the encoder already separates, as
-    MNIST 0-4, score 1.0 at every value).
+    are computed once and only :func:`toolkit.cluster.hierarchy.absorb_fragments` differs. The values' pairwise
+    F scores differ by less than their sampling error over the meta-training classes (faces, 19 people: 0.706-0.762
+    with a standard error of 0.02 each; docs/cluster.md, "Fragments"), so the plain argmax picks noise. Instead
+    the largest fraction (the fewest clusters) whose score is within one standard error of the best is chosen
+    (the one-standard-error rule of Breiman et al. 1984, Hastie, Tibshirani & Friedman, ESL 2nd ed., sec. 7.10),
+    the standard error being the spread of the best value's pairwise F over :data:`FRAGMENT_BOOTSTRAP` class
+    bootstrap replicates (:func:`toolkit.cluster.metrics.class_bootstrap_scores`, seed 0: repeatable). Meta-training
+    classes the encoder already separates (MNIST 0-4: 0.998 at every value) get the largest fraction.
 
     Args:
         model: trained ``Lander``; x: float32 ``[N, D]``; y: int64 ``[N]``; tau / tau_upper: the chosen thresholds.
 
     Returns:
-        ``(fraction, scores)``: the chosen value and ``{str(fraction): pairwise F}``.
+        ``(fraction, scores, standard_error)``: the chosen value, ``{str(fraction): pairwise F}`` and the best
+        value's bootstrap standard error.
 
     Raises:
         ValueError: from :func:`cluster_hierarchy` (``N <= k``).
     """
-    from toolkit.cluster.metrics import pairwise_f
+    from toolkit.cluster.metrics import class_bootstrap_scores, pairwise_f
 
     memo: dict = {}
-    scores: dict[str, float] = {}
+    labels: dict[str, np.ndarray] = {}
     for frac in FRAGMENT_GRID:
-        labels, _ = run_hierarchy(model, x, infer_cfg, knn_kw, tau, tau_upper, memo=memo, min_cluster_fraction=frac)
-        scores[str(frac)] = float(pairwise_f(y, labels)[2])
+        labels[str(frac)], _ = run_hierarchy(model, x, infer_cfg, knn_kw, tau, tau_upper, memo=memo,
+                                             min_cluster_fraction=frac)
+    scores = {f: float(pairwise_f(y, lab)[2]) for f, lab in labels.items()}
     best = max(FRAGMENT_GRID, key=lambda f: (scores[str(f)], f))
-    return float(best), scores
+    boot = class_bootstrap_scores(y, {str(best): labels[str(best)]}, n_boot=FRAGMENT_BOOTSTRAP, seed=0)
+    se = float(np.std(boot[str(best)]))
+    chosen = max(f for f in FRAGMENT_GRID if scores[str(f)] >= scores[str(best)] - se)
+    return float(chosen), scores, se
 
 
 def fixed_fragments(value) -> float | None:
@@ -286,7 +297,8 @@ def tune_inference(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict)
 
     Returns:
         ``(tau, tau_upper, min_cluster_fraction, scores)``; ``scores`` holds the candidates' pairwise F of whatever
-        was tuned (``tau_scores``, ``tau_upper_scores``, ``joint_scores``, ``min_cluster_fraction_scores``).
+        was tuned (``tau_scores``, ``tau_upper_scores``, ``joint_scores``, ``min_cluster_fraction_scores``; with the
+        last, ``min_cluster_fraction_se``, the standard error of its one-SE rule).
 
     Raises:
         ValueError: from :func:`cluster_hierarchy` (``N <= k``).
@@ -295,7 +307,8 @@ def tune_inference(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict)
     tau, upper, scores = tune_thresholds(model, x, y, infer_cfg, knn_kw, given, infer_cfg.tau_upper)
     frac = fixed_fragments(infer_cfg.min_cluster_fraction)
     if frac is None:
-        frac, scores["min_cluster_fraction_scores"] = tune_fragments(model, x, y, infer_cfg, knn_kw, tau, upper)
+        frac, scores["min_cluster_fraction_scores"], scores["min_cluster_fraction_se"] = tune_fragments(
+            model, x, y, infer_cfg, knn_kw, tau, upper)
     return float(tau), upper, float(frac), scores
 
 
