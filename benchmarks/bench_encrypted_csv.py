@@ -68,10 +68,43 @@ def run(csv: Path, label: str, name: str, extra: list[str]) -> dict:
             "acc_exact": m["exact_sklearn"]["accuracy"], "auc_exact": m["exact_sklearn"]["auc"],
             "gap_points": m["plaintext_gap_accuracy_points"],
             "s_per_iteration": m["seconds_per_iteration"], "wall_s": wall,
+            "iterations": m["iterations_done"], "samples_per_iteration": m["train_samples"] / m["minibatches"],
+            "s_per_iteration_incl_refresh": m["seconds_per_iteration_incl_refresh"],
             "cpu_s": doc["cpu_timings_s"]["total"],
             "plan_data_mib": m["plan"]["data_mib"], "data_mib": m["encrypted_data_mib"],
             "peak_rss_mib": doc["peak_rss_mb"]["total"],
             "peak_rss_worker_mib": doc.get("peak_rss_children_mb", {}).get("total")}
+
+
+OWNER = {
+    "toolkit": "decrypts and re-encrypts the weights after every iteration (a refresh); chose the rate and "
+               "scaling beforehand in plaintext (`--plan`)",
+    "concrete": "gives per-feature min/max in the clear (to compile), encrypts every minibatch; nothing between "
+                "iterations (the server bootstraps)",
+}
+
+
+def peer_rows(csv: Path, label: str, python: str, execute: int, simulate: list[int]) -> list[dict]:
+    """Concrete ML's rows: the same train/test split and scaled features as our default run, written to an
+    ``.npz``, then ``encrypted_peer_concrete.py`` under the peer's own interpreter ``python`` once with real FHE
+    (``execute`` iterations) and once per entry of ``simulate`` (Concrete's FHE simulation)."""
+    from toolkit.encrypted.data import Scaling, load_dataset
+
+    data = load_dataset({"kind": "csv", "path": str(csv), "label_column": label, "test_fraction": 0.3}, seed=0)
+    scaling = Scaling.fit(data.x_train, "standard", 0.99)
+    npz = RESULTS / "encrypted_peer_data.npz"
+    np.savez(npz, x_train=scaling.apply(data.x_train), y_train=data.y_train, x_test=scaling.apply(data.x_test),
+             y_test=data.y_test)
+    script = Path(__file__).with_name("encrypted_peer_concrete.py")
+    out = []
+    for fhe, iterations in [("execute", execute)] * (execute > 0) + [("simulate", n) for n in simulate]:
+        proc = subprocess.run([python, str(script), str(npz), "--fhe", fhe, "--iterations", str(iterations)],
+                              capture_output=True, text=True, cwd=RESULTS)
+        if proc.returncode != 0:
+            raise SystemExit(f"peer ({fhe}, {iterations}): exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        out.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"peer {fhe} {iterations}: acc {out[-1]['accuracy']:.4f} auc {out[-1]['auc']:.4f}", file=sys.stderr)
+    return out
 
 
 def main() -> None:
@@ -79,6 +112,11 @@ def main() -> None:
     ap.add_argument("--csv", type=Path, default=None)
     ap.add_argument("--label", default=LABEL)
     ap.add_argument("--rows", type=int, default=30000)
+    ap.add_argument("--concrete-python", default=None, help="interpreter of an environment with concrete-ml: adds "
+                    "the peer's rows (benchmarks/encrypted_peer_concrete.py)")
+    ap.add_argument("--peer-execute", type=int, default=3, help="peer iterations in real FHE (0: none)")
+    ap.add_argument("--peer-simulate", type=int, nargs="*", default=[3, 300, 2625],
+                    help="peer iterations in Concrete's FHE simulation (2,625 x 8 samples = one pass over 21,000)")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     csv = args.csv
@@ -92,14 +130,12 @@ def main() -> None:
             run(csv, args.label, "mean-scaling", ["data.scaling=mean"]),  # the default before robust scaling
             run(csv, args.label, "old-defaults", ["train.lr=2.0", "data.scaling=maxabs"]),
             run(csv, args.label, "old-scaling-auto-lr", ["data.scaling=maxabs"])]
-    try:
-        import concrete.ml  # noqa: F401  (the peer; never a dependency of the package)
-        peer = "concrete-ml is importable but its row is not implemented in this script"
-    except ImportError:
-        peer = ("not run: concrete-ml is not installed here. concrete-ml 1.9.0 (the registry's newest) pins "
-                "torch==2.3.1, numpy==1.26.4, scikit-learn==1.5.0 and onnxruntime==1.18 (its wheel METADATA): it "
-                "cannot share the package's environment (torch 2.13), and the registry's Linux torch 2.3.1 pulls "
-                "several GB of CUDA packages, so it needs a separate environment this 2-core VM does not have")
+    if args.concrete_python:
+        peer = peer_rows(csv, args.label, args.concrete_python, args.peer_execute, args.peer_simulate)
+    else:
+        peer = ("not run: pass --concrete-python PYTHON, the interpreter of a separate environment with "
+                "concrete-ml (set-up in benchmarks/encrypted_peer_concrete.py; concrete-ml 1.9.0 pins torch 2.3.1, "
+                "numpy 1.26.4 and scikit-learn 1.5.0, so it cannot share the package's environment)")
     doc = {"machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python "
                       f"{platform.python_version()}", "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
            "data": str(csv) if args.csv else f"synthetic credit-style, {args.rows} rows x 23 (this script)",
@@ -115,7 +151,26 @@ def main() -> None:
               f"{100 * r['acc_enc']:.2f} | {r['auc_enc']:.3f} | {100 * r['acc_exact']:.2f} | {r['auc_exact']:.3f} | "
               f"{r['gap_points']:.2f} | {r['s_per_iteration']:.2f} | {r['plan_data_mib']:.1f} | {r['data_mib']:.1f} | "
               f"{r['peak_rss_mib']:.0f} / {r['peak_rss_worker_mib'] or 0:.0f} |")
-    print(f"Concrete ML: {peer}")
+    if isinstance(peer, str):
+        print(f"Concrete ML: {peer}")
+    else:
+        ours = rows[0]
+        print("\n| trainer | FHE | iterations | samples / iteration | acc % | AUC | s / iteration (ours: incl. refresh) "
+              "| s per 1,000 samples "
+              "| key generation s | peak RSS MiB | the data owner during training |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"| toolkit (defaults) | CKKS, executed | {ours['iterations']} | {ours['samples_per_iteration']:.0f} | "
+              f"{100 * ours['acc_enc']:.2f} | {ours['auc_enc']:.3f} | {ours['s_per_iteration_incl_refresh']:.2f} | "
+              f"{1000 * ours['s_per_iteration_incl_refresh'] / ours['samples_per_iteration']:.3f} | - | "
+              f"{ours['peak_rss_mib']:.0f} / {ours['peak_rss_worker_mib'] or 0:.0f} | {OWNER['toolkit']} |")
+        for r in peer:
+            per = r["seconds_per_iteration"]
+            print(f"| Concrete ML {r['versions']['concrete-ml']} | TFHE, {r['fhe']}d | {r['iterations']} | "
+                  f"{r['samples_per_iteration']} | {100 * r['accuracy']:.2f} | {r['auc']:.3f} | "
+                  f"{per if per is not None else float('nan'):.2f} | "
+                  f"{1000 * per / r['samples_per_iteration'] if per else float('nan'):.1f} | "
+                  f"{'-' if r['keygen_s'] is None else format(r['keygen_s'], '.1f')} | {r['peak_rss_mib']:.0f} | "
+                  f"{OWNER['concrete']} |")
     sys.stdout.flush()
 
 
