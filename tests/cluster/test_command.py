@@ -125,6 +125,21 @@ def test_min_cluster_fraction_is_tuned_stored_in_the_checkpoint_and_can_be_fixed
     assert m["min_cluster_fraction"] == 0.0 and "min_cluster_fraction_scores" not in m
 
 
+def test_one_standard_error_choice_takes_the_largest_candidate_the_data_cannot_tell_from_the_best():
+    from toolkit.cluster.command import one_standard_error_choice
+
+    # faces seed 0's meta-training scores (docs/cluster.md, "Fragments"): argmax 0.05, one SE 0.021 reaches 0.1
+    faces = {"0.0": 0.757, "0.05": 0.762, "0.1": 0.748, "0.15": 0.737, "0.2": 0.706}
+    assert one_standard_error_choice(faces, 0.021) == 0.1
+    assert one_standard_error_choice(faces, 0.0) == 0.05  # no sampling error: the argmax
+    assert one_standard_error_choice(faces, 1.0) == 0.2
+    assert one_standard_error_choice({"0.0": 0.9, "0.2": 0.9}, 0.0) == 0.2  # ties: the larger
+    with pytest.raises(ValueError, match="standard_error"):
+        one_standard_error_choice(faces, -0.1)
+    with pytest.raises(ValueError, match="no candidates"):
+        one_standard_error_choice({}, 0.1)
+
+
 @pytest.mark.parametrize("method", ["kmeans", "hac", "dbscan", "hdbscan"])
 def test_baselines_run_and_beat_chance_on_blobs(runner, feature_files, method):
     out = feature_files / method

@@ -274,8 +274,32 @@ def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
     best = max(FRAGMENT_GRID, key=lambda f: (scores[str(f)], f))
     boot = class_bootstrap_scores(y, {str(best): labels[str(best)]}, n_boot=FRAGMENT_BOOTSTRAP, seed=0)
     se = float(np.std(boot[str(best)]))
-    chosen = max(f for f in FRAGMENT_GRID if scores[str(f)] >= scores[str(best)] - se)
-    return float(chosen), scores, se
+    return one_standard_error_choice(scores, se), scores, se
+
+
+def one_standard_error_choice(scores: dict[str, float], standard_error: float) -> float:
+    """The largest candidate whose score is within ``standard_error`` of the best (the one-SE rule).
+
+    Breiman et al., *Classification and Regression Trees* (1984); Hastie, Tibshirani & Friedman, *ESL* 2nd ed.,
+    sec. 7.10: among candidates the data cannot tell apart, take the simplest; here the largest fragment fraction
+    (the fewest clusters).
+
+    Args:
+        scores: ``{str(candidate): score}``, candidates numeric strings, higher scores better.
+        standard_error: non-negative, in the scores' units.
+
+    Returns:
+        the chosen candidate as a float.
+
+    Raises:
+        ValueError: empty ``scores`` or a negative ``standard_error``.
+    """
+    if not scores:
+        raise ValueError("no candidates to choose from")
+    if standard_error < 0:
+        raise ValueError(f"standard_error must be >= 0, got {standard_error}")
+    best = max(scores.values())
+    return max(float(f) for f, v in scores.items() if v >= best - standard_error)
 
 
 def fixed_fragments(value) -> float | None:
