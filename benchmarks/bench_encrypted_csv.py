@@ -84,14 +84,23 @@ OWNER = {
 }
 
 
-def peer_rows(csv: Path, label: str, python: str, execute: int, simulate: list[int]) -> list[dict]:
-    """Concrete ML's rows: the same train/test split and scaled features as our default run, written to an
-    ``.npz``, then ``encrypted_peer_concrete.py`` under the peer's own interpreter ``python`` once with real FHE
-    (``execute`` iterations) and once per entry of ``simulate`` (Concrete's FHE simulation)."""
+def peer_rows(ours: Path, python: str, execute: int, simulate: list[int]) -> list[dict]:
+    """Concrete ML's rows on exactly the data our run in ``ours`` trained on: its ``config.yaml`` gives the split
+    (``data`` section and ``seed``, through :func:`toolkit.encrypted.data.load_dataset`), its
+    ``owner/scaling.json`` the scaling; the scaled arrays go to an ``.npz``, then ``encrypted_peer_concrete.py``
+    runs under the peer's own interpreter ``python`` once with real FHE (``execute`` iterations) and once per
+    entry of ``simulate`` (Concrete's FHE simulation).
+
+    Raises:
+        SystemExit: a peer run fails.
+    """
+    import yaml
+
     from toolkit.encrypted.data import Scaling, load_dataset
 
-    data = load_dataset({"kind": "csv", "path": str(csv), "label_column": label, "test_fraction": 0.3}, seed=0)
-    scaling = Scaling.fit(data.x_train, "standard", 0.99)
+    cfg = yaml.safe_load((ours / "config.yaml").read_text())
+    data = load_dataset(cfg["data"], int(cfg["seed"]))
+    scaling = Scaling.from_dict(json.loads((ours / "owner" / "scaling.json").read_text()))
     npz = RESULTS / "encrypted_peer_data.npz"
     np.savez(npz, x_train=scaling.apply(data.x_train), y_train=data.y_train, x_test=scaling.apply(data.x_test),
              y_test=data.y_test)
@@ -131,7 +140,8 @@ def main() -> None:
             run(csv, args.label, "old-defaults", ["train.lr=2.0", "data.scaling=maxabs"]),
             run(csv, args.label, "old-scaling-auto-lr", ["data.scaling=maxabs"])]
     if args.concrete_python:
-        peer = peer_rows(csv, args.label, args.concrete_python, args.peer_execute, args.peer_simulate)
+        peer = peer_rows(RESULTS / "encrypted_csv_defaults", args.concrete_python, args.peer_execute,
+                         args.peer_simulate)
     else:
         peer = ("not run: pass --concrete-python PYTHON, the interpreter of a separate environment with "
                 "concrete-ml (set-up in benchmarks/encrypted_peer_concrete.py; concrete-ml 1.9.0 pins torch 2.3.1, "

@@ -13,8 +13,9 @@ classes whole, then clusters that set with the run's GNN and thresholds at every
 :data:`toolkit.cluster.command.FRAGMENT_GRID`. For each it prints pairwise / BCubed F, the number of clusters and
 the *survival* of the small classes: the share of their images that sit in a cluster whose majority is their own
 class. Then, at the largest value, one line per fragment: its size, whether it is one of the small classes, the
-share of its members' kNN neighbours inside it (cohesion) and in the cluster it would join (attachment), and
-whether that cluster's majority is its own class. Prints the machine it ran on.
+share of its members' kNN neighbours inside it (cohesion) and in the cluster the command's vote
+(:func:`toolkit.cluster.hierarchy.absorb_fragments`) joins it to (attachment), and whether that cluster's majority
+is its own class. Prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from finished_run import load_finished_run
 
 from toolkit.cluster.command import FRAGMENT_GRID, knn_kwargs, run_hierarchy
-from toolkit.cluster.hierarchy import fragment_size
+from toolkit.cluster.hierarchy import absorb_fragments, fragment_size
 from toolkit.cluster.knn import knn_search, l2_normalize
 from toolkit.cluster.metrics import bcubed_f, pairwise_f
 
@@ -62,23 +63,24 @@ def main() -> None:
         print(f"{frac:8.2f}  {pairwise_f(yy, lab)[2]:10.3f}  {bcubed_f(yy, lab)[2]:8.3f}  {len(np.unique(lab)):8d}  "
               f"{np.mean(survival):20.2f}")
     base, _ = run_hierarchy(model, x, inf, kw, tau, upper, memo=memo, min_cluster_fraction=0.0)
-    nbrs, _ = knn_search(x, int(inf.knn_k), **kw)
+    nbrs, sims = knn_search(x, int(inf.knn_k), **kw)  # level 0's graph, as the hierarchy builds it
     cut = fragment_size(base, max(FRAGMENT_GRID))
     sizes = np.bincount(base)
+    absorbed = absorb_fragments(base, nbrs, sims, cut)  # the command's own vote decides where each fragment goes
     print(f"fragments at fraction {max(FRAGMENT_GRID)} (clusters under {cut} images):")
     print("size  small class  cohesion  attachment  joins its own class")
     for f in np.flatnonzero(sizes < cut):
         members = np.flatnonzero(base == f)
+        joined = np.flatnonzero((absorbed == absorbed[members[0]]) & (sizes[base] >= cut))
+        if not len(joined):  # stayed: no neighbour in a large cluster
+            continue
+        target = base[joined[0]]
         valid = nbrs[members] >= 0
         nlab = base[np.where(valid, nbrs[members], 0)]
-        large = valid & (sizes[nlab] >= cut)
-        if not large.any():
-            continue
-        target = np.bincount(nlab[large]).argmax()
         majority = np.bincount(yy[members]).argmax()
         print(f"{len(members):4d}  {'yes' if majority in small else 'no':>11s}  "
               f"{((nlab == f) & valid).sum() / valid.sum():8.2f}  "
-              f"{(large & (nlab == target)).sum() / valid.sum():10.2f}  "
+              f"{((nlab == target) & valid).sum() / valid.sum():10.2f}  "
               f"{'yes' if np.bincount(yy[base == target]).argmax() == majority else 'no':>19s}")
 
 

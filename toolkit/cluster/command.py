@@ -791,7 +791,8 @@ def _train(cfg, run: Run, data):
         tau, model.tau_upper, model.min_cluster_fraction, scores = tune_inference(
             model, data.train_x[idx], data.train_y[idx], inf, knn_kwargs(mc))
     upper_note = "" if model.tau_upper is None else f", tau_upper = {model.tau_upper} (levels >= 1)"
-    log(f"tau = {tau}{upper_note}, min_cluster_fraction = {model.min_cluster_fraction} (best pairwise F on {where})")
+    log(f"tau = {tau}{upper_note} (best pairwise F), min_cluster_fraction = {model.min_cluster_fraction} "
+        f"(one-SE rule), tuned on {where}")
     info.update(scores)
     info["tau_source"] = "given" if given is not None else f"tuned on {where} (pairwise F)"
     return model, tau, info
