@@ -14,6 +14,7 @@ from toolkit.compress.factorize import (
     rank_for_compression,
     retained_energy,
     truncated_svd,
+    weighted_truncated_svd,
 )
 
 
@@ -115,3 +116,60 @@ def test_retained_energy_is_one_minus_relative_squared_error_of_the_truncation()
     assert got[0] < got[1] < got[2] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="rank must be in"):
         retained_energy(e, [13])
+
+
+def _weighted_error(e, approx, r, m):
+    diff = (e - approx).double()
+    return float((r.double()[:, None] * (diff @ m.double() * diff).sum(1, keepdim=True)).sum())
+
+
+def test_weighted_svd_without_weights_is_the_plain_svd():
+    e = torch.randn(40, 6, generator=torch.Generator().manual_seed(0))
+    a, b = weighted_truncated_svd(e, 3)
+    pa, pb = truncated_svd(e, 3)
+    assert torch.equal(a, pa) and torch.equal(b, pb)
+
+
+def test_weighted_svd_is_optimal_in_its_norm():
+    g = torch.Generator().manual_seed(1)
+    e = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    r = torch.rand(30, generator=g, dtype=torch.float64) * 10 + 0.1
+    w = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    m = w.T @ w  # full rank: the ridge is negligible against it
+    a, b = weighted_truncated_svd(e, 2, r, m)
+    assert a.shape == (30, 2) and b.shape == (2, 5) and a.dtype == torch.float64
+    best = _weighted_error(e, a @ b, r, m)
+    pa, pb = truncated_svd(e, 2)
+    assert best < _weighted_error(e, pa @ pb, r, m)  # the plain SVD is worse in this norm
+    for _ in range(20):  # and no nearby rank-2 product is better (local optimality)
+        da = a + 1e-3 * torch.randn(a.shape, generator=g, dtype=torch.float64)
+        db = b + 1e-3 * torch.randn(b.shape, generator=g, dtype=torch.float64)
+        assert _weighted_error(e, da @ db, r, m) >= best - 1e-9
+    full_a, full_b = weighted_truncated_svd(e, 5, r, m)  # full rank reproduces E
+    assert torch.allclose(full_a @ full_b, e, atol=1e-9)
+
+
+def test_weighted_svd_keeps_heavy_rows_and_read_directions():
+    g = torch.Generator().manual_seed(2)
+    e = torch.randn(50, 8, generator=g)
+    r = torch.ones(50)
+    r[7] = 1e6  # one very frequent word: rank 1 spends itself on that row
+    a, b = weighted_truncated_svd(e, 1, row_weights=r)
+    assert torch.allclose((a @ b)[7], e[7], atol=1e-3)
+    m = torch.zeros(8, 8)
+    m[3, 3] = 1.0  # the next layer reads column 3 only: rank 1 reproduces it
+    a, b = weighted_truncated_svd(e, 1, metric=m)
+    assert torch.allclose((a @ b)[:, 3], e[:, 3], atol=1e-2)
+    pa, pb = truncated_svd(e, 1)
+    assert float(((pa @ pb)[:, 3] - e[:, 3]).abs().max()) > 0.1
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"row_weights": -torch.ones(10)}, "row_weights"),
+                                           ({"row_weights": torch.ones(9)}, "row_weights"),
+                                           ({"row_weights": torch.zeros(10)}, "row_weights"),
+                                           ({"metric": torch.ones(3, 3)}, "metric"),
+                                           ({"metric": torch.zeros(4, 4)}, "metric"),
+                                           ({"metric": torch.full((4, 4), float("nan"))}, "metric")])
+def test_weighted_svd_rejects_bad_weights(kw, match):
+    with pytest.raises(ValueError, match=match):
+        weighted_truncated_svd(torch.randn(10, 4), 2, **kw)

@@ -161,3 +161,61 @@ def test_cli_notes_when_calr_never_restarts(runner, tiny_text):
                                  "baselines.enabled=false", "scheduler.min_lr=1e-6", "scheduler.decay=0.1"])
     assert result.exit_code == 0, result.stderr
     assert "makes no warm restart in finetune.epochs=1" in result.stderr
+
+
+def test_fine_tuning_with_a_teacher_leaves_it_untouched_and_pulls_toward_it(tiny_text):
+    import copy
+
+    from toolkit.compress.pipeline import factorized_copy
+
+    data = _data(tiny_text)
+    teacher, _ = _fit(data, 3, 0.05)
+    before = copy.deepcopy(teacher.state_dict())
+    student = factorized_copy(teacher, 1)
+    with torch.no_grad():  # start far from the teacher: the soft term has work to do
+        for p in student.parameters():
+            p.mul_(0.1)
+    plain = copy.deepcopy(student)
+    kw = dict(trainer_cfg={"progress": "false"}, batch_size=16)
+    fit_classifier(plain, data, 2, "constant", {"max_lr": 0.05}, **kw)
+    fit_classifier(student, data, 2, "constant", {"max_lr": 0.05}, teacher=teacher, distill_weight=1.0,
+                   temperature=2.0, **kw)
+    after = teacher.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before) and not teacher.training
+    with torch.no_grad():
+        target = torch.softmax(teacher(data.x_train), 1)
+
+        def gap(net):
+            return float((torch.softmax(net(data.x_train), 1) - target).abs().sum(1).mean())
+
+        assert gap(student) < gap(plain)  # weight 1: trained on the teacher's outputs only
+    with pytest.raises(ValueError, match="distill_weight"):
+        fit_classifier(student, data, 1, "constant", {"max_lr": 0.05}, teacher=teacher, distill_weight=2.0, **kw)
+
+
+def test_cli_distillation_runs_and_bad_values_exit_2(runner, tiny_text):
+    out = tiny_text["dir"] / "kd"
+    args = [*fast_overrides(tiny_text, out), "compression=0.5", "baselines.enabled=false"]
+    result = runner.invoke(app, ["compress", *args, "finetune.distill.weight=0.5", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["config"]["finetune"]["distill"] == {"weight": 0.5, "temperature": 2.0}
+    for arg, key in (("finetune.distill.weight=1.5", "finetune.distill.weight"),
+                     ("finetune.distill.temperature=0", "finetune.distill.temperature")):
+        bad = runner.invoke(app, ["compress", *fast_overrides(tiny_text, tiny_text["dir"] / "kd_bad"), arg])
+        assert bad.exit_code == 2
+        lines = bad.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: config: {key}: "), bad.stderr
+        assert not (tiny_text["dir"] / "kd_bad").exists()
+
+
+def test_cli_weighted_svd_keys(runner, tiny_text):
+    out = tiny_text["dir"] / "w"
+    args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false", "svd.row_weights=frequency",
+            "svd.metric=input_layers", "--json"]
+    result = runner.invoke(app, ["compress", *args])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers"}
+    assert doc["metrics"]["rank"] == 1
+    bad = runner.invoke(app, ["compress", *fast_overrides(tiny_text, tiny_text["dir"] / "w_bad"), "svd.metric=l2"])
+    assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: config: svd.metric: ")

@@ -322,6 +322,9 @@ class Compress(Task):
         self.pre_cfg = {"max_lr": float(cfg.pretrain.lr)}
         self.pre_stop = stop_settings(cfg, "pretrain")
         self.ft_stop = stop_settings(cfg, "finetune")
+        distill = cfg.finetune.get("distill") or {}
+        self.distill = {"distill_weight": float(distill.get("weight", 0.0) or 0.0),
+                        "temperature": float(distill.get("temperature", 1.0) or 1.0)}
         self.sched_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True)
         self.sched_name = str(self.sched_cfg.pop("name"))
 
@@ -344,18 +347,26 @@ class Compress(Task):
             log(f"note: scheduler=calr makes no warm restart in finetune.epochs={cfg.finetune.epochs} (its peak "
                 "only decays); raise finetune.epochs, scheduler.decay or scheduler.min_lr for a restart")
         self.models: dict[str, dict[str, Any]] = {}
+        svd_cfg = cfg.get("svd") or {}
+        row_weights = metric = None
+        if str(svd_cfg.get("row_weights", "none")) == "frequency":
+            row_weights = P.word_counts(data)
+        if str(svd_cfg.get("metric", "none")) == "input_layers":
+            metric = self.net.input_metric()
         for i, (label, _p, k) in enumerate(self.points):
             nets: dict[str, Any] = {"dense_rank": self.ranks_d[i][0] if self.dense_on else None}
             with run.timer("factorize"):
-                fnet = P.factorized_copy(self.net, k, dense_rank=nets["dense_rank"])
+                fnet = P.factorized_copy(self.net, k, dense_rank=nets["dense_rank"], row_weights=row_weights,
+                                         metric=metric)
                 nets["svd_no_finetune"] = copy.deepcopy(fnet)
             with run.timer("finetune"):
                 dense_note = (f", first dense layer {self.dense_shape[0]} x {self.dense_shape[1]} at rank "
                               f"{nets['dense_rank']}" if self.dense_on else "")
                 log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
                     f"scheduler={self.sched_name}")
+                teacher = self.net if self.distill["distill_weight"] > 0 else None
                 res = P.fit_classifier(fnet, data, int(cfg.finetune.epochs), self.sched_name, self.sched_cfg,
-                                       **self.common, **self.ft_stop)
+                                       **self.common, **self.ft_stop, teacher=teacher, **self.distill)
                 nets["lrs"], nets["finetune"] = res.lrs, res
                 nets["svd_finetune"] = fnet
                 _log_curve(f"{label}: fine-tuning", res)

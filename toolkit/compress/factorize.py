@@ -93,6 +93,72 @@ def truncated_svd(weight: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.
     return left.to(weight.dtype).contiguous(), right.to(weight.dtype).contiguous()
 
 
+def weighted_truncated_svd(weight: torch.Tensor, rank: int, row_weights: torch.Tensor | None = None,
+                           metric: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-k factors of E that are best in a weighted norm, split as (left [V, k], right [k, d]).
+
+    Minimises ``sum_i r_i || (E_i - (left right)_i) M^(1/2) ||^2`` over rank-k products: with ``r`` the
+    training frequency of each word this is the expected error of a token drawn from the training text
+    (frequency-weighted low-rank approximation, as in GroupReduce, Chen et al., NeurIPS 2018), and with
+    ``M = sum W^T W`` over the layers that read the embedding it is the error those layers see of their
+    linear input (output-aware factorization; Chen et al., "DRONE", NeurIPS 2021, do the same with data
+    statistics).  Separable weights make it exact: with ``A = D^(1/2) E M^(1/2) = U S V^T`` (``D = diag(r)``)
+    the optimum is ``D^(-1/2) A_k M^(-1/2)`` (Eckart-Young on ``A``).  Without either weight this is
+    :func:`truncated_svd`.
+
+    ``r`` is rescaled to mean 1 and ``M`` to trace d, so the factors keep the scale of :func:`truncated_svd`'s.
+
+    Args:
+        weight: E, float [V, d].
+        rank: k in [1, min(V, d)].
+        row_weights: float [V], >= 0 with a positive sum, or None (all 1).  Rows of weight 0 are kept at
+            a small floor (1e-3 of the mean) so they still get a defined row.
+        metric: float [d, d] symmetric positive semi-definite, or None (identity).  A ridge of 1e-3 of its
+            mean eigenvalue keeps ``M^(-1/2)`` finite where the reading layers ignore a direction.
+
+    Returns:
+        ``(left, right)`` in ``weight``'s dtype, computed in float64.
+
+    Raises:
+        ValueError: ``weight`` not 2-D, ``rank`` outside [1, min(V, d)], or weights of the wrong shape,
+            negative, all zero or not finite.
+    """
+    if row_weights is None and metric is None:
+        return truncated_svd(weight, rank)
+    if weight.ndim != 2:
+        raise ValueError(f"expected a 2-D table, got shape {tuple(weight.shape)}")
+    v, d = weight.shape
+    if not 1 <= rank <= min(v, d):
+        raise ValueError(f"rank must be in [1, min(V, d) = {min(v, d)}], got {rank}")
+    e = weight.detach().double()
+    if row_weights is None:
+        r = torch.ones(v, dtype=torch.float64)
+    else:
+        r = torch.as_tensor(row_weights, dtype=torch.float64).reshape(-1)
+        if r.shape != (v,) or not bool(torch.isfinite(r).all()) or bool((r < 0).any()) or float(r.sum()) <= 0:
+            raise ValueError(f"row_weights must be {v} finite values >= 0 with a positive sum")
+        r = r / r.mean()
+        r = torch.clamp(r, min=1e-3)
+    if metric is None:
+        root = inv_root = torch.eye(d, dtype=torch.float64)
+    else:
+        m = torch.as_tensor(metric, dtype=torch.float64)
+        if m.shape != (d, d) or not bool(torch.isfinite(m).all()):
+            raise ValueError(f"metric must be a finite {d} x {d} matrix, got shape {tuple(m.shape)}")
+        lam, q = torch.linalg.eigh((m + m.T) / 2)
+        if float(lam.max()) <= 0:
+            raise ValueError("metric must be positive semi-definite and not zero")
+        lam = torch.clamp(lam, min=0.0)
+        lam = lam / lam.mean() + 1e-3
+        root = (q * lam.sqrt()) @ q.T
+        inv_root = (q / lam.sqrt()) @ q.T
+    sr = r.sqrt()[:, None]
+    u, sv, vh = torch.linalg.svd(sr * e @ root, full_matrices=False)
+    left = u[:, :rank] / sr
+    right = (sv[:rank, None] * vh[:rank]) @ inv_root
+    return left.to(weight.dtype).contiguous(), right.to(weight.dtype).contiguous()
+
+
 def retained_energy(weight: torch.Tensor, ranks: list[int]) -> list[float]:
     """Share of E's squared Frobenius norm kept by its rank-k truncated SVD, for each k.
 
@@ -147,17 +213,21 @@ class FactorizedEmbedding(nn.Module):
         self.proj = nn.Linear(rank, dim, bias=False)
 
     @classmethod
-    def from_weight(cls, weight: torch.Tensor, rank: int) -> FactorizedEmbedding:
-        """Initialise from a trained table by truncated SVD so that the module reproduces U_k S_k V_k^T.
+    def from_weight(cls, weight: torch.Tensor, rank: int, row_weights: torch.Tensor | None = None,
+                    metric: torch.Tensor | None = None) -> FactorizedEmbedding:
+        """Initialise from a trained table by truncated SVD so that the module reproduces U_k S_k V_k^T
+        (with ``row_weights`` / ``metric``: the weighted optimum of :func:`weighted_truncated_svd`).
 
         Args:
             weight: E, float [V, d].
             rank: k in [1, min(V, d)].
+            row_weights: optional float [V] (e.g. training word counts).
+            metric: optional float [d, d] (e.g. :meth:`~toolkit.compress.models.TextClassifier.input_metric`).
 
         Raises:
-            ValueError: see :func:`truncated_svd`.
+            ValueError: see :func:`truncated_svd` and :func:`weighted_truncated_svd`.
         """
-        left, right = truncated_svd(weight, rank)
+        left, right = weighted_truncated_svd(weight, rank, row_weights, metric)
         module = cls(weight.shape[0], weight.shape[1], rank)
         with torch.no_grad():
             module.table.weight.copy_(left)

@@ -45,6 +45,38 @@ from toolkit.compress.schedulers import build_scheduler
 ARCHS = ("lstm", "dan", "textcnn")
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, weight: float,
+                      temperature: float) -> torch.Tensor:
+    """Knowledge-distillation loss (Hinton, Vinyals and Dean 2015, "Distilling the knowledge in a neural network",
+    sec. 2): ``(1 - weight) CE(logits, labels) + weight T^2 KL(softmax(t / T) || softmax(s / T))``.
+
+    The ``T^2`` keeps the soft term's gradients on the scale of the hard term's as ``T`` changes (ibid.).
+
+    Args:
+        logits: student logits float [B, C].
+        teacher_logits: teacher logits float [B, C] (no gradient flows into them).
+        labels: long [B] in [0, C).
+        weight: in [0, 1]; 0 is plain cross-entropy.
+        temperature: T > 0.
+
+    Returns:
+        Scalar float tensor: the batch mean.
+
+    Raises:
+        ValueError: shapes differ, ``weight`` outside [0, 1] or ``temperature`` <= 0.
+    """
+    if teacher_logits.shape != logits.shape:
+        raise ValueError(f"teacher logits {tuple(teacher_logits.shape)} do not match the student's "
+                         f"{tuple(logits.shape)}")
+    if not 0.0 <= weight <= 1.0 or not temperature > 0.0:
+        raise ValueError(f"need 0 <= weight <= 1 and temperature > 0, got {weight}, {temperature}")
+    ce = nn.functional.cross_entropy(logits, labels)
+    kl = nn.functional.kl_div(nn.functional.log_softmax(logits / temperature, dim=1),
+                              nn.functional.log_softmax(teacher_logits.detach() / temperature, dim=1),
+                              reduction="batchmean", log_target=True)
+    return (1.0 - weight) * ce + weight * temperature * temperature * kl
+
+
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``x`` float [B, T, D] over positions where ``mask`` bool [B, T] is True -> [B, D]."""
     m = mask.unsqueeze(-1).to(x.dtype)
@@ -147,6 +179,35 @@ class TextClassifier(nn.Module):
         if isinstance(layer, LowRankInputLSTM):
             return [layer.down.weight, layer.lstm.weight_ih_l0, layer.lstm.bias_ih_l0]
         return list(layer.parameters())
+
+    def input_metric(self) -> torch.Tensor:
+        """``M = sum W^T W`` over the linear maps that read the embedding's output, float [d, d].
+
+        LSTM: ``W_ih`` (4H x d); DAN: the first hidden layer (the mean of the embeddings is linear, so the layer
+        reads each word vector through its weight); CNN: every tap ``W[:, :, o]`` (filters x d) of every
+        convolution.  ``||x M^(1/2)||^2 = sum ||W x||^2`` is what those layers see of an error ``x`` in a word
+        vector (:func:`~toolkit.compress.factorize.weighted_truncated_svd`).  A DAN without hidden layers
+        reads through the output layer.
+
+        Raises:
+            ValueError: the first layer is already factorized (its dense weight is not at hand).
+        """
+        if self.arch == "lstm":
+            if not isinstance(self.encoder, nn.LSTM):
+                raise ValueError("the LSTM's input weights are factorized")
+            mats = [self.encoder.weight_ih_l0]
+        elif self.arch == "dan":
+            layer = self.encoder[0] if len(self.encoder) else self.head
+            if not isinstance(layer, nn.Linear):
+                raise ValueError("the DAN's first dense layer is factorized")
+            mats = [layer.weight]
+        else:
+            mats = [conv.weight[:, :, o] for conv in self.encoder for o in range(conv.weight.shape[2])]
+        out = torch.zeros(self.embedding_dim, self.embedding_dim, dtype=torch.float64)
+        for w in mats:
+            w = w.detach().double()
+            out += w.T @ w
+        return out
 
     def factorize_first_dense(self, rank: int) -> None:
         """Replace the first dense layer, in place, by its rank-``rank`` truncated SVD (two trainable layers).
@@ -322,6 +383,16 @@ class TextClassifierModule(pl.LightningModule):
         adam_eps: Adam epsilon (the paper's code uses 0.01).
         momentum: SGD momentum.
         weight_decay: L2 penalty.
+        teacher: optional trained classifier (the uncompressed model) to distil from during fine-tuning: the
+            loss becomes :func:`distillation_loss` of the student's and the teacher's logits (teacher in eval
+            mode, no gradient).  Not a submodule: it is never
+            trained, saved in checkpoints, or put in train mode.  ``None`` (default): cross-entropy only.
+        distill_weight: ``a`` in [0, 1] (0: cross-entropy only, even with a teacher).
+        temperature: ``T`` > 0 of the softened distributions.
+
+    Raises:
+        ValueError: ``distill_weight`` outside [0, 1], ``temperature`` <= 0, or a teacher whose number of
+            classes differs from the student's (found at the first training step).
 
     Attributes:
         lr_trace: learning rate used at each update (list[float]), for ``lr_schedule.png``.
@@ -336,10 +407,17 @@ class TextClassifierModule(pl.LightningModule):
 
     def __init__(self, net: TextClassifier, optimizer: str = "adam", scheduler: str = "constant",
                  scheduler_cfg: dict[str, Any] | None = None, steps_per_epoch: int = 1,
-                 adam_eps: float = 1e-8, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+                 adam_eps: float = 1e-8, momentum: float = 0.9, weight_decay: float = 0.0,
+                 teacher: nn.Module | None = None, distill_weight: float = 0.0, temperature: float = 1.0) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["net"])
+        if not 0.0 <= float(distill_weight) <= 1.0:
+            raise ValueError(f"distill_weight must be in [0, 1], got {distill_weight}")
+        if not float(temperature) > 0.0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.save_hyperparameters(ignore=["net", "teacher"])
         self.net = net
+        # a plain attribute, not a registered submodule: never in state_dict, the optimizer or train mode
+        object.__setattr__(self, "_teacher", teacher.eval() if teacher is not None and distill_weight > 0 else None)
         self.loss = nn.CrossEntropyLoss()
         self.lr_trace: list[float] = []
         self.history: list[dict[str, Any]] = []
@@ -352,12 +430,21 @@ class TextClassifierModule(pl.LightningModule):
         return self.net(tokens)
 
     def training_step(self, batch, batch_idx):
-        """Cross-entropy on ``(tokens long [B, T], labels long [B])``; records the lr of this update."""
+        """Loss on ``(tokens long [B, T], labels long [B])``: cross-entropy, plus the distillation term when a
+        teacher is set (class docstring); records the lr of this update.  ``train/loss`` and the history's
+        ``train_loss`` are the cross-entropy part, comparable with and without distillation."""
         tokens, y = batch
-        loss = self.loss(self.net(tokens), y)
+        logits = self.net(tokens)
+        ce = self.loss(logits, y)
+        loss = ce
+        if self._teacher is not None:
+            with torch.no_grad():
+                target = self._teacher(tokens)
+            loss = distillation_loss(logits, target, y, float(self.hparams.distill_weight),
+                                     float(self.hparams.temperature))
         self.lr_trace.append(float(self.optimizers().param_groups[0]["lr"]))
-        self.log("train/loss", loss, prog_bar=True, on_step=False, on_epoch=True)
-        self._train_sums[0] += float(loss.detach()) * len(y)
+        self.log("train/loss", ce, prog_bar=True, on_step=False, on_epoch=True)
+        self._train_sums[0] += float(ce.detach()) * len(y)
         self._train_sums[1] += len(y)
         return loss
 

@@ -234,7 +234,8 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
                    scheduler_cfg: Mapping[str, Any], optim_cfg: Mapping[str, Any] | None = None,
                    trainer_cfg: Mapping[str, Any] | None = None, batch_size: int = 50, seed: int = 0,
                    validate: bool = True, restore_best: bool = False,
-                   early_stopping_patience: int | None = None) -> TrainResult:
+                   early_stopping_patience: int | None = None, teacher: TextClassifier | None = None,
+                   distill_weight: float = 0.0, temperature: float = 1.0) -> TrainResult:
     """Train ``net`` in place with the Lightning Trainer (``toolkit.training.make_trainer``).
 
     Validation accuracy is measured after every epoch (exactly, over the whole valid split).  With
@@ -255,6 +256,8 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
         validate: measure the valid split every epoch (needed by ``restore_best`` and early stopping).
         restore_best: end with the weights of the epoch of best validation accuracy.
         early_stopping_patience: epochs without a validation-accuracy gain before stopping; None: never stop.
+        teacher / distill_weight / temperature: knowledge distillation from ``teacher`` (see
+            :class:`~toolkit.compress.models.TextClassifierModule`); ``distill_weight=0``: none.
 
     Returns:
         :class:`TrainResult`.
@@ -278,7 +281,9 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
                                   scheduler_cfg=dict(scheduler_cfg), steps_per_epoch=len(train_dl),
                                   adam_eps=float(optim_cfg.get("adam_eps", 1e-8)),
                                   momentum=float(optim_cfg.get("momentum", 0.9)),
-                                  weight_decay=float(optim_cfg.get("weight_decay", 0.0)))
+                                  weight_decay=float(optim_cfg.get("weight_decay", 0.0)),
+                                  teacher=teacher, distill_weight=float(distill_weight),
+                                  temperature=float(temperature))
     tcfg = {k: v for k, v in dict(trainer_cfg or {}).items() if k != "max_epochs"}
     stopper = None
     with tempfile.TemporaryDirectory(prefix="toolkit-compress-") as root:
@@ -431,21 +436,31 @@ def resolve_dense_rank(shape: tuple[int, int], compression: Any, rank: Any) -> i
                                 "use a smaller dense.compression or set dense.rank")
 
 
-def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = None) -> TextClassifier:
+def word_counts(data: TextData) -> torch.Tensor:
+    """How often each vocabulary id occurs in the training split, float64 [V] (padding id 0 counts 0)."""
+    ids = data.x_train.reshape(-1)
+    counts = torch.bincount(ids[ids != 0], minlength=len(data.vocab)).double()
+    return counts[: len(data.vocab)]
+
+
+def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = None,
+                    row_weights: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> TextClassifier:
     """Deep copy of ``net`` whose dense embedding E [V, d] is replaced by its rank-``rank`` truncated SVD.
 
     The copy's embedding is a :class:`FactorizedEmbedding` holding U_k [V, k] and S_k V_k^T [k, d]
     (Acharya et al. 2019), so before any update it computes exactly the rank-k approximation of E;
     every other layer keeps its trained weights.  With ``dense_rank`` the first dense layer after the
     embedding is factorized too (:meth:`~toolkit.compress.models.TextClassifier.factorize_first_dense`).
-    ``net`` is not modified.
+    ``net`` is not modified.  ``row_weights`` [V] / ``metric`` [d, d] make it the weighted optimum of
+    :func:`~toolkit.compress.factorize.weighted_truncated_svd` instead of the plain SVD.
 
     Raises:
         ValueError: if ``rank`` is outside [1, min(V, d)] or ``dense_rank`` outside [1, min(m, n)]
-            (see :func:`~toolkit.compress.factorize.truncated_svd`).
+            (see :func:`~toolkit.compress.factorize.truncated_svd`), or bad weights.
     """
     new = copy.deepcopy(net)
-    new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank))
+    new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank, row_weights,
+                                                          metric))
     if dense_rank is not None:
         new.factorize_first_dense(dense_rank)
     return new
