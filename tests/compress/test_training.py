@@ -216,6 +216,16 @@ def test_cli_weighted_svd_keys(runner, tiny_text):
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers"}
-    assert doc["metrics"]["rank"] == 1
+    assert doc["metrics"]["rank"] == 1 and doc["metrics"]["svd_metric"] == "input_layers"
     bad = runner.invoke(app, ["compress", *fast_overrides(tiny_text, tiny_text["dir"] / "w_bad"), "svd.metric=l2"])
     assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: config: svd.metric: ")
+
+
+def test_svd_metric_auto_is_output_aware_for_the_cnn_only():
+    from toolkit.compress.command import svd_metric
+
+    assert svd_metric("auto", "textcnn") == "input_layers"
+    assert svd_metric("auto", "lstm") == svd_metric("auto", "dan") == "none"
+    assert svd_metric("none", "textcnn") == "none" and svd_metric("input_layers", "dan") == "input_layers"
+    with pytest.raises(ValueError, match="svd.metric"):
+        svd_metric("l2", "dan")

@@ -157,6 +157,25 @@ def model_target_ranks(points_p: list[float], total_params: int, embedding_shape
     return out
 
 
+def svd_metric(value: str, arch: str) -> str:
+    """The factorization metric ``svd.metric`` resolves to for a model: ``none`` or ``input_layers``.
+
+    ``auto`` is ``input_layers`` for ``textcnn`` and ``none`` (the paper's plain SVD) for ``lstm`` and ``dan``:
+    at rank 4 of a 50-d table the CNN's loss is the subspace the plain SVD keeps (its width-3/4/5 filters read
+    each word only through linear taps), and the output-aware subspace recovers part of it (TREC +2.2 points,
+    95% CI [+1.3, +3.1], 3 seeds), while the LSTM and DAN recover in fine-tuning either way and gain nothing
+    significant from it (TREC LSTM -1.0 [-2.3, +0.3]); ``benchmarks/compress_variants.py``, docs/compress.md.
+
+    Raises:
+        ValueError: an unknown value.
+    """
+    if value == "auto":
+        return "input_layers" if arch == "textcnn" else "none"
+    if value not in ("none", "input_layers"):
+        raise ValueError(f"unknown svd.metric {value!r}")
+    return value
+
+
 def stop_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
     """``restore_best`` and ``early_stopping_patience`` of ``pretrain`` or ``finetune`` (absent: off).
 
@@ -351,7 +370,8 @@ class Compress(Task):
         row_weights = metric = None
         if str(svd_cfg.get("row_weights", "none")) == "frequency":
             row_weights = P.word_counts(data)
-        if str(svd_cfg.get("metric", "none")) == "input_layers":
+        self.svd_metric = svd_metric(str(svd_cfg.get("metric", "none")), arch)
+        if self.svd_metric == "input_layers":
             metric = self.net.input_metric()
         for i, (label, _p, k) in enumerate(self.points):
             nets: dict[str, Any] = {"dense_rank": self.ranks_d[i][0] if self.dense_on else None}
@@ -411,7 +431,8 @@ class Compress(Task):
             for i, (label, p, k) in enumerate(self.points):
                 nets = self.models[label]
                 res: dict[str, Any] = {"rank": k, "requested_compression": p,
-                                       "svd_energy": retained_energy(self.net.embedding.weight, [k])[0]}
+                                       "svd_energy": retained_energy(self.net.embedding.weight, [k])[0],
+                                       "svd_metric": self.svd_metric}
                 if self.dense_on:
                     res["dense_rank"], res["requested_dense_compression"] = self.ranks_d[i]
                 for method in ("svd_no_finetune", "svd_finetune", "svd_before_training", "small_embedding"):

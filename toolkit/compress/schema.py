@@ -9,6 +9,9 @@ from toolkit.validation import Check, boolean, choice, fraction, int_list, integ
 UNSEEN_POLICIES = ("error", "drop", "other")
 """Values of ``data.unseen_labels`` (see :func:`toolkit.compress.splits.apply_unseen_policy`)."""
 
+SVD_METRICS = ("auto", "none", "input_layers")
+"""Values of ``svd.metric`` (see :func:`toolkit.compress.command.svd_metric`)."""
+
 
 def _column(value: object) -> bool:
     """A header name (non-empty str) or a 0-based index (int >= 0, not bool)."""
@@ -21,7 +24,7 @@ CHECKS: list[Check] = [
     integer("seed", 0),
     list_of(fraction("compression", null=True)),
     list_of(integer("rank", 1, null=True)),
-    choice("svd.row_weights", ("none", "frequency")), choice("svd.metric", ("none", "input_layers")),
+    choice("svd.row_weights", ("none", "frequency")), choice("svd.metric", SVD_METRICS),
     boolean("dense.factorize"), fraction("dense.compression", null=True), integer("dense.rank", 1, null=True),
     integer("batch_size", 1), integer("threads", 1, null=True),
     choice("optimizer.name", ("adam", "sgd")), number("optimizer.adam_eps", 0.0, lo_open=True),
