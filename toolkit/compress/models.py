@@ -385,8 +385,8 @@ class TextClassifierModule(pl.LightningModule):
         weight_decay: L2 penalty.
         teacher: optional trained classifier (the uncompressed model) to distil from during fine-tuning: the
             loss becomes :func:`distillation_loss` of the student's and the teacher's logits (teacher in eval
-            mode, no gradient).  Not a submodule: it is never
-            trained, saved in checkpoints, or put in train mode.  ``None`` (default): cross-entropy only.
+            mode, no gradient).  Not a submodule: it is never trained, saved in checkpoints, or put in train
+            mode.  ``None`` (default): cross-entropy only.
         distill_weight: ``a`` in [0, 1] (0: cross-entropy only, even with a teacher).
         temperature: ``T`` > 0 of the softened distributions.
 
