@@ -56,7 +56,7 @@ def points(metrics: dict) -> list[dict]:
     return sorted(out, key=lambda r: r["rank"])
 
 
-def run(dataset: str, model: str, seed: int, variant: str) -> dict:
+def run(dataset: str, model: str, seed: int, variant: str, extra: tuple[str, ...] = ()) -> dict:
     """One CLI run; returns uncompressed accuracy, its points and wall time.
 
     Raises:
@@ -64,7 +64,7 @@ def run(dataset: str, model: str, seed: int, variant: str) -> dict:
     """
     with tempfile.TemporaryDirectory() as tmp:
         argv = [*TOOLKIT, "compress", f"data={dataset}", f"model={model}", f"seed={seed}",
-                "baselines.enabled=false", "plot=false", *VARIANTS[variant], f"output_dir={tmp}/out",
+                "baselines.enabled=false", "plot=false", *VARIANTS[variant], *extra, f"output_dir={tmp}/out",
                 "--json", "--quiet"]
         start = time.perf_counter()
         proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "CI": "1"})
@@ -109,6 +109,8 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["lstm"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run (e.g. svd.metric=none: "
+                    "the plain SVD the 2026-12-04/07 tables were measured with)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress_rank_cause")
     args = ap.parse_args()
     rows = []
@@ -117,7 +119,7 @@ def main() -> int:
         for mo in args.models:
             for seed in args.seeds:
                 for va in args.variants:
-                    r = run(ds, mo, seed, va)
+                    r = run(ds, mo, seed, va, tuple(args.extra))
                     rows.append(r)
                     pts = " ".join(f"k={p['rank']}:{100 * p['finetune']:.1f}" for p in r["points"])
                     print(f"[{r['wall_s']:5.0f}s] {ds} {mo} seed={seed} {va}: uncompressed "

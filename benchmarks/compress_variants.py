@@ -45,8 +45,6 @@ VARIANTS: dict[str, list[str]] = {
     "kd0.5": ["svd.row_weights=none", "svd.metric=none", "finetune.distill.weight=0.5"],
     "metric": ["svd.row_weights=none", "svd.metric=input_layers", "finetune.distill.weight=0"],
     "frequency": ["svd.row_weights=frequency", "svd.metric=none", "finetune.distill.weight=0"],
-    "metric+frequency": ["svd.row_weights=frequency", "svd.metric=input_layers", "finetune.distill.weight=0"],
-    "metric+kd0.5": ["svd.row_weights=none", "svd.metric=input_layers", "finetune.distill.weight=0.5"],
 }
 """Variant name -> overrides (every one sets all three keys, so a changed default does not leak in)."""
 
