@@ -15,7 +15,8 @@ the *survival* of the small classes: the share of their images that sit in a clu
 class. Then, at the largest value, one line per fragment: its size, whether it is one of the small classes, the
 share of its members' kNN neighbours inside it (cohesion) and in the cluster the command's vote
 (:func:`toolkit.cluster.hierarchy.absorb_fragments`) joins it to (attachment), and whether that cluster's majority
-is its own class. Prints the machine it ran on.
+is its own class, and whether the run's ``model.infer.fragment_rule`` (``vote`` unless overridden, e.g.
+``model.infer.fragment_rule=cohesion``) joined it. Prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -67,8 +68,10 @@ def main() -> None:
     cut = fragment_size(base, max(FRAGMENT_GRID))
     sizes = np.bincount(base)
     absorbed = absorb_fragments(base, nbrs, sims, cut)  # the command's own vote decides where each fragment goes
+    rule = str(inf.get("fragment_rule", "vote") or "vote")
+    kept = absorb_fragments(base, nbrs, sims, cut, rule=rule)  # what the run's rule does with it
     print(f"fragments at fraction {max(FRAGMENT_GRID)} (clusters under {cut} images):")
-    print("size  small class  cohesion  attachment  joins its own class")
+    print(f"size  small class  cohesion  attachment  joins its own class  joined ({rule} rule)")
     for f in np.flatnonzero(sizes < cut):
         members = np.flatnonzero(base == f)
         joined = np.flatnonzero((absorbed == absorbed[members[0]]) & (sizes[base] >= cut))
@@ -81,7 +84,8 @@ def main() -> None:
         print(f"{len(members):4d}  {'yes' if majority in small else 'no':>11s}  "
               f"{((nlab == f) & valid).sum() / valid.sum():8.2f}  "
               f"{((nlab == target) & valid).sum() / valid.sum():10.2f}  "
-              f"{'yes' if np.bincount(yy[base == target]).argmax() == majority else 'no':>19s}")
+              f"{'yes' if np.bincount(yy[base == target]).argmax() == majority else 'no':>19s}  "
+              f"{'yes' if (kept == kept[members[0]]).sum() > len(members) else 'no':>18s}")
 
 
 if __name__ == "__main__":

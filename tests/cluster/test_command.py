@@ -370,3 +370,25 @@ def test_auto_folds_never_score_a_class_they_tuned_on():
     assert len(auto_folds(y, fit_idx, val_idx, seed=0, k=20)) == 1  # halves of 18 points: not more than k
     with pytest.raises(ValueError, match="cross-fit"):
         auto_folds(y, fit_idx, val_idx[:12], seed=0, k=5, protocol="cross-fit")
+
+
+def test_fragment_rule_cohesion_keeps_at_least_the_votes_clusters(runner, feature_files):
+    out = feature_files / "rule"
+    result = runner.invoke(app, ["cluster", *_data_args(feature_files), *FAST, f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["fragment_rule"] == "vote"
+    counts = {}
+    for rule in ("vote", "cohesion"):
+        args = ["cluster", *_data_args(feature_files), "plot=false", f"model.checkpoint={out / 'model.ckpt'}",
+                "model.infer.min_cluster_fraction=0.3", f"model.infer.fragment_rule={rule}",
+                f"output_dir={out}_{rule}", "--json"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.stderr
+        assert json.loads(result.stdout)["metrics"]["fragment_rule"] == rule
+        counts[rule] = len(np.unique(np.load(out.parent / f"rule_{rule}" / "labels.npy")))
+    assert counts["cohesion"] >= counts["vote"]
+
+
+def test_bad_fragment_rule(runner, feature_files):
+    err = _bad(runner, feature_files, [*_data_args(feature_files), "model.infer.fragment_rule=centroid"])
+    assert "model.infer.fragment_rule" in err and "cohesion" in err

@@ -285,3 +285,33 @@ def test_hierarchy_min_cluster_fraction_leaves_fewer_small_clusters():
     assert len(np.unique(plain[big])) == len(np.unique(absorbed[big]))
     with pytest.raises(ValueError, match="min_cluster_fraction"):
         cluster_hierarchy(x, _CountingCosineModel(), **kw, min_cluster_fraction=1.0)
+
+
+def test_cohesion_rule_keeps_a_fragment_that_points_into_itself():
+    # two fragments of 3 beside two large clusters (0: points 0-4, 1: points 5-9)
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 3 + [3] * 3)
+    nbrs = np.full((16, 3), -1)
+    sims = np.zeros((16, 3), dtype=np.float32)
+    for i in (10, 11, 12):  # fragment 2: a small class found whole, each point's neighbours are itself and a mate
+        mate = 10 + (i - 9) % 3
+        nbrs[i], sims[i] = [i, mate, 0], [1.0, 0.9, 0.2]  # counts: inside 2 of 3, attachment to 0: 1 of 3
+    for i in (13, 14, 15):  # fragment 3: a stray piece of cluster 1, its neighbours are mostly in cluster 1
+        nbrs[i], sims[i] = [i, 5 + i - 13, 6 + i - 13], [1.0, 0.8, 0.7]  # inside 1 of 3, attachment 2 of 3
+    vote = absorb_fragments(labels, nbrs, sims, min_size=4)
+    assert vote[10] == vote[0] and vote[13] == vote[5]  # the vote joins both
+    kept = absorb_fragments(labels, nbrs, sims, min_size=4, rule="cohesion")
+    assert len({*kept[10:13]}) == 1 and kept[10] not in (kept[0], kept[5])  # the cohesive one stays whole
+    assert kept[13] == kept[14] == kept[15] == kept[5]  # the attached one still joins
+    assert kept.max() == 2
+    with pytest.raises(ValueError, match="rule"):
+        absorb_fragments(labels, nbrs, sims, min_size=4, rule="centroid")
+
+
+def test_hierarchy_passes_the_fragment_rule():
+    x, _ = blobs(40, 5, 16, spread=0.6)
+    kw = {"k": 5, "tau": 0.97, "max_levels": 3, "singletons": "attach", "min_cluster_fraction": 0.5}
+    vote, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw)
+    guarded, _ = cluster_hierarchy(x, _CountingCosineModel(), **kw, fragment_rule="cohesion")
+    assert guarded.max() >= vote.max()  # the guard can only keep fragments the vote would have moved
+    with pytest.raises(ValueError, match="fragment_rule"):
+        cluster_hierarchy(x, _CountingCosineModel(), **kw, fragment_rule="centroid")

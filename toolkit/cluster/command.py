@@ -86,7 +86,8 @@ def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau
                   **kwargs) -> tuple[np.ndarray, list]:
     """:func:`toolkit.cluster.hierarchy.cluster_hierarchy` of ``x`` with ``model`` and the ``model.infer`` config.
 
-    The one place that turns the config (``knn_k``, ``threshold``, ``max_levels``, ``early_stop``, ``singletons``)
+    The one place that turns the config (``knn_k``, ``threshold``, ``max_levels``, ``early_stop``, ``singletons``,
+    ``fragment_rule``)
     and the model's ``knn_on`` and ``min_cluster_fraction`` (0 when unset) into the hierarchy's arguments.
 
     Args:
@@ -103,6 +104,7 @@ def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     kwargs.setdefault("min_cluster_fraction", float(getattr(model, "min_cluster_fraction", 0.0)))
+    kwargs.setdefault("fragment_rule", str(infer_cfg.get("fragment_rule", "vote") or "vote"))
     return cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
                              int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw, knn_on=model.knn_on,
                              tau_upper=tau_upper, singletons=str(infer_cfg.singletons), **kwargs)
@@ -725,7 +727,8 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     """Cluster the test set level by level with ``model`` and ``tau``; per-level stats and edge diagnostics."""
     mc, inf = cfg.model, cfg.model.infer
     info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on,
-                  "singletons": str(inf.singletons), "min_cluster_fraction": model.min_cluster_fraction}
+                  "singletons": str(inf.singletons), "min_cluster_fraction": model.min_cluster_fraction,
+                  "fragment_rule": str(inf.get("fragment_rule", "vote") or "vote")}
     with run.timer("cluster"):
         labels, stats = run_hierarchy(model, data.test_x, inf, knn_kwargs(mc), tau, model.tau_upper, log=log)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,

@@ -159,7 +159,8 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
                       log: Callable[[str], None] = lambda _m: None,
                       knn_on: str = "peak", tau_upper: float | None = None,
                       memo: dict | None = None, singletons: str = "keep",
-                      min_cluster_fraction: float = 0.0) -> tuple[np.ndarray, list[LevelStats]]:
+                      min_cluster_fraction: float = 0.0,
+                      fragment_rule: str = "vote") -> tuple[np.ndarray, list[LevelStats]]:
     """Hierarchical inference: cluster ``x`` level by level with one trained model (notes section 1.8).
 
     Args:
@@ -186,17 +187,21 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
         min_cluster_fraction: after ``singletons``, clusters smaller than this fraction of the point-weighted mean
             cluster size join the cluster their members' level-0 neighbours vote for
             (:func:`absorb_fragments`); 0 keeps every cluster (the reference).
+        fragment_rule: ``"vote"`` (every fragment joins the winner of its vote) or ``"cohesion"`` (only a fragment
+            more attached to the winner than to itself joins; :func:`absorb_fragments`).
 
     Returns:
         ``(labels, stats)``: int64 ``[N]`` cluster ids 0..C-1 and one :class:`LevelStats` per level.
 
     Raises:
-        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on`` or ``singletons`` unknown, ``N <= k``, or
-            ``min_cluster_fraction`` outside ``[0, 1)``.
+        ValueError: ``threshold`` not ``prob``/``sim``, ``knn_on``, ``singletons`` or ``fragment_rule`` unknown,
+            ``N <= k``, or ``min_cluster_fraction`` outside ``[0, 1)``.
     """
     import time
 
     _check_knn_on(knn_on)
+    if fragment_rule not in FRAGMENT_RULES:
+        raise ValueError(f"fragment_rule must be one of {FRAGMENT_RULES}, got {fragment_rule!r}")
     if singletons not in SINGLETONS:
         raise ValueError(f"singletons must be one of {SINGLETONS}, got {singletons!r}")
     if threshold not in ("prob", "sim"):
@@ -265,7 +270,7 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
     if min_cluster_fraction > 0.0 and stats:
         min_size = fragment_size(glabels, min_cluster_fraction)
         before = len(np.unique(glabels))
-        glabels = absorb_fragments(glabels, nbrs0, sims0, min_size)
+        glabels = absorb_fragments(glabels, nbrs0, sims0, min_size, rule=fragment_rule)
         log(f"fragments: clusters under {min_size} points joined their neighbours' clusters "
             f"({before} -> {len(np.unique(glabels))} clusters)")
     _, labels = np.unique(glabels, return_inverse=True)
@@ -273,6 +278,8 @@ def cluster_hierarchy(x: np.ndarray, predict: Callable, k: int = 10, tau: float 
 
 
 SINGLETONS = ("keep", "attach")
+FRAGMENT_RULES = ("vote", "cohesion")
+"""Values of ``fragment_rule`` / ``model.infer.fragment_rule`` (see :func:`absorb_fragments`)."""
 
 
 def attach_singletons(labels: np.ndarray, nearest: np.ndarray) -> np.ndarray:
@@ -311,7 +318,8 @@ def fragment_size(labels: np.ndarray, fraction: float) -> int:
     return max(1, int(np.ceil(fraction * float((sizes ** 2).sum()) / max(len(labels), 1))))
 
 
-def absorb_fragments(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_size: int) -> np.ndarray:
+def absorb_fragments(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min_size: int,
+                     rule: str = "vote") -> np.ndarray:
     """Join every cluster of fewer than ``min_size`` points to the large cluster its members' neighbours vote for.
 
     The hierarchy's top level leaves small fragments of classes whose cluster-level edges all failed
@@ -322,14 +330,26 @@ def absorb_fragments(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min
     move, so no chain forms. The same rule as HDBSCAN's ``min_cluster_size``, but fragments join a cluster
     instead of becoming noise.
 
+    ``rule="cohesion"`` protects small classes: a fragment joins the winner only when more of its members' kNN
+    neighbours lie in the winner than in the fragment itself (attachment > cohesion, neighbour counts, self
+    included). A small class found whole is a cohesive fragment weakly attached to any large cluster (faces, 5
+    people cut to 8 photos: cohesion 0.33-0.62, attachment 0.06-0.22; docs/cluster.md, "Fragments"), while a
+    stray piece of a large class mostly points into it.
+
     Args:
         labels: int64 ``[N]`` cluster ids 0..C-1.
         nbrs: int64 ``[N, k']`` level-0 neighbours (``-1``: none), sims: float ``[N, k']`` their cosines.
         min_size: clusters with fewer points are fragments (``<= 1``: nothing changes).
+        rule: ``"vote"`` or ``"cohesion"`` (:data:`FRAGMENT_RULES`).
 
     Returns:
         int64 ``[N]`` cluster ids 0..C'-1.
+
+    Raises:
+        ValueError: an unknown ``rule``.
     """
+    if rule not in FRAGMENT_RULES:
+        raise ValueError(f"rule must be one of {FRAGMENT_RULES}, got {rule!r}")
     labels = np.asarray(labels, dtype=np.int64)
     if min_size <= 1 or not len(labels):
         return labels
@@ -350,5 +370,12 @@ def absorb_fragments(labels: np.ndarray, nbrs: np.ndarray, sims: np.ndarray, min
     moved = np.unique(frag)
     mapping = np.arange(n_clusters)
     mapping[moved] = np.asarray(votes[moved].argmax(axis=1)).ravel()
+    if rule == "cohesion":  # neighbour counts of each fragment's members: inside it vs in its winner
+        fr, fc = np.nonzero(valid)
+        counts = sp.coo_matrix((np.ones(len(fr)), (labels[rows[fr]], nlab[fr, fc])),
+                               shape=(n_clusters, n_clusters)).tocsr()
+        inside = np.asarray(counts[moved, moved]).ravel()
+        attached = np.asarray(counts[moved, mapping[moved]]).ravel()
+        mapping[moved[attached <= inside]] = moved[attached <= inside]
     _, out = np.unique(mapping[labels], return_inverse=True)
     return out.astype(np.int64)

@@ -40,6 +40,7 @@ CHECKS: list[Check] = [
     choice("model.infer.threshold", ("prob", "sim")), integer("model.infer.max_levels", 1),
     boolean("model.infer.early_stop"), integer("model.infer.diagnostics_max_points", 0),
     boolean("model.infer.oracle_tau"), choice("model.infer.singletons", ("keep", "attach")),
+    choice("model.infer.fragment_rule", ("vote", "cohesion")),
     either(choice("model.infer.min_cluster_fraction", ("auto",)),
            number("model.infer.min_cluster_fraction", 0.0, 1.0, hi_open=True)),
     choice("encoder.arch", ("dlib-face",)), integer("encoder.embed_dim", 1),   # encoder=dlib-face
