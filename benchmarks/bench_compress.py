@@ -118,6 +118,7 @@ def run_cell(args: dict) -> dict:
     torch.set_num_threads(1)
     from toolkit.compress import metrics as M
     from toolkit.compress import pipeline as P
+    from toolkit.compress.command import svd_metric
     from toolkit.compress.models import model_config
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -166,7 +167,8 @@ def run_cell(args: dict) -> dict:
 
     # scheduler ablation / CALR tuning at p9: one factorized start shared by every trial
     k9 = P.resolve_rank(vsize, dim, p9, None)
-    start = P.factorized_copy(net, k9)
+    metric = net.input_metric() if svd_metric(args["svd_metric"], arch) == "input_layers" else None
+    start = P.factorized_copy(net, k9, metric=metric)
     row("svd_no_finetune", p9, P.evaluate(start, data, **ev), rank=k9)
     chosen: dict[str, dict] = {}
     for name in SCHEDULERS if in_ablation(ds, arch, args["ablation_cells"]) else ("calr",):
@@ -196,7 +198,7 @@ def run_cell(args: dict) -> dict:
         if abs(p - p9) < 1e-9:
             continue
         k = P.resolve_rank(vsize, dim, p, None)
-        fnet = P.factorized_copy(net, k)
+        fnet = P.factorized_copy(net, k, metric=metric)
         row("svd_no_finetune", p, P.evaluate(fnet, data, **ev), rank=k)
         P.train_classifier(fnet, data, ft_epochs, "calr", calr, **common)
         row("svd_finetune", p, P.evaluate(fnet, data, **ev), scheduler="calr", rank=k, config=calr)
@@ -315,7 +317,8 @@ def summarize(rows: list[dict], args: dict, wall: float, cells: dict) -> str:
              f"Seeds {args['seeds']}; pretrain {args['pretrain_epochs']} epochs at constant lr "
              f"{args['pretrain_lr']:g}; fine-tune {ft} epochs (cycles of {args['cycle_epochs']:g} epoch); "
              f"from-scratch baselines {args['pretrain_epochs'] + ft} epochs at lr {args['pretrain_lr']:g}; "
-             f"batch 50; GloVe 6B 50-d top-2446 partial file.  Tuning: {n_trials} trials per schedule on the "
+             f"batch 50; GloVe 6B 50-d top-2446 partial file; svd.metric={args.get('svd_metric', 'none')} "
+             f"(auto: input_layers for textcnn only).  Tuning: {n_trials} trials per schedule on the "
              f"validation split (max_lr in {{{', '.join(_lr(x) for x in args['lr_grid'])}}}; CALR max_lr in "
              f"{{{', '.join(_lr(x) for x in args['calr_lr_grid'])}}} x decay in "
              f"{{{', '.join(f'{x:g}' for x in args['calr_decay_grid'])}}}, floor max_lr x decay^"
@@ -446,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cyclic-floor", type=float, default=0.01,
                     help="floor of clr, triangular2 and cosine-restarts as a fraction of max_lr")
     ap.add_argument("--latency-repeats", type=int, default=3, help="timed forward passes per reported model")
+    ap.add_argument("--svd-metric", default="auto", choices=["auto", "none", "input_layers"],
+                    help="the factorization, as the command's svd.metric (auto: input_layers for textcnn only)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")
     ap.add_argument("--from-results", action="store_true",
