@@ -13,7 +13,8 @@ thresholds were tuned on (``model.train.tau_on``) and the test set once per valu
 :data:`toolkit.cluster.command.FRAGMENT_GRID`, and prints pairwise F, BCubed F, the number of clusters and its ratio
 to the number of classes for each, which value ``min_cluster_fraction=auto`` chooses (the largest within one
 class-bootstrap standard error of the best meta-training pairwise F) and which the plain argmax would have chosen.
-Prints the machine it ran on.
+``--grid=0,0.05,...`` (before the run directory) tries other candidate fractions with the same rule. Prints the
+machine it ran on.
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from toolkit.cluster.metrics import bcubed_f, pairwise_f
 
 
 def main(argv: list[str]) -> None:
-    """Print the fragment table of the run in ``argv[0]``."""
+    """Print the fragment table of the run in ``argv[0]`` (``--grid F,F,...`` first: other candidate fractions)."""
+    grid = FRAGMENT_GRID
+    if argv and argv[0].startswith("--grid"):
+        spec = argv[0].split("=", 1)[1] if "=" in argv[0] else argv.pop(1)
+        grid = tuple(sorted(float(v) for v in spec.split(",")))
+        argv = argv[1:]
     out = Path(argv[0])
     cfg, data, model = load_finished_run(out, argv[1:])
     inf, kw = cfg.model.infer, knn_kwargs(cfg.model)
@@ -39,15 +45,15 @@ def main(argv: list[str]) -> None:
     if str(cfg.model.train.tau_on) == "heldout":
         idx = split_classes(data.train_y, float(cfg.model.train.val_fraction), int(cfg.seed or 0))[1]
     tau, upper = float(model.tau), model.tau_upper
-    chosen, meta, se = tune_fragments(model, data.train_x[idx], data.train_y[idx], inf, kw, tau, upper)
-    argmax = max(FRAGMENT_GRID, key=lambda f: (meta[str(f)], f))
+    chosen, meta, se = tune_fragments(model, data.train_x[idx], data.train_y[idx], inf, kw, tau, upper, grid)
+    argmax = max(grid, key=lambda f: (meta[str(f)], f))
     k = len(np.unique(data.test_y))
     print(f"machine: {platform.machine()} {platform.node()}; run {out}; tau {tau}, tau_upper {upper}; "
           f"{len(np.unique(data.train_y[idx]))} meta-training classes scored, {k} test classes; "
           f"standard error of the best meta-training F {se:.3f}")
     print("fraction  meta-train F  test pairwise F  test BCubed F  clusters  x classes")
     memo: dict = {}
-    for frac in FRAGMENT_GRID:
+    for frac in grid:
         labels, _ = run_hierarchy(model, data.test_x, inf, kw, tau, upper, memo=memo, min_cluster_fraction=frac)
         c = len(np.unique(labels))
         mark = ("  <- auto" if frac == chosen else "") + ("  <- argmax" if frac == argmax else "")

@@ -242,7 +242,8 @@ FRAGMENT_BOOTSTRAP = 200  # class bootstrap replicates for the standard error of
 
 
 def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict, tau: float,
-                   tau_upper: float | None) -> tuple[float, dict[str, float], float]:
+                   tau_upper: float | None,
+                   grid: tuple[float, ...] = FRAGMENT_GRID) -> tuple[float, dict[str, float], float]:
     """``min_cluster_fraction`` on labelled meta-training classes, at fixed thresholds: the one-standard-error rule.
 
     Every value of :data:`FRAGMENT_GRID` (0: keep fragments) clusters ``x`` with one shared memo, so the levels
@@ -257,6 +258,7 @@ def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
 
     Args:
         model: trained ``Lander``; x: float32 ``[N, D]``; y: int64 ``[N]``; tau / tau_upper: the chosen thresholds.
+        grid: the candidate fractions (default :data:`FRAGMENT_GRID`; benchmarks try wider ones).
 
     Returns:
         ``(fraction, scores, standard_error)``: the chosen value, ``{str(fraction): pairwise F}`` and the best
@@ -269,11 +271,11 @@ def tune_fragments(model, x: np.ndarray, y: np.ndarray, infer_cfg, knn_kw: dict,
 
     memo: dict = {}
     labels: dict[str, np.ndarray] = {}
-    for frac in FRAGMENT_GRID:
+    for frac in grid:
         labels[str(frac)], _ = run_hierarchy(model, x, infer_cfg, knn_kw, tau, tau_upper, memo=memo,
                                              min_cluster_fraction=frac)
     scores = {f: float(pairwise_f(y, lab)[2]) for f, lab in labels.items()}
-    best = max(FRAGMENT_GRID, key=lambda f: (scores[str(f)], f))
+    best = max(grid, key=lambda f: (scores[str(f)], f))
     boot = class_bootstrap_scores(y, {str(best): labels[str(best)]}, n_boot=FRAGMENT_BOOTSTRAP, seed=0)
     se = float(np.std(boot[str(best)]))
     return one_standard_error_choice(scores, se), scores, se
