@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from finished_run import load_finished_run
 
-from toolkit.cluster.command import FRAGMENT_GRID, knn_kwargs, run_hierarchy
+from toolkit.cluster.command import FRAGMENT_GRID, fragment_rule, knn_kwargs, run_hierarchy
 from toolkit.cluster.hierarchy import absorb_fragments, fragment_size
 from toolkit.cluster.knn import knn_search, l2_normalize
 from toolkit.cluster.metrics import bcubed_f, pairwise_f
@@ -68,7 +68,7 @@ def main() -> None:
     cut = fragment_size(base, max(FRAGMENT_GRID))
     sizes = np.bincount(base)
     absorbed = absorb_fragments(base, nbrs, sims, cut)  # the command's own vote decides where each fragment goes
-    rule = str(inf.get("fragment_rule", "vote") or "vote")
+    rule = fragment_rule(inf)
     kept = absorb_fragments(base, nbrs, sims, cut, rule=rule)  # what the run's rule does with it
     print(f"fragments at fraction {max(FRAGMENT_GRID)} (clusters under {cut} images):")
     print(f"size  small class  cohesion  attachment  joins its own class  joined ({rule} rule)")

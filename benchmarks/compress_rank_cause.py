@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
+from compress_cli import run_compress
+
 ROOT = Path(__file__).resolve().parents[1]
-TOOLKIT = [sys.executable, "-m", "toolkit"]
 
 VARIANTS: dict[str, list[str]] = {
     "ranks": ["rank=4,8,16,25"],
@@ -57,21 +54,13 @@ def points(metrics: dict) -> list[dict]:
 
 
 def run(dataset: str, model: str, seed: int, variant: str, extra: tuple[str, ...] = ()) -> dict:
-    """One CLI run; returns uncompressed accuracy, its points and wall time.
+    """One CLI run (:func:`compress_cli.run_compress`); returns uncompressed accuracy, its points and wall time.
 
     Raises:
-        RuntimeError: the command failed (stderr tail in the message).
+        RuntimeError: the command failed.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        argv = [*TOOLKIT, "compress", f"data={dataset}", f"model={model}", f"seed={seed}",
-                "baselines.enabled=false", "plot=false", *VARIANTS[variant], *extra, f"output_dir={tmp}/out",
-                "--json", "--quiet"]
-        start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "CI": "1"})
-        wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[2:])}: exit {proc.returncode}: {proc.stderr[-400:]}")
-    m = json.loads(proc.stdout)["metrics"]
+    doc, wall = run_compress(dataset, model, seed, [*VARIANTS[variant], *extra])
+    m = doc["metrics"]
     return {"dataset": dataset, "model": model, "seed": seed, "variant": variant, "wall_s": wall,
             "uncompressed": m["uncompressed"]["accuracy"], "embedding_shape": m["embedding_shape"],
             "points": points(m)}

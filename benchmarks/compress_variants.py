@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from compress_cli import run_compress
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLKIT = [sys.executable, "-m", "toolkit"]
 
 VARIANTS: dict[str, list[str]] = {
     "plain": ["svd.row_weights=none", "svd.metric=none", "finetune.distill.weight=0"],
@@ -50,21 +46,13 @@ VARIANTS: dict[str, list[str]] = {
 
 
 def run(dataset: str, model: str, seed: int, variant: str, extra: list[str]) -> dict:
-    """One ``toolkit compress`` run at ``compression=0.9`` with the overrides of ``variant``.
+    """One ``toolkit compress`` run at ``compression=0.9`` with the overrides of ``variant``
+    (:func:`compress_cli.run_compress`).
 
     Raises:
-        RuntimeError: the command failed (stderr tail in the message).
+        RuntimeError: the command failed.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        argv = [*TOOLKIT, "compress", f"data={dataset}", f"model={model}", f"seed={seed}", "compression=0.9",
-                "baselines.enabled=false", "plot=false", *VARIANTS[variant], *extra, f"output_dir={tmp}/out",
-                "--json", "--quiet"]
-        start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "CI": "1"})
-        wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[2:])}: exit {proc.returncode}: {proc.stderr[-400:]}")
-    doc = json.loads(proc.stdout)
+    doc, wall = run_compress(dataset, model, seed, ["compression=0.9", *VARIANTS[variant], *extra])
     m = doc["metrics"]
     return {"dataset": dataset, "model": model, "seed": seed, "variant": variant, "wall_s": wall,
             "rank": m["rank"], "uncompressed": m["uncompressed"]["accuracy"],

@@ -146,13 +146,18 @@ def test_cli_unreachable_whole_model_target_exits_2(runner, tiny_text):
 @pytest.mark.parametrize(("arg", "key"), [("compression_of=layers", "compression_of"),
                                           ("finetune.restore_best=maybe", "finetune.restore_best"),
                                           ("finetune.early_stopping_patience=0", "finetune.early_stopping_patience"),
-                                          ("pretrain.early_stopping_patience=-1", "pretrain.early_stopping_patience")])
+                                          ("pretrain.early_stopping_patience=-1", "pretrain.early_stopping_patience"),
+                                          ("finetune.distill.weight=1.5", "finetune.distill.weight"),
+                                          ("finetune.distill.temperature=0", "finetune.distill.temperature"),
+                                          ("svd.metric=l2", "svd.metric"),
+                                          ("svd.row_weights=tfidf", "svd.row_weights")])
 def test_bad_training_keys_exit_2(runner, tiny_text, arg, key):
     out = tiny_text["dir"] / "out"
     result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), arg])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: config: {key}: "), result.stderr
+    assert not out.exists()  # nothing half-written
 
 
 def test_cli_notes_when_calr_never_restarts(runner, tiny_text):
@@ -193,19 +198,12 @@ def test_fine_tuning_with_a_teacher_leaves_it_untouched_and_pulls_toward_it(tiny
         fit_classifier(student, data, 1, "constant", {"max_lr": 0.05}, teacher=teacher, distill_weight=2.0, **kw)
 
 
-def test_cli_distillation_runs_and_bad_values_exit_2(runner, tiny_text):
+def test_cli_distillation_runs(runner, tiny_text):
     out = tiny_text["dir"] / "kd"
     args = [*fast_overrides(tiny_text, out), "compression=0.5", "baselines.enabled=false"]
     result = runner.invoke(app, ["compress", *args, "finetune.distill.weight=0.5", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["config"]["finetune"]["distill"] == {"weight": 0.5, "temperature": 2.0}
-    for arg, key in (("finetune.distill.weight=1.5", "finetune.distill.weight"),
-                     ("finetune.distill.temperature=0", "finetune.distill.temperature")):
-        bad = runner.invoke(app, ["compress", *fast_overrides(tiny_text, tiny_text["dir"] / "kd_bad"), arg])
-        assert bad.exit_code == 2
-        lines = bad.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: config: {key}: "), bad.stderr
-        assert not (tiny_text["dir"] / "kd_bad").exists()
 
 
 def test_cli_weighted_svd_keys(runner, tiny_text):
@@ -217,8 +215,6 @@ def test_cli_weighted_svd_keys(runner, tiny_text):
     doc = json.loads(result.stdout)
     assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers"}
     assert doc["metrics"]["rank"] == 1 and doc["metrics"]["svd_metric"] == "input_layers"
-    bad = runner.invoke(app, ["compress", *fast_overrides(tiny_text, tiny_text["dir"] / "w_bad"), "svd.metric=l2"])
-    assert bad.exit_code == 2 and bad.stderr.strip().startswith("error: config: svd.metric: ")
 
 
 def test_svd_metric_auto_is_output_aware_for_the_cnn_only():

@@ -82,6 +82,11 @@ def _level0_p_same(model, x: np.ndarray, k: int, knn_kw: dict) -> tuple[np.ndarr
     return p_same.numpy(), g.edata["raw_affine"].numpy(), g
 
 
+def fragment_rule(infer_cfg) -> str:
+    """``model.infer.fragment_rule`` of a config (``vote`` when absent, e.g. in a config saved before the key)."""
+    return str(infer_cfg.get("fragment_rule", "vote") or "vote")
+
+
 def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau_upper: float | None,
                   **kwargs) -> tuple[np.ndarray, list]:
     """:func:`toolkit.cluster.hierarchy.cluster_hierarchy` of ``x`` with ``model`` and the ``model.infer`` config.
@@ -104,7 +109,7 @@ def run_hierarchy(model, x: np.ndarray, infer_cfg, knn_kw: dict, tau: float, tau
     from toolkit.cluster.hierarchy import cluster_hierarchy
 
     kwargs.setdefault("min_cluster_fraction", float(getattr(model, "min_cluster_fraction", 0.0)))
-    kwargs.setdefault("fragment_rule", str(infer_cfg.get("fragment_rule", "vote") or "vote"))
+    kwargs.setdefault("fragment_rule", fragment_rule(infer_cfg))
     return cluster_hierarchy(x, model.predict, int(infer_cfg.knn_k), float(tau), str(infer_cfg.threshold),
                              int(infer_cfg.max_levels), bool(infer_cfg.early_stop), knn_kw, knn_on=model.knn_on,
                              tau_upper=tau_upper, singletons=str(infer_cfg.singletons), **kwargs)
@@ -730,7 +735,7 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     mc, inf = cfg.model, cfg.model.infer
     info: dict = {"tau": tau, "tau_upper": model.tau_upper, "knn_on": model.knn_on,
                   "singletons": str(inf.singletons), "min_cluster_fraction": model.min_cluster_fraction,
-                  "fragment_rule": str(inf.get("fragment_rule", "vote") or "vote")}
+                  "fragment_rule": fragment_rule(inf)}
     with run.timer("cluster"):
         labels, stats = run_hierarchy(model, data.test_x, inf, knn_kwargs(mc), tau, model.tau_upper, log=log)
     info["levels"] = [{"level": s.level, "nodes": s.nodes, "edges_added": s.edges_added, "clusters": s.clusters,
