@@ -94,6 +94,9 @@ def check_args(args: dict) -> str | None:
     if cycles < args["calr_floor_exp"] + 1:
         return (f"{args['finetune_epochs']} fine-tuning epochs hold {cycles:g} cycles of {args['cycle_epochs']} "
                 f"epochs: CALR restarts at cycle {args['calr_floor_exp'] + 1}, so it would never restart")
+    tail = str(args.get("tail_rank", "none"))
+    if tail not in ("auto", "none") and not (tail.isdigit()):
+        return f"--tail-rank must be auto, none or an integer >= 0, got {tail!r}"
     bad = [c for c in args["ablation_cells"] if c != "all" and (c.count("/") != 1 or c.split("/")[0] not in DATASETS
                                                                 or c.split("/")[1] not in ("lstm", "dan", "textcnn"))]
     if bad:
@@ -118,7 +121,7 @@ def run_cell(args: dict) -> dict:
     torch.set_num_threads(1)
     from toolkit.compress import metrics as M
     from toolkit.compress import pipeline as P
-    from toolkit.compress.command import svd_metric
+    from toolkit.compress.command import split_for_point, svd_metric
     from toolkit.compress.models import model_config
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -168,7 +171,17 @@ def run_cell(args: dict) -> dict:
     # scheduler ablation / CALR tuning at p9: one factorized start shared by every trial
     k9 = P.resolve_rank(vsize, dim, p9, None)
     metric = net.input_metric() if svd_metric(args["svd_metric"], arch) == "input_layers" else None
-    start = P.factorized_copy(net, k9, metric=metric)
+    tail = args["tail_rank"] if args["tail_rank"] in ("auto", "none") else int(args["tail_rank"])
+    splits: dict[int, tuple[int, int]] = {}
+
+    def factorize(k: int):
+        """The command's factorization at rank budget k (svd.metric, svd.tail_rank as --svd-metric, --tail-rank)."""
+        if k not in splits:
+            splits[k] = split_for_point(tail, net, data, k, metric, None)[:2]
+        r, h = splits[k]
+        return P.factorized_copy(net, r, metric=metric, head=h)
+
+    start = factorize(k9)
     row("svd_no_finetune", p9, P.evaluate(start, data, **ev), rank=k9)
     chosen: dict[str, dict] = {}
     for name in SCHEDULERS if in_ablation(ds, arch, args["ablation_cells"]) else ("calr",):
@@ -198,7 +211,7 @@ def run_cell(args: dict) -> dict:
         if abs(p - p9) < 1e-9:
             continue
         k = P.resolve_rank(vsize, dim, p, None)
-        fnet = P.factorized_copy(net, k, metric=metric)
+        fnet = factorize(k)
         row("svd_no_finetune", p, P.evaluate(fnet, data, **ev), rank=k)
         P.train_classifier(fnet, data, ft_epochs, "calr", calr, **common)
         row("svd_finetune", p, P.evaluate(fnet, data, **ev), scheduler="calr", rank=k, config=calr)
@@ -211,6 +224,9 @@ def run_cell(args: dict) -> dict:
         P.train_classifier(bnet, data, budget, "constant", {"max_lr": args["pretrain_lr"]}, **common)
         row(method, p9, P.evaluate(bnet, data, **ev), rank=width)
     phase("baselines")
+    for r in rows:  # the frequency split each factorized row used: (tail rank, head rows)
+        if r["method"].startswith("svd_") and r["rank"] in splits:
+            r["tail_rank"], r["head_rows"] = splits[r["rank"]]
     return {"rows": rows, "trials": trials, "seconds": time.perf_counter() - wall0,
             "cpu_seconds": time.process_time() - cpu0, "phases": phases, "info": data.info}
 
@@ -317,7 +333,7 @@ def summarize(rows: list[dict], args: dict, wall: float, cells: dict) -> str:
              f"Seeds {args['seeds']}; pretrain {args['pretrain_epochs']} epochs at constant lr "
              f"{args['pretrain_lr']:g}; fine-tune {ft} epochs (cycles of {args['cycle_epochs']:g} epoch); "
              f"from-scratch baselines {args['pretrain_epochs'] + ft} epochs at lr {args['pretrain_lr']:g}; "
-             f"batch 50; GloVe 6B 50-d top-2446 partial file; svd.metric={args.get('svd_metric', 'none')} "
+             f"batch 50; GloVe 6B 50-d top-2446 partial file; svd.metric={args.get('svd_metric', 'none')}, svd.tail_rank={args.get('tail_rank', 'none')} "
              f"(auto: input_layers for textcnn only).  Tuning: {n_trials} trials per schedule on the "
              f"validation split (max_lr in {{{', '.join(_lr(x) for x in args['lr_grid'])}}}; CALR max_lr in "
              f"{{{', '.join(_lr(x) for x in args['calr_lr_grid'])}}} x decay in "
@@ -451,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-repeats", type=int, default=3, help="timed forward passes per reported model")
     ap.add_argument("--svd-metric", default="auto", choices=["auto", "none", "input_layers"],
                     help="the factorization, as the command's svd.metric (auto: input_layers for textcnn only)")
+    ap.add_argument("--tail-rank", default="auto",
+                    help="the frequency split, as the command's svd.tail_rank: auto (default), none or an integer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")
     ap.add_argument("--from-results", action="store_true",

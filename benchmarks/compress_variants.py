@@ -37,12 +37,16 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 
 VARIANTS: dict[str, list[str]] = {
-    "plain": ["svd.row_weights=none", "svd.metric=none", "finetune.distill.weight=0"],
-    "kd0.5": ["svd.row_weights=none", "svd.metric=none", "finetune.distill.weight=0.5"],
-    "metric": ["svd.row_weights=none", "svd.metric=input_layers", "finetune.distill.weight=0"],
-    "frequency": ["svd.row_weights=frequency", "svd.metric=none", "finetune.distill.weight=0"],
+    "plain": ["svd.row_weights=none", "svd.metric=none", "svd.tail_rank=none", "finetune.distill.weight=0"],
+    "kd0.5": ["svd.row_weights=none", "svd.metric=none", "svd.tail_rank=none", "finetune.distill.weight=0.5"],
+    "metric": ["svd.row_weights=none", "svd.metric=input_layers", "svd.tail_rank=none", "finetune.distill.weight=0"],
+    "frequency": ["svd.row_weights=frequency", "svd.metric=none", "svd.tail_rank=none", "finetune.distill.weight=0"],
+    # the defaults of 2026-12-07 (output-aware SVD for the CNN only), then the same with the frequency split
+    "auto": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=none", "finetune.distill.weight=0"],
+    "split": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=auto", "finetune.distill.weight=0"],
+    "tail2": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=2", "finetune.distill.weight=0"],
 }
-"""Variant name -> overrides (every one sets all three keys, so a changed default does not leak in)."""
+"""Variant name -> overrides (every one sets all four keys, so a changed default does not leak in)."""
 
 
 def run(dataset: str, model: str, seed: int, variant: str, extra: list[str]) -> dict:
@@ -57,7 +61,8 @@ def run(dataset: str, model: str, seed: int, variant: str, extra: list[str]) -> 
     return {"dataset": dataset, "model": model, "seed": seed, "variant": variant, "wall_s": wall,
             "rank": m["rank"], "uncompressed": m["uncompressed"]["accuracy"],
             "no_finetune": m["svd_no_finetune"]["accuracy"], "finetune": m["svd_finetune"]["accuracy"],
-            "best_epoch": m["finetune"]["best_epoch"], "val_curve": [r["val_acc"] for r in m["finetune"]["curve"]],
+            "tail_rank": m.get("tail_rank", m["rank"]), "head_rows": m.get("head_rows", 0),
+            "best_epoch": m["finetune"]["best_epoch"], "start_val_acc": m["finetune"].get("start_val_acc"), "val_curve": [r["val_acc"] for r in m["finetune"]["curve"]],
             "finetune_s": (doc.get("cpu_timings_s") or {}).get("finetune")}
 
 
@@ -70,13 +75,14 @@ def interval(diffs: list[float]) -> str:
     return f"{mean:+.1f} [{mean - half:+.1f}, {mean + half:+.1f}]"
 
 
-def summarise(rows: list[dict]) -> str:
-    """Markdown table per (dataset, model, variant): accuracies, gap to uncompressed, paired change vs plain."""
+def summarise(rows: list[dict], against: str = "plain") -> str:
+    """Markdown table per (dataset, model, variant): accuracies, gap to uncompressed, paired change against the
+    variant ``against`` (``plain``: the paper's SVD and fine-tuning)."""
     cells: dict[tuple, dict[str, dict[int, dict]]] = {}
     for r in rows:
         cells.setdefault((r["dataset"], r["model"]), {}).setdefault(r["variant"], {})[r["seed"]] = r
     lines = ["| data | model | rank | variant | seeds | uncompressed | SVD, no fine-tune | SVD + fine-tune | gap to "
-             "uncompressed (points; per seed) | change vs plain (points, 95% CI) | fine-tune CPU s |",
+             f"uncompressed (points; per seed) | change vs {against} (points, 95% CI) | fine-tune CPU s |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def ms(xs: list[float]) -> str:
@@ -84,7 +90,7 @@ def summarise(rows: list[dict]) -> str:
 
     order = {name: i for i, name in enumerate(VARIANTS)}
     for (ds, mo), by_v in sorted(cells.items()):
-        base = by_v.get("plain", {})
+        base = by_v.get(against, {})
         for va, seeds in sorted(by_v.items(), key=lambda kv: order.get(kv[0], 99)):
             rs = [seeds[s] for s in sorted(seeds)]
             gaps = [r["finetune"] - r["uncompressed"] for r in rs]
@@ -92,7 +98,7 @@ def summarise(rows: list[dict]) -> str:
             per_seed = " / ".join(f"{100 * g:+.1f}" for g in gaps)
             times = [r["finetune_s"] for r in rs if r["finetune_s"] is not None]
             secs = f"{statistics.mean(times):.0f}" if times else "-"
-            change = interval(paired) if va != "plain" and paired else "-"
+            change = interval(paired) if va != against and paired else "-"
             lines.append(f"| {ds} | {mo} | {rs[0]['rank']} | {va} | {len(rs)} | {ms([r['uncompressed'] for r in rs])} "
                          f"| {ms([r['no_finetune'] for r in rs])} | {ms([r['finetune'] for r in rs])} | "
                          f"{100 * statistics.mean(gaps):+.1f} ({per_seed}) | {change} | {secs} |")
@@ -106,13 +112,15 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["lstm", "dan", "textcnn"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=["plain", "metric"], choices=list(VARIANTS))
+    ap.add_argument("--against", default="plain", choices=list(VARIANTS),
+                    help="the variant each change is paired against in the table")
     ap.add_argument("--extra", nargs="*", default=[], help="more overrides for every run")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "compress_variants")
     ap.add_argument("--report", action="store_true", help="reprint the table of an existing <out>.json")
     args = ap.parse_args()
     if args.report:
-        table = summarise(json.loads(args.out.with_suffix(".json").read_text()))
+        table = summarise(json.loads(args.out.with_suffix(".json").read_text()), args.against)
         print(table)
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +135,7 @@ def main() -> int:
                   f"{100 * r['uncompressed']:.1f} -> {100 * r['no_finetune']:.1f} -> {100 * r['finetune']:.1f}",
                   file=sys.stderr, flush=True)
             args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    table = summarise(rows)
+    table = summarise(rows, args.against)
     args.out.with_suffix(".md").write_text(table)
     print(table)
     return 0

@@ -11,6 +11,7 @@ from toolkit.compress.factorize import (
     FactorizedEmbedding,
     compression_of_rank,
     embedding_footprint,
+    head_rows_for,
     rank_for_compression,
     retained_energy,
     truncated_svd,
@@ -173,3 +174,60 @@ def test_weighted_svd_keeps_heavy_rows_and_read_directions():
 def test_weighted_svd_rejects_bad_weights(kw, match):
     with pytest.raises(ValueError, match=match):
         weighted_truncated_svd(torch.randn(10, 4), 2, **kw)
+
+
+@pytest.mark.parametrize(("v", "d", "k", "r", "h"), [
+    (7932, 50, 4, 4, 0),     # the whole budget at rank 4: no head (the plain factorization)
+    (7932, 50, 4, 3, 169),   # (4 - 3) * 7982 // 47 = 169.8
+    (7932, 50, 4, 2, 332),   # 2 * 7982 // 48 = 332.6
+    (7932, 50, 4, 0, 638),   # 4 * 7982 // 50 = 638.6: vocabulary truncation at equal size
+    (3, 4, 2, 0, 3),         # 2 * 7 // 4 = 3: capped at V
+])
+def test_head_rows_hand_computed_and_within_budget(v, d, k, r, h):
+    assert head_rows_for(v, d, k, r) == h
+    params = embedding_footprint(v, d, rank=r, head=h)["params"]
+    assert params <= k * (v + d)
+    if h < v:  # one more head row would break the budget
+        assert embedding_footprint(v, d, rank=r, head=h + 1)["params"] > k * (v + d)
+
+
+@pytest.mark.parametrize(("args", "match"), [((10, 4, 2, 3), "tail rank"), ((10, 4, 4, 4), "tail rank"),
+                                             ((10, 4, 5, 1), "rank must be"), ((0, 4, 1, 0), "positive")])
+def test_head_rows_rejects_bad_ranks(args, match):
+    with pytest.raises(ValueError, match=match):
+        head_rows_for(*args)
+
+
+def test_frequency_split_keeps_head_rows_and_factorizes_the_tail():
+    torch.manual_seed(2)
+    e = torch.randn(60, 8)
+    head, k = 10, 3
+    module = FactorizedEmbedding.from_weight(e, k, head=head)
+    left, right = truncated_svd(e[head:], k)
+    tail = left @ right
+    tokens = torch.tensor([[0, 9, 10, 59], [5, 33, 33, 1]])
+    out = module(tokens)
+    assert out.shape == (2, 4, 8)
+    assert torch.equal(out[0, :2], e[[0, 9]]) and torch.equal(out[1, 0], e[5])  # head rows exactly
+    assert torch.allclose(out[0, 2:], tail[[0, 49]], atol=1e-5)  # tail rows: the tail's own rank-k SVD
+    assert torch.allclose(module.weight, torch.cat([e[:head], tail]), atol=1e-5)
+    n = sum(p.numel() for p in module.parameters())
+    assert n == head * 8 + 50 * k + k * 8 == embedding_footprint(60, 8, rank=k, head=head)["params"]
+    out.sum().backward()  # every factor gets a gradient from a batch with head and tail words
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    # head = 0 is the plain module, with the same state-dict keys as before the split existed
+    assert set(FactorizedEmbedding.from_weight(e, k).state_dict()) == {"table.weight", "proj.weight"}
+
+
+def test_frequency_split_rank_zero_tail_is_zero_and_bad_heads_refused():
+    e = torch.randn(20, 6)
+    module = FactorizedEmbedding.from_weight(e, 0, head=5)
+    out = module(torch.tensor([3, 4, 5, 19]))
+    assert torch.equal(out[:2], e[[3, 4]]) and torch.equal(out[2:], torch.zeros(2, 6))
+    assert sum(p.numel() for p in module.parameters()) == 30 == embedding_footprint(20, 6, rank=0, head=5)["params"]
+    full = FactorizedEmbedding.from_weight(e, 2, head=20)  # every row in the head: no tail factors at all
+    assert not full.has_tail and torch.equal(full.weight, e)
+    with pytest.raises(ValueError, match="head rows"):
+        FactorizedEmbedding(20, 6, 2, head=21)
+    with pytest.raises(ValueError, match="rank must be >= 1"):
+        FactorizedEmbedding(20, 6, 0)

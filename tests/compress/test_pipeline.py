@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 import torch
 
+from toolkit.compress import metrics as M
 from toolkit.compress.models import model_config
 from toolkit.compress.pipeline import (
     BucketBatchSampler,
     build_net,
+    choose_split,
     equal_params_dim,
     factorized_copy,
     load_text_data,
     resolve_rank,
     small_table,
+    split_candidates,
     train_classifier,
+    validation_accuracy,
 )
 from toolkit.compress.schedulers import schedule_values
 from toolkit.errors import InputError
@@ -101,3 +105,30 @@ def test_lr_trace_is_the_schedule_actually_used(tiny_text, name):
     assert len(lrs) == 2 * spe
     assert lrs == pytest.approx(schedule_values(name, cfg, spe, 2 * spe))
     assert max(lrs) <= 0.01 + 1e-12 and min(lrs) >= 1e-4 - 1e-12
+
+
+def test_split_candidates_share_the_rank_budget():
+    assert split_candidates(7932, 50, 4) == [(4, 0), (3, 169), (2, 332), (1, 488), (0, 638)]
+    assert split_candidates(7932, 50, 1) == [(1, 0), (0, 159)]  # round(0.75) = 1, round(0.5) = round(0.25) = 0
+    cands = split_candidates(10000, 300, 29)
+    assert [r for r, _ in cands] == [29, 22, 14, 7, 0] and cands[0] == (29, 0)
+    from toolkit.compress.factorize import embedding_footprint
+
+    for r, h in cands:
+        assert embedding_footprint(10000, 300, rank=r, head=h)["params"] <= 29 * 10300
+
+
+def test_choose_split_takes_the_best_validation_accuracy_before_fine_tuning(tiny_text):
+    data = _data(tiny_text, valid_fraction=0.3)
+    net = build_net(model_config("dan"), data, 4, data.vectors, seed=0)
+    train_classifier(net, data, 3, "constant", {"max_lr": 0.05}, batch_size=16)
+    r, h, rows = choose_split(net, data, 2)
+    assert [(c["tail_rank"], c["head_rows"]) for c in rows] == split_candidates(len(data.vocab), 4, 2)
+    for c in rows:  # each score is the candidate model's validation accuracy, recomputed independently
+        acc = float((M.predict(factorized_copy(net, c["tail_rank"], head=c["head_rows"]), data.x_valid)
+                     == data.y_valid.numpy()).mean())
+        assert c["val_acc"] == pytest.approx(acc)
+    best = max(c["val_acc"] for c in rows)
+    first_best = next(c for c in rows if c["val_acc"] == best)  # ties: the larger tail rank (listed first)
+    assert (r, h) == (first_best["tail_rank"], first_best["head_rows"])
+    assert validation_accuracy(factorized_copy(net, r, head=h), data) == pytest.approx(best)

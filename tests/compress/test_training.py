@@ -150,7 +150,9 @@ def test_cli_unreachable_whole_model_target_exits_2(runner, tiny_text):
                                           ("finetune.distill.weight=1.5", "finetune.distill.weight"),
                                           ("finetune.distill.temperature=0", "finetune.distill.temperature"),
                                           ("svd.metric=l2", "svd.metric"),
-                                          ("svd.row_weights=tfidf", "svd.row_weights")])
+                                          ("svd.row_weights=tfidf", "svd.row_weights"),
+                                          ("svd.tail_rank=-1", "svd.tail_rank"),
+                                          ("svd.tail_rank=some", "svd.tail_rank")])
 def test_bad_training_keys_exit_2(runner, tiny_text, arg, key):
     out = tiny_text["dir"] / "out"
     result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), arg])
@@ -213,8 +215,41 @@ def test_cli_weighted_svd_keys(runner, tiny_text):
     result = runner.invoke(app, ["compress", *args])
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers"}
+    assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers", "tail_rank": "none"}
     assert doc["metrics"]["rank"] == 1 and doc["metrics"]["svd_metric"] == "input_layers"
+
+
+def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
+    from toolkit.compress.factorize import embedding_footprint, head_rows_for
+
+    out = tiny_text["dir"] / "split"
+    args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false", "--json"]
+    auto = runner.invoke(app, ["compress", *args, "svd.tail_rank=auto"])
+    assert auto.exit_code == 0, auto.stderr
+    m = json.loads(auto.stdout)["metrics"]
+    v, d = m["embedding_shape"]
+    assert [(c["tail_rank"], c["head_rows"]) for c in m["split_candidates"]] == [(1, 0), (0, head_rows_for(v, d, 1, 0))]
+    best = max(c["val_acc"] for c in m["split_candidates"])
+    chosen = next(c for c in m["split_candidates"] if c["val_acc"] == best)
+    assert (m["tail_rank"], m["head_rows"]) == (chosen["tail_rank"], chosen["head_rows"])
+    size = embedding_footprint(v, d, rank=m["tail_rank"], head=m["head_rows"])
+    assert m["svd_finetune"]["embedding_params"] == size["params"] <= 1 * (v + d)  # the rank-1 budget
+    fixed = runner.invoke(app, ["compress", *args, "svd.tail_rank=0", f"output_dir={out}_0"])
+    assert fixed.exit_code == 0, fixed.stderr
+    mf = json.loads(fixed.stdout)["metrics"]
+    assert (mf["tail_rank"], mf["head_rows"]) == (0, head_rows_for(v, d, 1, 0)) and "split_candidates" not in mf
+    plain = runner.invoke(app, ["compress", *args, f"output_dir={out}_none"])  # the default: no split
+    mp = json.loads(plain.stdout)["metrics"]
+    assert (mp["tail_rank"], mp["head_rows"]) == (1, 0) and mp["svd_finetune"]["embedding_params"] == v + d
+
+
+def test_cli_tail_rank_above_the_rank_exits_2_before_training(runner, tiny_text):
+    out = tiny_text["dir"] / "out"
+    result = runner.invoke(app, ["compress", *fast_overrides(tiny_text, out), "rank=1", "svd.tail_rank=2"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: svd.tail_rank: must be at most the rank 1"), result.stderr
+    assert "training" not in result.stderr and not out.exists()
 
 
 def test_svd_metric_auto_is_output_aware_for_the_cnn_only():
@@ -225,3 +260,17 @@ def test_svd_metric_auto_is_output_aware_for_the_cnn_only():
     assert svd_metric("none", "textcnn") == "none" and svd_metric("input_layers", "dan") == "input_layers"
     with pytest.raises(ValueError, match="svd.metric"):
         svd_metric("l2", "dan")
+
+
+def test_start_validation_accuracy_is_recorded_before_training(tiny_text):
+    data = _data(tiny_text)
+    net = build_net(model_config("dan"), data, 4, data.vectors, seed=0)
+    before = float((M.predict(net, data.x_valid) == data.y_valid.numpy()).mean())
+    res = fit_classifier(net, data, 1, "constant", {"max_lr": 0.3}, trainer_cfg={"progress": "false"}, batch_size=16)
+    assert res.start_val_acc == pytest.approx(before) and res.summary()["start_val_acc"] == res.start_val_acc
+    after = fit_classifier(net, data, 1, "constant", {"max_lr": 0.3}, trainer_cfg={"progress": "false"},
+                           batch_size=16)
+    assert after.start_val_acc == pytest.approx(res.history[-1]["val_acc"])  # where the first run ended
+    blind = fit_classifier(net, data, 1, "constant", {"max_lr": 0.3}, trainer_cfg={"progress": "false"},
+                           batch_size=16, validate=False)
+    assert blind.start_val_acc is None

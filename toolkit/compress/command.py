@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from toolkit.compress import pipeline as P
-from toolkit.compress.factorize import compression_of_rank, retained_energy
+from toolkit.compress.factorize import compression_of_rank, head_rows_for, retained_energy
 from toolkit.compress.models import arch_of
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
 from toolkit.console import log
@@ -176,6 +176,34 @@ def svd_metric(value: str, arch: str) -> str:
     return value
 
 
+def split_for_point(setting: Any, net: Any, data: Any, rank: int, metric: Any, row_weights: Any
+                    ) -> tuple[int, int, list[dict[str, Any]] | None]:
+    """``(tail rank, head rows, candidates or None)`` of one point's frequency split (``svd.tail_rank``).
+
+    ``none``: the plain factorization (rank k, no head rows; the paper).  An integer r: the ``head_rows_for``
+    rows that r frees from the rank-k budget stay dense.  ``auto``: every :func:`~toolkit.compress.pipeline.
+    split_candidates` pair scored on validation accuracy before fine-tuning (:func:`~toolkit.compress.pipeline.
+    choose_split`).
+
+    Raises:
+        InputError: naming ``svd.tail_rank``: an integer above the point's rank, or one whose tail would hold
+            fewer rows than its rank.
+    """
+    if setting == "none":
+        return rank, 0, None
+    if setting == "auto":
+        return P.choose_split(net, data, rank, metric=metric, row_weights=row_weights)
+    r = int(setting)
+    if r > rank:
+        raise InputError("svd.tail_rank", None, f"must be at most the rank {rank} of this point, got {r}; "
+                         "use svd.tail_rank=auto or none")
+    h = 0 if r == rank else head_rows_for(len(data.vocab), int(net.embedding_dim), rank, r)
+    if 0 < len(data.vocab) - h < r:
+        raise InputError("svd.tail_rank", None, f"leaves {len(data.vocab) - h} tail rows for rank {r}; "
+                         "use a smaller svd.tail_rank")
+    return r, h, None
+
+
 def stop_settings(cfg: DictConfig, stage: str) -> dict[str, Any]:
     """``restore_best`` and ``early_stopping_patience`` of ``pretrain`` or ``finetune`` (absent: off).
 
@@ -328,6 +356,12 @@ class Compress(Task):
         if self.dense_on and self.target != "model":
             self.ranks_d = dense_ranks(self.dense_shape, points, vsize, dim, self.dense_p, self.dense_k)
         self.points = points
+        self.tail_setting = (cfg.get("svd") or {}).get("tail_rank", "none")
+        if self.tail_setting not in ("none", "auto"):
+            for _label, _p, k in points:  # before any training: exit 2 with one line
+                if int(self.tail_setting) > k:
+                    raise InputError("svd.tail_rank", None, f"must be at most the rank {k} of every point, got "
+                                     f"{self.tail_setting}; use svd.tail_rank=auto or none")
         if "vectors" in data.info:
             v = data.info["vectors"]
             log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
@@ -376,13 +410,21 @@ class Compress(Task):
         for i, (label, _p, k) in enumerate(self.points):
             nets: dict[str, Any] = {"dense_rank": self.ranks_d[i][0] if self.dense_on else None}
             with run.timer("factorize"):
-                fnet = P.factorized_copy(self.net, k, dense_rank=nets["dense_rank"], row_weights=row_weights,
-                                         metric=metric)
+                r, h, cands = split_for_point(self.tail_setting, self.net, data, k, metric, row_weights)
+                nets["split"] = {"tail_rank": r, "head_rows": h, "candidates": cands}
+                if cands:
+                    log(f"{label}: frequency split chosen on validation before fine-tuning: " + ", ".join(
+                        f"tail rank {c['tail_rank']} + {c['head_rows']} head rows {c['val_acc']:.3f}"
+                        for c in cands))
+                fnet = P.factorized_copy(self.net, r, dense_rank=nets["dense_rank"], row_weights=row_weights,
+                                         metric=metric, head=h)
                 nets["svd_no_finetune"] = copy.deepcopy(fnet)
             with run.timer("finetune"):
                 dense_note = (f", first dense layer {self.dense_shape[0]} x {self.dense_shape[1]} at rank "
                               f"{nets['dense_rank']}" if self.dense_on else "")
-                log(f"{label}: rank {k}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
+                split_note = (f" budget: the {h} most frequent words' rows dense, the rest at rank {r}"
+                              if h else "")
+                log(f"{label}: rank {k}{split_note}{dense_note}, fine-tuning {cfg.finetune.epochs} epochs with "
                     f"scheduler={self.sched_name}")
                 teacher = self.net if self.distill["distill_weight"] > 0 else None
                 res = P.fit_classifier(fnet, data, int(cfg.finetune.epochs), self.sched_name, self.sched_cfg,
@@ -432,7 +474,10 @@ class Compress(Task):
                 nets = self.models[label]
                 res: dict[str, Any] = {"rank": k, "requested_compression": p,
                                        "svd_energy": retained_energy(self.net.embedding.weight, [k])[0],
-                                       "svd_metric": self.svd_metric}
+                                       "svd_metric": self.svd_metric, "tail_rank": nets["split"]["tail_rank"],
+                                       "head_rows": nets["split"]["head_rows"]}
+                if nets["split"]["candidates"] is not None:
+                    res["split_candidates"] = nets["split"]["candidates"]
                 if self.dense_on:
                     res["dense_rank"], res["requested_dense_compression"] = self.ranks_d[i]
                 for method in ("svd_no_finetune", "svd_finetune", "svd_before_training", "small_embedding"):

@@ -190,68 +190,136 @@ def retained_energy(weight: torch.Tensor, ranks: list[int]) -> list[float]:
     return [float(cum[int(k) - 1]) / total for k in ranks]
 
 
+def head_rows_for(vocab_size: int, dim: int, rank: int, tail_rank: int) -> int:
+    """Rows of the most frequent words that can stay dense when the rest is factorized at ``tail_rank``.
+
+    The budget is the rank-``rank`` factorization's k (V + d) parameters; a split keeps h head rows at full
+    width d and factorizes the V - h tail rows at rank r (tail table (V - h) x r plus an r x d projection):
+    h d + (V - h) r + r d <= k (V + d), so h = floor((k - r)(V + d) / (d - r)), capped at V.  ``tail_rank``
+    = ``rank`` gives h = 0 (the plain factorization); ``tail_rank`` = 0 spends the whole budget on head rows.
+
+    Args:
+        vocab_size: V (> 0); dim: d (> 0); rank: k in [0, min(V, d)]; tail_rank: r in [0, min(k, d - 1)].
+
+    Returns:
+        h, an int in [0, V].
+
+    Raises:
+        ValueError: sizes not positive or ranks out of range.
+    """
+    if vocab_size <= 0 or dim <= 0:
+        raise ValueError(f"table shape must be positive, got {vocab_size} x {dim}")
+    if not 0 <= rank <= min(vocab_size, dim):
+        raise ValueError(f"rank must be in [0, min(V, d) = {min(vocab_size, dim)}], got {rank}")
+    if not 0 <= tail_rank <= min(rank, dim - 1):
+        raise ValueError(f"tail rank must be in [0, min(rank, d - 1) = {min(rank, dim - 1)}], got {tail_rank}")
+    return min(int(vocab_size), (rank - tail_rank) * (vocab_size + dim) // (dim - tail_rank))
+
+
 class FactorizedEmbedding(nn.Module):
-    """Embedding E = A B with A a V x k table and B a k x d projection (both trainable).
+    """Embedding E = A B with A a V x k table and B a k x d projection (both trainable), optionally with its
+    first ``head`` rows kept dense.
 
     ``forward(tokens)`` maps a long tensor [...] to float [..., d] as ``table(tokens) @ B``; only the
     k-dim rows are gathered, so lookup costs O(k d) per token.
 
+    With ``head > 0`` (frequency split): rows ``0 .. head-1`` -- the most frequent words, since the vocabulary
+    is sorted by training frequency (:class:`~toolkit.compress.text.Vocabulary`) -- are a dense head x d table
+    and only the V - head tail rows are factorized, at rank k.  This is the two-band case of adaptive input
+    representations (Baevski & Auli, ICLR 2019: frequent words get the full width, rare words a projected
+    narrow one) and of GroupReduce's frequency groups (Chen et al., NeurIPS 2018); no index map is stored.
+
     Args:
         vocab_size: V.
         dim: d, output dimension.
-        rank: k.
+        rank: k, the tail's rank (0 with ``head > 0``: tail words embed to the zero vector).
+        head: dense head rows, in [0, V] (0: the plain factorization of Acharya et al. 2019).
 
     Attributes:
-        table: ``nn.Embedding(V, k)`` holding U_k.
-        proj: ``nn.Linear(k, d, bias=False)`` whose weight [d, k] is (S_k V_k^T)^T.
+        table: ``nn.Embedding(V - head, k)`` holding the tail's U_k (absent when k = 0).
+        proj: ``nn.Linear(k, d, bias=False)`` whose weight [d, k] is (S_k V_k^T)^T (absent when k = 0).
+        head_table: ``nn.Embedding(head, d)`` (absent when head = 0).
+
+    Raises:
+        ValueError: ``head`` outside [0, V], or rank 0 without a head.
     """
 
-    def __init__(self, vocab_size: int, dim: int, rank: int) -> None:
+    def __init__(self, vocab_size: int, dim: int, rank: int, head: int = 0) -> None:
         super().__init__()
+        if not 0 <= int(head) <= int(vocab_size):
+            raise ValueError(f"head rows must be in [0, V = {vocab_size}], got {head}")
+        if int(rank) < 0 or (int(rank) == 0 and int(head) == 0):
+            raise ValueError(f"rank must be >= 1 without head rows, got {rank}")
         self.num_embeddings, self.embedding_dim, self.rank = int(vocab_size), int(dim), int(rank)
-        self.table = nn.Embedding(vocab_size, rank)
-        self.proj = nn.Linear(rank, dim, bias=False)
+        self.head = int(head)
+        tail = self.num_embeddings - self.head
+        if self.rank > 0 and tail > 0:
+            self.table = nn.Embedding(tail, self.rank)
+            self.proj = nn.Linear(self.rank, dim, bias=False)
+        if self.head > 0:
+            self.head_table = nn.Embedding(self.head, dim)
+
+    @property
+    def has_tail(self) -> bool:
+        """True when tail rows are stored (rank > 0 and head < V)."""
+        return hasattr(self, "table")
 
     @classmethod
     def from_weight(cls, weight: torch.Tensor, rank: int, row_weights: torch.Tensor | None = None,
-                    metric: torch.Tensor | None = None) -> FactorizedEmbedding:
+                    metric: torch.Tensor | None = None, head: int = 0) -> FactorizedEmbedding:
         """Initialise from a trained table by truncated SVD so that the module reproduces U_k S_k V_k^T
         (with ``row_weights`` / ``metric``: the weighted optimum of :func:`weighted_truncated_svd`).
 
+        With ``head`` the first ``head`` rows are copied exactly and the SVD is taken of the tail rows only.
+
         Args:
             weight: E, float [V, d].
-            rank: k in [1, min(V, d)].
+            rank: k in [1, min(V - head, d)] (or 0 with ``head > 0``).
             row_weights: optional float [V] (e.g. training word counts).
             metric: optional float [d, d] (e.g. :meth:`~toolkit.compress.models.TextClassifier.input_metric`).
+            head: dense head rows in [0, V].
 
         Raises:
-            ValueError: see :func:`truncated_svd` and :func:`weighted_truncated_svd`.
+            ValueError: see :func:`truncated_svd` and :func:`weighted_truncated_svd`, and the class.
         """
-        left, right = weighted_truncated_svd(weight, rank, row_weights, metric)
-        module = cls(weight.shape[0], weight.shape[1], rank)
+        module = cls(weight.shape[0], weight.shape[1], rank, head)
         with torch.no_grad():
-            module.table.weight.copy_(left)
-            module.proj.weight.copy_(right.T)
+            if module.head:
+                module.head_table.weight.copy_(weight[: module.head])
+            if module.has_tail:
+                rw = None if row_weights is None else torch.as_tensor(row_weights).reshape(-1)[module.head:]
+                left, right = weighted_truncated_svd(weight[module.head:], rank, rw, metric)
+                module.table.weight.copy_(left)
+                module.proj.weight.copy_(right.T)
         return module
 
     @property
     def weight(self) -> torch.Tensor:
-        """The dense table A B, float [V, d] (for inspection; not used in ``forward``)."""
-        return self.table.weight @ self.proj.weight.T
+        """The dense table, float [V, d] (for inspection; not used in ``forward``)."""
+        return self.forward(torch.arange(self.num_embeddings))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """Look up ``tokens`` (long [...]) and return float [..., d]."""
-        return self.proj(self.table(tokens))
+        if not self.head:
+            return self.proj(self.table(tokens))
+        in_head = tokens < self.head
+        out = self.head_table(torch.where(in_head, tokens, 0)) * in_head.unsqueeze(-1)
+        if self.has_tail:
+            tail = self.proj(self.table(torch.where(in_head, 0, tokens - self.head)))
+            out = out + tail * (~in_head).unsqueeze(-1)
+        return out
 
 
 def embedding_footprint(vocab_size: int, dim: int, *, rank: int | None = None, bits: int = 32,
-                        row_param_bytes: int = 0) -> dict[str, float]:
+                        row_param_bytes: int = 0, head: int = 0) -> dict[str, float]:
     """Parameters and storage of an embedding table, dense or factorized.
 
     Args:
         vocab_size: V.
         dim: d.
         rank: k for a factorized table (k(V + d) parameters); None for a dense V x d table.
+        head: with ``rank``, dense head rows of a frequency split (h d + (V - h) k + k d parameters; the
+            tail's projection only when V - h > 0 and k > 0).
         bits: bits per stored value (32 float32, 16 float16, 8 / 4 integer codes).
         row_param_bytes: extra bytes per row (per-row scale and zero point of row-wise quantization,
             8 for two float32s).
@@ -263,7 +331,8 @@ def embedding_footprint(vocab_size: int, dim: int, *, rank: int | None = None, b
         params = vocab_size * dim
         nbytes = vocab_size * (math.ceil(dim * bits / 8) + row_param_bytes)
     else:
-        params = rank * (vocab_size + dim)
+        tail = vocab_size - head
+        params = head * dim + (rank * (tail + dim) if tail > 0 and rank > 0 else 0)
         nbytes = math.ceil(params * bits / 8)
     return {"params": int(params), "bytes": int(nbytes)}
 

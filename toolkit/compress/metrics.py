@@ -54,7 +54,8 @@ def embedding_size(module: nn.Module) -> dict[str, int]:
     if isinstance(module, QuantizedEmbedding):
         return module.footprint()
     if isinstance(module, FactorizedEmbedding):
-        return embedding_footprint(module.num_embeddings, module.embedding_dim, rank=module.rank)
+        return embedding_footprint(module.num_embeddings, module.embedding_dim, rank=module.rank,
+                                   head=module.head)
     if isinstance(module, nn.Embedding):
         return embedding_footprint(module.num_embeddings, module.embedding_dim)
     params = sum(p.numel() for p in module.parameters())

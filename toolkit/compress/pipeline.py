@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from toolkit.compress import metrics as M
-from toolkit.compress.factorize import FactorizedEmbedding, rank_for_compression
+from toolkit.compress.factorize import FactorizedEmbedding, head_rows_for, rank_for_compression
 from toolkit.compress.files import check_encoding
 from toolkit.compress.models import TextClassifier, TextClassifierModule, build_classifier
 from toolkit.compress.quantize import QuantizedEmbedding
@@ -206,6 +206,8 @@ class TrainResult:
         stopped_early: True when ``early_stopping_patience`` ended training before ``epochs``.
         still_rising: True when the last epoch's validation accuracy is higher than every earlier epoch's
             (at least 2 epochs): more epochs would probably help.
+        start_val_acc: validation accuracy of the weights training started from (float in [0, 1]), or None
+            without validation.
     """
 
     lrs: list[float]
@@ -215,6 +217,7 @@ class TrainResult:
     restored_epoch: int | None = None
     stopped_early: bool = False
     still_rising: bool = False
+    start_val_acc: float | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready dict for ``metrics.json``: every field except ``lrs``, plus ``epochs_run``."""
@@ -222,7 +225,8 @@ class TrainResult:
                 "best_epoch": self.best_epoch, "best_val_acc": (self.history[self.best_epoch - 1]["val_acc"]
                                                                 if self.best_epoch else None),
                 "restored_epoch": self.restored_epoch, "stopped_early": self.stopped_early,
-                "still_rising": self.still_rising, "curve": list(self.history)}
+                "still_rising": self.still_rising, "start_val_acc": self.start_val_acc,
+                "curve": list(self.history)}
 
 
 def still_rising(val_acc: list[float]) -> bool:
@@ -274,6 +278,7 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
         raise ValueError("restore_best and early stopping need validate=True")
     if early_stopping_patience is not None and int(early_stopping_patience) < 1:
         raise ValueError(f"early_stopping_patience must be >= 1, got {early_stopping_patience}")
+    start_acc = validation_accuracy(net, data) if validate else None
     seed_everything(seed)
     optim_cfg = dict(optim_cfg or {})
     train_dl = _loader(data.x_train, data.y_train, batch_size, True, seed)
@@ -316,7 +321,7 @@ def fit_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: 
     return TrainResult(lrs=module.lr_trace, history=history, updates_per_epoch=module.updates_per_epoch,
                        best_epoch=best_epoch, restored_epoch=restored,
                        stopped_early=bool(stopper is not None and len(history) < int(epochs)),
-                       still_rising=still_rising(accs))
+                       still_rising=still_rising(accs), start_val_acc=start_acc)
 
 
 def train_classifier(net: TextClassifier, data: TextData, epochs: int, scheduler: str,
@@ -444,7 +449,8 @@ def word_counts(data: TextData) -> torch.Tensor:
 
 
 def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = None,
-                    row_weights: torch.Tensor | None = None, metric: torch.Tensor | None = None) -> TextClassifier:
+                    row_weights: torch.Tensor | None = None, metric: torch.Tensor | None = None,
+                    head: int = 0) -> TextClassifier:
     """Deep copy of ``net`` whose dense embedding E [V, d] is replaced by its rank-``rank`` truncated SVD.
 
     The copy's embedding is a :class:`FactorizedEmbedding` holding U_k [V, k] and S_k V_k^T [k, d]
@@ -452,18 +458,73 @@ def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = Non
     every other layer keeps its trained weights.  With ``dense_rank`` the first dense layer after the
     embedding is factorized too (:meth:`~toolkit.compress.models.TextClassifier.factorize_first_dense`).
     ``net`` is not modified.  ``row_weights`` [V] / ``metric`` [d, d] make it the weighted optimum of
-    :func:`~toolkit.compress.factorize.weighted_truncated_svd` instead of the plain SVD.
+    :func:`~toolkit.compress.factorize.weighted_truncated_svd` instead of the plain SVD.  With ``head`` the
+    ``head`` most frequent words keep their rows exactly and only the rest is factorized (frequency split,
+    :class:`FactorizedEmbedding`).
 
     Raises:
         ValueError: if ``rank`` is outside [1, min(V, d)] or ``dense_rank`` outside [1, min(m, n)]
-            (see :func:`~toolkit.compress.factorize.truncated_svd`), or bad weights.
+            (see :func:`~toolkit.compress.factorize.truncated_svd`), or bad weights or ``head``.
     """
     new = copy.deepcopy(net)
     new.replace_embedding(FactorizedEmbedding.from_weight(net.embedding.weight.detach(), rank, row_weights,
-                                                          metric))
+                                                          metric, head=head))
     if dense_rank is not None:
         new.factorize_first_dense(dense_rank)
     return new
+
+
+#: fractions of the rank k tried as the tail rank by ``svd.tail_rank=auto`` (1: the plain factorization).
+TAIL_RANK_FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
+
+
+def split_candidates(vocab_size: int, dim: int, rank: int) -> list[tuple[int, int]]:
+    """``(tail rank r, head rows h)`` pairs with the parameters of a rank-``rank`` factorization.
+
+    r runs over ``round(f k)`` for f in :data:`TAIL_RANK_FRACTIONS` (unique, largest first, so the plain
+    factorization r = k, h = 0 comes first); h is :func:`~toolkit.compress.factorize.head_rows_for`.  Pairs
+    whose tail would be shorter than its rank (0 < V - h < r) are dropped.
+
+    Raises:
+        ValueError: from :func:`~toolkit.compress.factorize.head_rows_for`.
+    """
+    out = [(int(rank), 0)]
+    for r in sorted({round(f * rank) for f in TAIL_RANK_FRACTIONS} - {rank}, reverse=True):
+        h = head_rows_for(vocab_size, dim, rank, r)
+        if not 0 < vocab_size - h < r:
+            out.append((int(r), int(h)))
+    return out
+
+
+def validation_accuracy(net: torch.nn.Module, data: TextData) -> float | None:
+    """Accuracy of ``net`` on the validation split (float in [0, 1]), None without validation examples."""
+    if len(data.y_valid) == 0:
+        return None
+    return float((M.predict(net, data.x_valid) == data.y_valid.numpy()).mean())
+
+
+def choose_split(net: TextClassifier, data: TextData, rank: int, metric: torch.Tensor | None = None,
+                 row_weights: torch.Tensor | None = None) -> tuple[int, int, list[dict[str, Any]]]:
+    """Frequency split of a rank-``rank`` budget chosen by validation accuracy before fine-tuning.
+
+    Every :func:`split_candidates` pair is built from ``net``'s trained table (:func:`factorized_copy`, same
+    ``metric`` / ``row_weights``) and scored on the validation split without any training; the highest accuracy
+    wins, ties going to the larger tail rank (the plain factorization first).  Costs one validation pass per
+    candidate (at most 5).
+
+    Returns:
+        ``(tail rank, head rows, candidates)`` with ``candidates`` one ``{"tail_rank", "head_rows",
+        "val_acc"}`` per pair tried; without validation examples the plain factorization ``(rank, 0)``.
+    """
+    cands = split_candidates(len(data.vocab), int(net.embedding_dim), rank)
+    rows: list[dict[str, Any]] = []
+    best = (rank, 0, -1.0)
+    for r, h in cands:
+        acc = validation_accuracy(factorized_copy(net, r, row_weights=row_weights, metric=metric, head=h), data)
+        rows.append({"tail_rank": r, "head_rows": h, "val_acc": acc})
+        if acc is not None and acc > best[2]:
+            best = (r, h, acc)
+    return best[0], best[1], rows
 
 
 def quantized_copy(net: TextClassifier, bits: int) -> TextClassifier:

@@ -25,6 +25,8 @@ CHECKS: list[Check] = [
     list_of(fraction("compression", null=True)),
     list_of(integer("rank", 1, null=True)),
     choice("svd.row_weights", ("none", "frequency")), choice("svd.metric", SVD_METRICS),
+    Check("svd.tail_rank", "none, auto or an integer >= 0",
+          lambda v: v in ("none", "auto") or (isinstance(v, int) and not isinstance(v, bool) and v >= 0)),
     boolean("dense.factorize"), fraction("dense.compression", null=True), integer("dense.rank", 1, null=True),
     integer("batch_size", 1), integer("threads", 1, null=True),
     choice("optimizer.name", ("adam", "sgd")), number("optimizer.adam_eps", 0.0, lo_open=True),
