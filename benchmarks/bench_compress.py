@@ -467,8 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-repeats", type=int, default=3, help="timed forward passes per reported model")
     ap.add_argument("--svd-metric", default="auto", choices=["auto", "none", "input_layers"],
                     help="the factorization, as the command's svd.metric (auto: input_layers for textcnn only)")
-    ap.add_argument("--tail-rank", default="auto",
-                    help="the frequency split, as the command's svd.tail_rank: auto (default), none or an integer")
+    ap.add_argument("--tail-rank", default="none",
+                    help="the frequency split, as the command's svd.tail_rank: none (default), auto or an integer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")
     ap.add_argument("--from-results", action="store_true",
