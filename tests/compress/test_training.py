@@ -238,6 +238,14 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     assert fixed.exit_code == 0, fixed.stderr
     mf = json.loads(fixed.stdout)["metrics"]
     assert (mf["tail_rank"], mf["head_rows"]) == (0, head_rows_for(v, d, 1, 0)) and "split_candidates" not in mf
+    ckpt = torch.load(out.parent / "split_0" / "compressed.pt", weights_only=True)  # rebuilds from what it says
+    assert (ckpt["tail_rank"], ckpt["head_rows"]) == (0, mf["head_rows"])
+    from toolkit.compress.factorize import FactorizedEmbedding
+    from toolkit.compress.models import build_classifier
+
+    net = build_classifier({**model_config(ckpt["arch"]), **ckpt["model"]}, v, d, len(ckpt["classes"]))
+    net.replace_embedding(FactorizedEmbedding(v, d, ckpt["tail_rank"], ckpt["head_rows"]))
+    net.load_state_dict(ckpt["state_dict"])  # strict: every tensor has its place
     plain = runner.invoke(app, ["compress", *args, f"output_dir={out}_none"])  # the default: no split
     mp = json.loads(plain.stdout)["metrics"]
     assert (mp["tail_rank"], mp["head_rows"]) == (1, 0) and mp["svd_finetune"]["embedding_params"] == v + d

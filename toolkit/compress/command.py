@@ -1,7 +1,7 @@
 """``toolkit compress``: config -> data -> train -> SVD-factorize -> fine-tune -> metrics and artifacts (a :class:`Task`).
 
 Outputs (in ``output_dir``; with several compression values, one subfolder ``compression_<p>/`` or
-``rank_<k>/`` per value): ``compressed.pt`` (state dict, vocabulary, classes, rank), ``lr_schedule.png``
+``rank_<k>/`` per value): ``compressed.pt`` (state dict, vocabulary, classes, rank, frequency split), ``lr_schedule.png``
 (the fine-tuning schedule actually used), ``training.png`` (validation accuracy and loss per epoch of
 pretraining and fine-tuning), per-value ``metrics.json``; at the top ``metrics.json``, ``config.yaml`` and
 ``tradeoff.png`` (accuracy vs embedding size, or whole-model size with ``compression_of=model``).
@@ -516,6 +516,7 @@ class Compress(Task):
             sub = f"{label}/" if len(self.points) > 1 else ""
             nets = self.models[label]
             extra = {"rank": k, "compression": p,  # the model's arguments, not its class path (checkpoints: `arch`)
+                     "tail_rank": nets["split"]["tail_rank"], "head_rows": nets["split"]["head_rows"],
                      "model": {key: v for key, v in self.model_cfg.items() if not key.startswith("_")}}
             if self.dense_on:
                 extra["dense_rank"] = nets["dense_rank"]
