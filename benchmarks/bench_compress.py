@@ -95,8 +95,8 @@ def check_args(args: dict) -> str | None:
         return (f"{args['finetune_epochs']} fine-tuning epochs hold {cycles:g} cycles of {args['cycle_epochs']} "
                 f"epochs: CALR restarts at cycle {args['calr_floor_exp'] + 1}, so it would never restart")
     tail = str(args.get("tail_rank", "none"))
-    if tail not in ("auto", "none") and not (tail.isdigit()):
-        return f"--tail-rank must be auto, none or an integer >= 0, got {tail!r}"
+    if tail not in ("auto", "none", "validation") and not (tail.isdigit()):
+        return f"--tail-rank must be auto, none, validation or an integer >= 0, got {tail!r}"
     bad = [c for c in args["ablation_cells"] if c != "all" and (c.count("/") != 1 or c.split("/")[0] not in DATASETS
                                                                 or c.split("/")[1] not in ("lstm", "dan", "textcnn"))]
     if bad:
@@ -121,7 +121,7 @@ def run_cell(args: dict) -> dict:
     torch.set_num_threads(1)
     from toolkit.compress import metrics as M
     from toolkit.compress import pipeline as P
-    from toolkit.compress.command import split_for_point, svd_metric
+    from toolkit.compress.command import split_for_point, svd_metric, tail_rank_setting
     from toolkit.compress.models import model_config
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -171,7 +171,8 @@ def run_cell(args: dict) -> dict:
     # scheduler ablation / CALR tuning at p9: one factorized start shared by every trial
     k9 = P.resolve_rank(vsize, dim, p9, None)
     metric = net.input_metric() if svd_metric(args["svd_metric"], arch) == "input_layers" else None
-    tail = args["tail_rank"] if args["tail_rank"] in ("auto", "none") else int(args["tail_rank"])
+    tail = args["tail_rank"] if not str(args["tail_rank"]).isdigit() else int(args["tail_rank"])
+    tail = tail_rank_setting(tail, arch)
     splits: dict[int, tuple[int, int]] = {}
 
     def factorize(k: int):
@@ -467,8 +468,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-repeats", type=int, default=3, help="timed forward passes per reported model")
     ap.add_argument("--svd-metric", default="auto", choices=["auto", "none", "input_layers"],
                     help="the factorization, as the command's svd.metric (auto: input_layers for textcnn only)")
-    ap.add_argument("--tail-rank", default="none",
-                    help="the frequency split, as the command's svd.tail_rank: none (default), auto or an integer")
+    ap.add_argument("--tail-rank", default="auto",
+                    help="the frequency split, as the command's svd.tail_rank: auto (default), none, validation or an "
+                         "integer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")
     ap.add_argument("--from-results", action="store_true",

@@ -215,7 +215,7 @@ def test_cli_weighted_svd_keys(runner, tiny_text):
     result = runner.invoke(app, ["compress", *args])
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers", "tail_rank": "none"}
+    assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers", "tail_rank": "auto"}
     assert doc["metrics"]["rank"] == 1 and doc["metrics"]["svd_metric"] == "input_layers"
 
 
@@ -224,7 +224,7 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
 
     out = tiny_text["dir"] / "split"
     args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false", "--json"]
-    auto = runner.invoke(app, ["compress", *args, "svd.tail_rank=auto"])
+    auto = runner.invoke(app, ["compress", *args, "svd.tail_rank=validation"])
     assert auto.exit_code == 0, auto.stderr
     m = json.loads(auto.stdout)["metrics"]
     v, d = m["embedding_shape"]
@@ -246,7 +246,7 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     net = build_classifier({**model_config(ckpt["arch"]), **ckpt["model"]}, v, d, len(ckpt["classes"]))
     net.replace_embedding(FactorizedEmbedding(v, d, ckpt["tail_rank"], ckpt["head_rows"]))
     net.load_state_dict(ckpt["state_dict"])  # strict: every tensor has its place
-    plain = runner.invoke(app, ["compress", *args, f"output_dir={out}_none"])  # the default: no split
+    plain = runner.invoke(app, ["compress", *args, f"output_dir={out}_none"])  # auto: no split for the DAN
     mp = json.loads(plain.stdout)["metrics"]
     assert (mp["tail_rank"], mp["head_rows"]) == (1, 0) and mp["svd_finetune"]["embedding_params"] == v + d
 
@@ -258,6 +258,16 @@ def test_cli_tail_rank_above_the_rank_exits_2_before_training(runner, tiny_text)
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: svd.tail_rank: must be at most the rank 1"), result.stderr
     assert "training" not in result.stderr and not out.exists()
+
+
+def test_tail_rank_auto_splits_the_cnn_only():
+    from toolkit.compress.command import tail_rank_setting
+
+    assert tail_rank_setting("auto", "textcnn") == "validation"
+    assert tail_rank_setting("auto", "lstm") == tail_rank_setting("auto", "dan") == "none"
+    assert tail_rank_setting(2, "dan") == 2 and tail_rank_setting("validation", "lstm") == "validation"
+    with pytest.raises(ValueError, match="svd.tail_rank"):
+        tail_rank_setting("some", "dan")
 
 
 def test_svd_metric_auto_is_output_aware_for_the_cnn_only():
