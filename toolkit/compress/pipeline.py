@@ -474,7 +474,7 @@ def factorized_copy(net: TextClassifier, rank: int, dense_rank: int | None = Non
     return new
 
 
-#: fractions of the rank k tried as the tail rank by ``svd.tail_rank=auto`` (1: the plain factorization).
+#: fractions of the rank k tried as the tail rank by ``svd.tail_rank=validation`` (1: the plain factorization).
 TAIL_RANK_FRACTIONS = (1.0, 0.75, 0.5, 0.25, 0.0)
 
 
@@ -510,7 +510,8 @@ def choose_split(net: TextClassifier, data: TextData, rank: int, metric: torch.T
     Every :func:`split_candidates` pair is built from ``net``'s trained table (:func:`factorized_copy`, same
     ``metric`` / ``row_weights``) and scored on the validation split without any training; the highest accuracy
     wins, ties going to the larger tail rank (the plain factorization first).  Costs one validation pass per
-    candidate (at most 5).
+    candidate (at most 5).  Only the embedding is factorized here: with ``dense.factorize`` the first dense layer
+    is factorized afterwards, the same for every candidate.
 
     Returns:
         ``(tail rank, head rows, candidates)`` with ``candidates`` one ``{"tail_rank", "head_rows",
