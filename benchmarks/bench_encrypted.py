@@ -9,6 +9,7 @@ train_state.json, never typed in).
 
 Usage:
   .venv/bin/python benchmarks/bench_encrypted.py [--iterations 6] [--batch-size 8192] [--workers-sweep]
+  .venv/bin/python benchmarks/bench_encrypted.py --batch-size 4096 --momentum 0.5   # Nesterov momentum, both circuits
   .venv/bin/python benchmarks/bench_encrypted.py --report
 Needs ../shared/data/mnist (IDX files).
 """
@@ -40,6 +41,8 @@ def collect(out: Path) -> dict:
     refresh = state["refresh_seconds"]
     return {
         "run": out.name, "circuit": cfg["circuit"], "workers": cfg.get("workers", 1),
+        "momentum": float(cfg["train"].get("momentum") or 0.0),
+        "momentum_schedule": str(cfg["train"].get("momentum_schedule", "fixed")),
         "iterations": cfg["train"]["iterations"], "batch_size": cfg["train"]["batch_size"],
         "minibatches": m.get("minibatches"),
         "ring": m["params"]["poly_modulus_degree"], "chain": m["params"]["coeff_mod_bit_sizes"],
@@ -58,9 +61,9 @@ def collect(out: Path) -> dict:
     }
 
 
-def run(circuit: str, iterations: int, workers: int, batch_size: int, extra: list[str]) -> dict:
-    """Run one configuration through the CLI and collect its row."""
-    out = RESULTS / f"encrypted_{circuit}_w{workers}_b{batch_size}_it{iterations}"
+def run(circuit: str, iterations: int, workers: int, batch_size: int, extra: list[str], tag: str = "") -> dict:
+    """Run one configuration through the CLI and collect its row (``tag``: a suffix of the run's name)."""
+    out = RESULTS / f"encrypted_{circuit}_w{workers}_b{batch_size}_it{iterations}{tag}"
     if out.exists():
         shutil.rmtree(out)
     cmd = [str(ROOT / ".venv" / "bin" / "toolkit"), "train-encrypted", "--json", "-q", "data=mnist38",
@@ -112,26 +115,28 @@ def report() -> None:
     rows = [collect(p) for p in sorted(RESULTS.glob("encrypted_*")) if (p / "metrics.json").exists()]
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; data: MNIST 3 vs 8, 14x14 "
           "(11,982 train / 1,984 test); seed 0")
-    print("\n| run | circuit | workers | batch (minibatches) | ring / chain | levels/iter | refreshes | s/iter "
+    print("\n| run | circuit | workers | momentum | batch (minibatches) | ring / chain | levels/iter | refreshes | s/iter "
           "| refresh s | s/iter incl. refresh | peak RSS MiB | acc enc % | acc plain poly % | acc exact % "
           "| AUC enc | gap points | finished (UTC) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['circuit']} | {r['workers']} | {r['batch_size']} ({r['minibatches']}) | "
+        mom = f"{r['momentum']:g} {r['momentum_schedule']}" if r["momentum"] else "0"
+        print(f"| {r['run']} | {r['circuit']} | {r['workers']} | {mom} | {r['batch_size']} ({r['minibatches']}) | "
               f"{r['ring']} {r['chain']} | {r['levels_per_iteration']:.1f} | {r['refreshes']} | "
               f"{r['s_per_iteration']:.1f} | {r['refresh_s_mean']:.1f} | {r['s_per_iteration_incl_refresh']:.1f} | "
               f"{r['peak_rss_mb']:.0f} | {100 * r['acc_encrypted']:.2f} | {100 * r['acc_plain_poly']:.2f} | "
               f"{100 * r['acc_exact']:.2f} | {r['auc_encrypted']:.4f} | {r['gap_points']:.2f} | "
               f"{r['finished_utc']} |")
-    by = {(r["circuit"], r["workers"], r["batch_size"], r["iterations"]): r for r in rows}
-    for (circ, workers, batch, its), r in sorted(by.items()):
-        if circ == "low-depth" and ("baseline", workers, batch, its) in by:
-            b = by[("baseline", workers, batch, its)]
-            print(f"\nbatch {batch}, {its} iterations, {workers} worker(s): low-depth speed-up per iteration "
+    by = {(r["circuit"], r["workers"], r["batch_size"], r["iterations"], r["momentum"]): r for r in rows}
+    for (circ, workers, batch, its, mu), r in sorted(by.items()):
+        if circ == "low-depth" and ("baseline", workers, batch, its, mu) in by:
+            b = by[("baseline", workers, batch, its, mu)]
+            print(f"\nbatch {batch}, {its} iterations, {workers} worker(s), momentum {mu:g}: low-depth speed-up "
+                  "per iteration "
                   f"{b['s_per_iteration'] / r['s_per_iteration']:.2f}x without refresh, "
                   f"{b['s_per_iteration_incl_refresh'] / r['s_per_iteration_incl_refresh']:.2f}x including refresh")
-        if circ == "low-depth" and workers == 2 and ("low-depth", 1, batch, its) in by:
-            one = by[("low-depth", 1, batch, its)]
+        if circ == "low-depth" and workers == 2 and ("low-depth", 1, batch, its, mu) in by:
+            one = by[("low-depth", 1, batch, its, mu)]
             print(f"\nlow-depth, batch {batch}, {its} iterations: 1 worker {one['s_per_iteration']:.1f} s/iter, "
                   f"2 workers {r['s_per_iteration']:.1f} s/iter -> {one['s_per_iteration'] / r['s_per_iteration']:.2f}x")
     (RESULTS / "encrypted.json").write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
@@ -144,6 +149,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8192, help="samples per minibatch (same for both circuits)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--workers-sweep", action="store_true", help="low-depth with 1 and 2 workers")
+    ap.add_argument("--momentum", type=float, default=0.0,
+                    help="train.momentum of both circuits' runs (Nesterov; 0: off, the main table)")
+    ap.add_argument("--momentum-schedule", default="fixed", choices=["fixed", "nesterov"])
     ap.add_argument("--skip-circuits", action="store_true")
     ap.add_argument("--report", action="store_true", help="only print the tables from existing runs")
     ap.add_argument("--core-check", action="store_true", help="measure 1- vs 2-process SEAL throughput now")
@@ -162,9 +170,12 @@ def main() -> None:
         if not (ROOT.parent / "shared" / "data" / "mnist").exists():
             raise SystemExit("needs ../shared/data/mnist")
         RESULTS.mkdir(parents=True, exist_ok=True)
+        mom = ([f"train.momentum={args.momentum}", f"train.momentum_schedule={args.momentum_schedule}"]
+               if args.momentum else [])
+        tag = f"_m{args.momentum:g}{'n' if args.momentum_schedule == 'nesterov' else ''}" if args.momentum else ""
         if not args.skip_circuits:
             for c in ("baseline", "low-depth"):
-                run(c, args.iterations, args.workers, args.batch_size, [])
+                run(c, args.iterations, args.workers, args.batch_size, mom, tag)
         if args.workers_sweep:
             for w in (1, 2):
                 run("low-depth", max(2, args.iterations // 2), w, args.batch_size, [])
