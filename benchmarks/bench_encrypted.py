@@ -128,7 +128,7 @@ def report() -> None:
               f"{100 * r['acc_exact']:.2f} | {r['auc_encrypted']:.4f} | {r['gap_points']:.2f} | "
               f"{r['finished_utc']} |")
     by = {(r["circuit"], r["workers"], r["batch_size"], r["iterations"], r["momentum"]): r for r in rows}
-    for (circ, workers, batch, its, mu), r in sorted(by.items()):
+    for (circ, workers, batch, its, mu), r in sorted(by.items(), key=lambda kv: [str(x) for x in kv[0]]):
         if circ == "low-depth" and ("baseline", workers, batch, its, mu) in by:
             b = by[("baseline", workers, batch, its, mu)]
             print(f"\nbatch {batch}, {its} iterations, {workers} worker(s), momentum {mu:g}: low-depth speed-up "
