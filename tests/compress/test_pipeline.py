@@ -128,6 +128,11 @@ def test_choose_split_takes_the_best_validation_accuracy_before_fine_tuning(tiny
         acc = float((M.predict(factorized_copy(net, c["tail_rank"], head=c["head_rows"]), data.x_valid)
                      == data.y_valid.numpy()).mean())
         assert c["val_acc"] == pytest.approx(acc)
+    counts = torch.bincount(data.x_train.reshape(-1), minlength=len(data.vocab)).double()
+    counts[0] = 0  # padding is not a word
+    for c in rows:  # the head's share of the training tokens, counted here from the encoded split
+        assert c["head_token_share"] == pytest.approx(float(counts[: c["head_rows"]].sum() / counts.sum()))
+    assert rows[0]["head_token_share"] == 0.0 and all(0 <= c["head_token_share"] <= 1 for c in rows)
     best = max(c["val_acc"] for c in rows)
     first_best = next(c for c in rows if c["val_acc"] == best)  # ties: the larger tail rank (listed first)
     assert (r, h) == (first_best["tail_rank"], first_best["head_rows"])

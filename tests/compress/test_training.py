@@ -29,6 +29,13 @@ def _fit(data, epochs, lr, **kw):
     return net, res
 
 
+def _run_json(runner, args: list[str]) -> dict:
+    """``toolkit compress ARGS --json``, which must succeed; its JSON document."""
+    result = runner.invoke(app, ["compress", *args, "--json"])
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 def test_curve_and_restore_best_epoch(tiny_text):
     data = _data(tiny_text)
     net, res = _fit(data, 3, 0.3, restore_best=True)  # a high lr: the curve is not monotone
@@ -117,19 +124,14 @@ def test_cli_whole_model_target(runner, tiny_text):
     # a DAN with one hidden layer of 2: its embedding (V x 4) is most of the model, so 30% of it is reachable
     out = tiny_text["dir"] / "model"
     args = [*fast_overrides(tiny_text, out), "compression=0.3", "compression_of=model", "baselines.enabled=false",
-            "model.dan_hidden=[2]", "--json"]
-    result = runner.invoke(app, ["compress", *args])
-    assert result.exit_code == 0, result.stderr
-    m = json.loads(result.stdout)["metrics"]
+            "model.dan_hidden=[2]"]
+    m = _run_json(runner, args)["metrics"]
     assert m["compression_of"] == "model" and m["svd_finetune"]["model_param_compression"] >= 0.3
     # one more rank would miss the target: the rank is the largest that reaches it
     v, d = m["embedding_shape"]
     assert m["uncompressed"]["model_params"] - m["svd_finetune"]["model_params"] - (v + d) < 0.3 * m[
         "uncompressed"]["model_params"]
-    dense = runner.invoke(app, ["compress", *args[:-1], f"output_dir={out}_dense", "dense.factorize=true",
-                                "compression=0.4", "--json"])
-    assert dense.exit_code == 0, dense.stderr
-    md = json.loads(dense.stdout)["metrics"]
+    md = _run_json(runner, [*args, f"output_dir={out}_dense", "dense.factorize=true", "compression=0.4"])["metrics"]
     assert md["svd_finetune"]["model_param_compression"] >= 0.4 and md["dense_rank"] >= 1
 
 
@@ -203,18 +205,15 @@ def test_fine_tuning_with_a_teacher_leaves_it_untouched_and_pulls_toward_it(tiny
 def test_cli_distillation_runs(runner, tiny_text):
     out = tiny_text["dir"] / "kd"
     args = [*fast_overrides(tiny_text, out), "compression=0.5", "baselines.enabled=false"]
-    result = runner.invoke(app, ["compress", *args, "finetune.distill.weight=0.5", "--json"])
-    assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout)["config"]["finetune"]["distill"] == {"weight": 0.5, "temperature": 2.0}
+    doc = _run_json(runner, [*args, "finetune.distill.weight=0.5"])
+    assert doc["config"]["finetune"]["distill"] == {"weight": 0.5, "temperature": 2.0}
 
 
 def test_cli_weighted_svd_keys(runner, tiny_text):
     out = tiny_text["dir"] / "w"
     args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false", "svd.row_weights=frequency",
-            "svd.metric=input_layers", "--json"]
-    result = runner.invoke(app, ["compress", *args])
-    assert result.exit_code == 0, result.stderr
-    doc = json.loads(result.stdout)
+            "svd.metric=input_layers"]
+    doc = _run_json(runner, args)
     assert doc["config"]["svd"] == {"row_weights": "frequency", "metric": "input_layers", "tail_rank": "auto"}
     assert doc["metrics"]["rank"] == 1 and doc["metrics"]["svd_metric"] == "input_layers"
 
@@ -223,10 +222,8 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     from toolkit.compress.factorize import embedding_footprint, head_rows_for
 
     out = tiny_text["dir"] / "split"
-    args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false", "--json"]
-    auto = runner.invoke(app, ["compress", *args, "svd.tail_rank=validation"])
-    assert auto.exit_code == 0, auto.stderr
-    m = json.loads(auto.stdout)["metrics"]
+    args = [*fast_overrides(tiny_text, out), "rank=1", "baselines.enabled=false"]
+    m = _run_json(runner, [*args, "svd.tail_rank=validation"])["metrics"]
     v, d = m["embedding_shape"]
     assert [(c["tail_rank"], c["head_rows"]) for c in m["split_candidates"]] == [(1, 0), (0, head_rows_for(v, d, 1, 0))]
     best = max(c["val_acc"] for c in m["split_candidates"])
@@ -234,9 +231,7 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     assert (m["tail_rank"], m["head_rows"]) == (chosen["tail_rank"], chosen["head_rows"])
     size = embedding_footprint(v, d, rank=m["tail_rank"], head=m["head_rows"])
     assert m["svd_finetune"]["embedding_params"] == size["params"] <= 1 * (v + d)  # the rank-1 budget
-    fixed = runner.invoke(app, ["compress", *args, "svd.tail_rank=0", f"output_dir={out}_0"])
-    assert fixed.exit_code == 0, fixed.stderr
-    mf = json.loads(fixed.stdout)["metrics"]
+    mf = _run_json(runner, [*args, "svd.tail_rank=0", f"output_dir={out}_0"])["metrics"]
     assert (mf["tail_rank"], mf["head_rows"]) == (0, head_rows_for(v, d, 1, 0)) and "split_candidates" not in mf
     ckpt = torch.load(out.parent / "split_0" / "compressed.pt", weights_only=True)  # rebuilds from what it says
     assert (ckpt["tail_rank"], ckpt["head_rows"]) == (0, mf["head_rows"])
@@ -246,8 +241,7 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     net = build_classifier({**model_config(ckpt["arch"]), **ckpt["model"]}, v, d, len(ckpt["classes"]))
     net.replace_embedding(FactorizedEmbedding(v, d, ckpt["tail_rank"], ckpt["head_rows"]))
     net.load_state_dict(ckpt["state_dict"])  # strict: every tensor has its place
-    plain = runner.invoke(app, ["compress", *args, f"output_dir={out}_none"])  # auto: no split for the DAN
-    mp = json.loads(plain.stdout)["metrics"]
+    mp = _run_json(runner, [*args, f"output_dir={out}_none"])["metrics"]  # auto: no split for the DAN
     assert (mp["tail_rank"], mp["head_rows"]) == (1, 0) and mp["svd_finetune"]["embedding_params"] == v + d
 
 

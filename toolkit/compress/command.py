@@ -195,6 +195,19 @@ def tail_rank_setting(value: Any, arch: str) -> Any:
     raise ValueError(f"unknown svd.tail_rank {value!r}")
 
 
+def check_tail_rank(setting: Any, rank: int) -> int:
+    """An integer ``svd.tail_rank`` checked against a point's rank k; returns it as an int.
+
+    Raises:
+        InputError: naming ``svd.tail_rank`` when it is above k.
+    """
+    r = int(setting)
+    if r > rank:
+        raise InputError("svd.tail_rank", None, f"must be at most the rank {rank} of every point, got {r}; "
+                         "use svd.tail_rank=validation or none")
+    return r
+
+
 def split_for_point(setting: Any, net: Any, data: Any, rank: int, metric: Any, row_weights: Any
                     ) -> tuple[int, int, list[dict[str, Any]] | None]:
     """``(tail rank, head rows, candidates or None)`` of one point's frequency split (``svd.tail_rank``, resolved
@@ -213,10 +226,7 @@ def split_for_point(setting: Any, net: Any, data: Any, rank: int, metric: Any, r
         return rank, 0, None
     if setting == "validation":
         return P.choose_split(net, data, rank, metric=metric, row_weights=row_weights)
-    r = int(setting)
-    if r > rank:
-        raise InputError("svd.tail_rank", None, f"must be at most the rank {rank} of this point, got {r}; "
-                         "use svd.tail_rank=validation or none")
+    r = check_tail_rank(setting, rank)
     h = 0 if r == rank else head_rows_for(len(data.vocab), int(net.embedding_dim), rank, r)
     if 0 < len(data.vocab) - h < r:
         raise InputError("svd.tail_rank", None, f"leaves {len(data.vocab) - h} tail rows for rank {r}; "
@@ -379,9 +389,7 @@ class Compress(Task):
         self.tail_setting = tail_rank_setting((cfg.get("svd") or {}).get("tail_rank", "none"), self.arch)
         if self.tail_setting not in ("none", "validation"):
             for _label, _p, k in points:  # before any training: exit 2 with one line
-                if int(self.tail_setting) > k:
-                    raise InputError("svd.tail_rank", None, f"must be at most the rank {k} of every point, got "
-                                     f"{self.tail_setting}; use svd.tail_rank=validation or none")
+                check_tail_rank(self.tail_setting, k)
         if "vectors" in data.info:
             v = data.info["vectors"]
             log(f"word vectors: {v['found']}/{v['vocab_words']} vocabulary words found "
@@ -434,8 +442,8 @@ class Compress(Task):
                 nets["split"] = {"tail_rank": r, "head_rows": h, "candidates": cands}
                 if cands:
                     log(f"{label}: frequency split chosen on validation before fine-tuning: " + ", ".join(
-                        f"tail rank {c['tail_rank']} + {c['head_rows']} head rows {c['val_acc']:.3f}"
-                        for c in cands))
+                        f"tail rank {c['tail_rank']} + {c['head_rows']} head rows ({c['head_token_share']:.0%} of "
+                        f"tokens) " + ("n/a" if c["val_acc"] is None else f"{c['val_acc']:.3f}") for c in cands))
                 fnet = P.factorized_copy(self.net, r, dense_rank=nets["dense_rank"], row_weights=row_weights,
                                          metric=metric, head=h)
                 nets["svd_no_finetune"] = copy.deepcopy(fnet)

@@ -497,7 +497,8 @@ def split_candidates(vocab_size: int, dim: int, rank: int) -> list[tuple[int, in
 
 
 def validation_accuracy(net: torch.nn.Module, data: TextData) -> float | None:
-    """Accuracy of ``net`` on the validation split (float in [0, 1]), None without validation examples."""
+    """Accuracy of ``net`` (a classifier of token ids long [N, T] -> logits [N, C]) on ``data``'s validation split:
+    a float in [0, 1], or None without validation examples.  Puts ``net`` in eval mode."""
     if len(data.y_valid) == 0:
         return None
     return float((M.predict(net, data.x_valid) == data.y_valid.numpy()).mean())
@@ -515,14 +516,19 @@ def choose_split(net: TextClassifier, data: TextData, rank: int, metric: torch.T
 
     Returns:
         ``(tail rank, head rows, candidates)`` with ``candidates`` one ``{"tail_rank", "head_rows",
-        "val_acc"}`` per pair tried; without validation examples the plain factorization ``(rank, 0)``.
+        "head_token_share", "val_acc"}`` per pair tried (``head_token_share``: the fraction of training tokens,
+        padding excluded, whose word is in the head); without validation examples the plain factorization
+        ``(rank, 0)``.
     """
     cands = split_candidates(len(data.vocab), int(net.embedding_dim), rank)
+    counts = word_counts(data)
+    total = float(counts.sum()) or 1.0
     rows: list[dict[str, Any]] = []
     best = (rank, 0, -1.0)
     for r, h in cands:
         acc = validation_accuracy(factorized_copy(net, r, row_weights=row_weights, metric=metric, head=h), data)
-        rows.append({"tail_rank": r, "head_rows": h, "val_acc": acc})
+        rows.append({"tail_rank": r, "head_rows": h, "head_token_share": float(counts[:h].sum()) / total,
+                     "val_acc": acc})
         if acc is not None and acc > best[2]:
             best = (r, h, acc)
     return best[0], best[1], rows
