@@ -67,13 +67,18 @@ for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cos
     DATASETS[f"{_name}-one-threshold"] = [*DATASETS[_name], "model.infer.tau_upper=same", "model.infer.singletons=keep"]
     DATASETS[f"{_name}-tau-upper"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=keep"]
     DATASETS[f"{_name}-attach"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=attach"]
+# early model selection on the held-out meta-training classes (model.train.select_best=true: the epoch with the
+# lowest unbalanced loss on them); Hi-LANDER only, cached encoders (docs/cluster.md, "Early stopping")
+for _name in ("digits", "omniglot", "mnist", "omniglot-full", "faces"):
+    DATASETS[f"{_name}-select-best"] = [*DATASETS[_name], "model.train.select_best=true"]
 ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
                                                        "omniglot-full-cosine-head")
                    for a in ("attach", "tau-upper", "one-threshold")},
                 "omniglot-class-split": ["hilander", "hac"], "omniglot-full-cosine-head": ["hilander", "hac"],
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot") for a in ("tau-heldout", "20-steps")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
-                   for a in ("reference-levels", "cosine-edge", "decode-half", "decode-all")}}
+                   for a in ("reference-levels", "cosine-edge", "decode-half", "decode-all")},
+                **{f"{n}-select-best": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full", "faces")}}
 CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-reference-levels": "omniglot-full", "omniglot-full-cosine-edge": "omniglot-full",
             "omniglot-full-decode-half": "omniglot-full", "omniglot-full-decode-all": "omniglot-full",
@@ -83,7 +88,8 @@ CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "mnist-tau-upper": "mnist", "mnist-attach": "mnist", "mnist-one-threshold": "mnist",
             "omniglot-one-threshold": "omniglot", "omniglot-full-one-threshold": "omniglot-full",
             "omniglot-full-cosine-head-one-threshold": "omniglot-full-cosine-head",
-            "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head"}
+            "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head",
+            **{f"{n}-select-best": n for n in ("omniglot", "mnist", "omniglot-full", "faces")}}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
 

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
         except ValueError as exc:
             print(f"{protocol}: not applicable ({exc})")
             continue
-        held[protocol], _, _ = heldout_scores(cfg, data, candidates, folds, lambda: (model, None))
+        held[protocol], _, _ = heldout_scores(cfg, data, candidates, folds, lambda _fold: (model, None))
     test, test_fit = {}, {}
     fx, fy = data.train_x[fit_idx], data.train_y[fit_idx]
     for m in candidates:

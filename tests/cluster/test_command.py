@@ -354,6 +354,46 @@ def test_auto_cross_fits_with_four_or_more_heldout_classes(runner, tmp_path):
     assert all(0.0 <= v <= 1.0 for v in held.values())
 
 
+def test_auto_with_select_best_scores_each_fold_with_an_epoch_chosen_without_it(runner, tmp_path):
+    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
+    train = y < 10
+    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
+        np.save(tmp_path / f"{name}.npy", arr)
+    out = tmp_path / "auto"
+    result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=4",
+                                 "model.train.select_best=true", "method=auto", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["metrics"]["auto_protocol"] == "cross-fit"
+    ckpts = {p.name for p in (out / "checkpoints").iterdir()}
+    assert {"best.ckpt", "last.ckpt", "best_fold0.ckpt", "best_fold1.ckpt"} <= ckpts
+    header = (out / "train" / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"val/loss", "val/loss_fold0", "val/loss_fold1"} <= set(header)
+
+
+def test_fold_model_loads_the_folds_weights_and_leaves_the_model_alone(tmp_path):
+    import torch
+
+    from toolkit.cluster.command import fold_model
+    from toolkit.cluster.model import Lander
+
+    model = Lander(8, hidden=16).eval()
+    assert fold_model(model, "fold0") is model  # no selected checkpoints (select_best off): the model itself
+    saved = {}
+    for name, shift in (("fold0", 1.0), ("last", 2.0)):
+        saved[name] = {f"model.{k}": v + shift for k, v in model.state_dict().items()}
+        torch.save({"state_dict": saved[name]}, tmp_path / f"{name}.ckpt")
+    model.selected_checkpoints = {"fold0": str(tmp_path / "fold0.ckpt"), "last": str(tmp_path / "last.ckpt")}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.knn_on = "cluster"
+    for name, want in (("fold0", "fold0"), ("fold1", "last")):  # fold1 has no selection: the last epoch
+        other = fold_model(model, name)
+        assert other is not model and other.knn_on == "cluster"
+        for k, v in other.state_dict().items():
+            torch.testing.assert_close(v, saved[want][f"model.{k}"])
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+
+
 def test_auto_folds_never_score_a_class_they_tuned_on():
     from toolkit.cluster.command import auto_folds
 

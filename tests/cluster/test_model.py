@@ -70,6 +70,29 @@ def test_training_reduces_loss(tmp_path):
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
 
 
+def test_select_best_returns_the_epoch_with_the_lowest_heldout_loss(tmp_path):
+    """model.train.select_best: the returned weights give the smallest validation loss any epoch logged."""
+    import csv
+
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    x, y = blobs(25, 6, 8, spread=0.3)
+    graphs = training_graphs(x[y < 3], y[y < 3], [10], [2], {})
+    vx = l2_normalize(x[y >= 3])
+    val = build_graph(vx, vx, *knn_search(vx, 10), y[y >= 3])
+    cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
+    cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 32, 12, 0, 0.5  # large steps: a noisy curve
+    module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt", val_graphs=[val])
+    rows = [r for r in csv.DictReader(open(tmp_path / "logs" / "metrics.csv")) if r.get("val/loss")]
+    logged = [float(r["val/loss"]) for r in rows]
+    assert len(logged) == 12 and min(logged) < logged[-1]  # the best epoch is not the last one
+    with torch.no_grad():
+        got = lander_loss(*module.model(val), val, balance=False)[0].item()
+    assert got == pytest.approx(min(logged), rel=1e-4)
+    assert (tmp_path / "ckpt" / "best.ckpt").exists()
+
+
 def test_seed_edge_subset_gives_the_same_seed_loss_as_the_full_graph(graph):
     """Training scores only the seeds' in-edges; seeds' densities and their edges' logits must not change."""
     torch.manual_seed(0)

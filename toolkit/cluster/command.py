@@ -603,8 +603,10 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
     Args:
         cfg: the composed ``toolkit cluster`` config; data: ``ClusterData`` (meta-training ``train_x``/``train_y``).
         candidates: method names (``hilander`` and baselines of :func:`cluster_baseline`).
-        hilander_model: ``() -> (Lander, tau or None)``; a tau (a loaded checkpoint's) is used as is, with the
-            model's ``tau_upper``; ``None``: both are tuned on each fold by :func:`tune_thresholds`.
+        hilander_model: ``(fold index) -> (Lander, tau or None)``: the model that clusters that fold's scored
+            classes (:func:`_auto_select` gives one whose training epoch was chosen without them); a tau (a
+            loaded checkpoint's) is used as is, with the model's ``tau_upper``; ``None``: both are tuned on each
+            fold by :func:`tune_thresholds`.
 
     Returns:
         ``(scores, labels, y)``: candidate -> pairwise F; candidate -> int64 ``[M]`` predicted labels of the
@@ -619,11 +621,11 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
     labels: dict[str, np.ndarray] = {}
     for m in candidates:
         parts = []
-        for tune_idx, eval_idx in folds:
+        for fold, (tune_idx, eval_idx) in enumerate(folds):
             tx, ty, ex, ey = (data.train_x[tune_idx], data.train_y[tune_idx], data.train_x[eval_idx],
                               data.train_y[eval_idx])
             if m == "hilander":
-                model, tau = hilander_model()
+                model, tau = hilander_model(fold)
                 if tau is not None:
                     tau_fit, upper_fit, frac = tau, model.tau_upper, model.min_cluster_fraction
                 else:  # never on the scored classes, so the held-out score is not tuned on its own classes
@@ -636,6 +638,33 @@ def heldout_scores(cfg, data, candidates: list[str], folds: list[tuple[np.ndarra
         labels[m] = np.concatenate([p + o for p, o in zip(parts, offsets, strict=True)])
         scores[m] = float(pairwise_f(y, labels[m])[2])
     return scores, labels, y
+
+
+def fold_model(model, name: str):
+    """``model`` with the weights ``method=auto`` scores fold ``name`` with (``model.train.select_best``).
+
+    Args:
+        model: the trained ``Lander``; its ``selected_checkpoints`` (name -> Lightning checkpoint, and
+            ``"last"``) come from :func:`_train`; absent or empty (``select_best`` off, a loaded checkpoint):
+            ``model`` itself is the answer.
+        name: the fold's key; not among the checkpoints (its tuning side has no held-out classes): the last
+            epoch's weights, which no held-out class chose.
+
+    Returns:
+        ``model`` or a copy with the selected weights (same thresholds and attributes).
+    """
+    import copy
+
+    import torch
+
+    paths = getattr(model, "selected_checkpoints", None) or {}
+    path = paths.get(name) or paths.get("last")
+    if not path:
+        return model
+    other = copy.deepcopy(model)
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    other.load_state_dict({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+    return other.eval()
 
 
 def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
@@ -675,12 +704,17 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     if cfg.baselines.kmeans_k:
         candidates.append("kmeans")
     folds = auto_folds(data.train_y, fit_idx, val_idx, seed, int(inf.knn_k))
+    # with model.train.select_best the final GNN's epoch is chosen on every held-out class, the classes auto
+    # scores; each fold is scored with the epoch chosen on the held-out classes of its tuning side instead
+    # (cross-fit: the other half), or with the last epoch when that side has none (fit-only)
+    select_also = {f"fold{i}": np.intersect1d(tune, val_idx) for i, (tune, _) in enumerate(folds)}
     fitted: list = []
 
-    def hilander_model():
+    def hilander_model(fold: int):
         if not fitted:
-            fitted.append(_fit_hilander(cfg, run, data))
-        return fitted[0][0], (fitted[0][1] if mc.checkpoint else None)
+            fitted.append(_fit_hilander(cfg, run, data, {k: v for k, v in select_also.items() if len(v)}))
+        model, tau = fitted[0][0], (fitted[0][1] if mc.checkpoint else None)
+        return fold_model(model, f"fold{fold}"), tau
 
     with run.timer("auto_select"):
         held, held_labels, vy = heldout_scores(cfg, data, candidates, folds, hilander_model)
@@ -710,8 +744,9 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     return chosen, None, None, info
 
 
-def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
-    """Hi-LANDER's model and tau: loaded from ``model.checkpoint``, or trained here (:func:`_train`).
+def _fit_hilander(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None) -> tuple[object, float, dict]:
+    """Hi-LANDER's model and tau: loaded from ``model.checkpoint``, or trained here (:func:`_train`, which gets
+    ``select_also``).
 
     Returns:
         ``(model, tau, info for metrics.json)``.
@@ -727,7 +762,7 @@ def _fit_hilander(cfg, run: Run, data) -> tuple[object, float, dict]:
         if fixed_fragments(inf.min_cluster_fraction) is not None:  # auto keeps the checkpoint's
             model.min_cluster_fraction = fixed_fragments(inf.min_cluster_fraction)
         return model, float(tau), {"checkpoint": str(mc.checkpoint), "tau_source": source}
-    return _train(cfg, run, data)
+    return _train(cfg, run, data, select_also)
 
 
 def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarray, dict]:
@@ -749,8 +784,13 @@ def _cluster_hilander(cfg, run: Run, data, model, tau: float) -> tuple[np.ndarra
     return labels, info
 
 
-def _train(cfg, run: Run, data):
-    """Build training graphs, train LANDER (model selection and tau on held-out meta-training classes)."""
+def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None):
+    """Build training graphs, train LANDER (model selection and tau on held-out meta-training classes).
+
+    ``select_also`` (name -> int64 indices into the meta-training set, held-out classes only): with
+    ``model.train.select_best`` also keep the best epoch by each subset's own held-out loss
+    (:func:`toolkit.cluster.lightning.fit_lander`); the model's ``selected_checkpoints`` names the files.
+    """
     from toolkit.cluster.baselines import split_classes
     from toolkit.cluster.graph import build_graph
     from toolkit.cluster.hierarchy import training_graphs
@@ -768,19 +808,23 @@ def _train(cfg, run: Run, data):
                                      float(mc.train.decode_keep))
         except ValueError as exc:
             raise InputError("config", "model.train", str(exc)) from None
-        val_graphs = []
-        if len(val_idx):
-            vx = l2_normalize(data.train_x[val_idx])
+        def labelled_graph(idx: np.ndarray):
+            vx = l2_normalize(data.train_x[idx])
             nbrs, sims = knn_search(vx, int(inf.knn_k), **knn_kwargs(mc))
-            val_graphs = [build_graph(vx, vx, nbrs, sims, data.train_y[val_idx])]
+            return build_graph(vx, vx, nbrs, sims, data.train_y[idx])
+
+        val_graphs = [labelled_graph(val_idx)] if len(val_idx) else []
+        extra = {name: labelled_graph(idx) for name, idx in (select_also or {}).items()
+                 if len(idx) > int(inf.knn_k)} if val_graphs and mc.train.select_best else {}
     info = {"train_graphs": len(graphs),
             "validation_classes": int(len(np.unique(data.train_y[val_idx]))) if len(val_idx) else 0}
     log(f"training LANDER on {len(graphs)} graphs for up to {mc.train.epochs} epochs "
         f"({info['validation_classes']} held-out meta-training classes for model selection)")
     with run.timer("train"):
         module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
-                            int(cfg.seed or 0), val_graphs if mc.train.select_best else None)
+                            int(cfg.seed or 0), val_graphs if mc.train.select_best else None, extra)
     model = module.model
+    model.selected_checkpoints = dict(getattr(module, "selected_checkpoints", {}))
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
     given = None if str(inf.tau) == "auto" else float(inf.tau)

@@ -12,6 +12,7 @@ linkages exactly; the loss is taken on the seeds only.  A graph with at most
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -115,10 +116,16 @@ class LanderModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: list, batch_idx: int) -> None:
+        """Unbalanced loss of every validation graph: ``val/loss`` is the mean over the untagged graphs, a graph
+        tagged ``name`` (``fit_lander``'s ``select_also``) is logged alone as ``val/loss_<name>``."""
         losses = []
-        for g, _mask in batch:
+        for g, tag in batch:
             logits, pred_den = self.model(g)
-            losses.append(lander_loss(logits, pred_den, g, balance=False)[0])
+            loss = lander_loss(logits, pred_den, g, balance=False)[0]
+            if tag is None:
+                losses.append(loss)
+            else:
+                self.log(f"val/loss_{tag}", loss, batch_size=1)
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=1)
 
     def configure_optimizers(self):
@@ -146,24 +153,31 @@ def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
-               val_graphs: list | None = None) -> LanderModule:
+               val_graphs: list | None = None, select_also: dict | None = None) -> LanderModule:
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/cluster/model/hilander.yaml``) and return the module.
 
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
     optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
 
     With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss is
-    monitored every epoch and the weights of the best epoch are returned (early model selection);
-    otherwise the last epoch's.
+    monitored every epoch and the weights of the best epoch are returned (early model selection,
+    ``model.train.select_best``); otherwise the last epoch's.  ``select_also`` (name -> graph, needs
+    ``val_graphs``) keeps, beside that, the best epoch of each named graph's own loss in
+    ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of held-out classes with weights
+    selected without them); the returned module's ``selected_checkpoints`` maps every name, and ``"last"``,
+    to its checkpoint file.
 
     Raises:
-        ValueError: empty ``graphs``.
+        ValueError: empty ``graphs``, or ``select_also`` without ``val_graphs``.
         RuntimeError: the weights became non-finite (training diverged), named with the learning rate to lower.
     """
     from toolkit.training import fit, make_trainer
 
     if not graphs:
         raise ValueError("no training graphs (meta-training set too small for model.train.knn_k)")
+    if select_also and not val_graphs:
+        raise ValueError("select_also needs val_graphs")
+    from pytorch_lightning.callbacks import ModelCheckpoint
     pl.seed_everything(seed, verbose=False)
     tr = model_cfg.train
     feature_dim = int(graphs[0].ndata["features"].shape[1])
@@ -177,12 +191,20 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
                           total_steps=epochs * len(data), rotate=bool(tr.rotate))
     loader = DataLoader(data, batch_size=None, collate_fn=_identity)
     val_loader = None
+    extra = dict(select_also or {})
     if val_graphs:
-        val_loader = DataLoader([[(g, None) for g in val_graphs]], batch_size=None, collate_fn=_identity)
-    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir,
+        val_loader = DataLoader([[(g, None) for g in val_graphs] + [(g, name) for name, g in extra.items()]],
+                                batch_size=None, collate_fn=_identity)
+    callbacks = [ModelCheckpoint(dirpath=str(checkpoint_dir), filename=f"best_{name}", monitor=f"val/loss_{name}",
+                                 mode="min", save_top_k=1, enable_version_counter=False) for name in extra]
+    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir, callbacks=callbacks,
                            monitor="val/loss" if val_loader is not None else None)
     fit(trainer, module, loader, val_loader)
-    best = getattr(trainer.checkpoint_callback, "best_model_path", "") if val_loader is not None else ""
+    module.selected_checkpoints = {name: cb.best_model_path for name, cb in zip(extra, callbacks, strict=True)}
+    if val_loader is not None:
+        module.selected_checkpoints["last"] = str(Path(checkpoint_dir) / "last.ckpt")
+    main = [cb for cb in trainer.checkpoint_callbacks if cb.monitor == "val/loss"]
+    best = main[0].best_model_path if val_loader is not None and main else ""
     if best:
         state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
