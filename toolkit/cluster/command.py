@@ -681,6 +681,8 @@ def _auto_select(cfg, run: Run, data) -> tuple[str, object, float | None, dict]:
     Hi-LANDER 0.696 against HDBSCAN's 0.766 held-out and auto chose HDBSCAN, while on the test people
     Hi-LANDER had 0.742 and HDBSCAN 0.682 (docs/cluster.md, ``method=auto``).  With two or three held-out classes
     (``auto_protocol`` ``fit-only``) candidates are tuned on the GNN's classes and score all held-out classes.
+    With ``model.train.select_best`` each fold is clustered by the GNN weights of the epoch chosen on the
+    held-out classes of its tuning side (:func:`fold_model`), never on the classes it scores.
     Ties go to the earlier candidate of ``AUTO_CANDIDATES``.  The chosen method then runs as it would on its
     own (a baseline re-tunes on all meta-training classes; Hi-LANDER reuses the GNN just trained and the
     thresholds of ``model.train.tau_on``).
