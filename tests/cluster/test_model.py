@@ -84,7 +84,8 @@ def test_select_best_returns_the_epoch_with_the_lowest_heldout_loss(tmp_path):
     cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
     cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 32, 12, 0, 0.5  # large steps: a noisy curve
     module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt", val_graphs=[val])
-    rows = [r for r in csv.DictReader(open(tmp_path / "logs" / "metrics.csv")) if r.get("val/loss")]
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     logged = [float(r["val/loss"]) for r in rows]
     assert len(logged) == 12 and min(logged) < logged[-1]  # the best epoch is not the last one
     with torch.no_grad():
