@@ -41,11 +41,12 @@ def main(argv: list[str]) -> None:
     q = float(np.mean(p_meta <= tau))
     tau_rank = float(np.quantile(p_test, q))
 
+    memo: dict = {}  # one level-0 graph for every tau
+
     def score(t: float) -> tuple[float, int]:
         labels, _ = run_hierarchy(model, data.test_x, inf, kw, t, upper, memo=memo)
         return float(pairwise_f(data.test_y, labels)[2]), int(labels.max() + 1)
 
-    memo: dict = {}
     cands = sorted({*tau_candidates(p_test), *tau_candidates(p_meta), tau, tau_rank})
     curve = {t: score(t) for t in cands}
     best = max(curve, key=lambda t: curve[t][0])

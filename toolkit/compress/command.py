@@ -17,6 +17,7 @@ from toolkit.compress import pipeline as P
 from toolkit.compress.factorize import compression_of_rank, head_rows_for, retained_energy
 from toolkit.compress.models import arch_of
 from toolkit.compress.plots import plot_lr_schedule, plot_tradeoff, plot_training
+from toolkit.compress.schema import is_tail_rank
 from toolkit.console import log
 from toolkit.errors import InputError
 from toolkit.runtime import Run, set_threads
@@ -188,11 +189,11 @@ def tail_rank_setting(value: Any, arch: str) -> Any:
     Raises:
         ValueError: an unknown value.
     """
+    if not is_tail_rank(value):
+        raise ValueError(f"unknown svd.tail_rank {value!r}")
     if value == "auto":
         return "validation" if arch == "textcnn" else "none"
-    if value in ("none", "validation") or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        return value
-    raise ValueError(f"unknown svd.tail_rank {value!r}")
+    return value
 
 
 def check_tail_rank(setting: Any, rank: int) -> int:
