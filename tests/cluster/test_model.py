@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from tests.cluster.test_graph_hierarchy import blobs
 from toolkit.cluster.graph import build_graph
 from toolkit.cluster.knn import knn_search, l2_normalize
-from toolkit.cluster.model import Lander, edge_density, lander_loss
+from toolkit.cluster.model import Lander, edge_density, lander_loss, lander_loss_se
 from toolkit.config import config_dir
 
 
@@ -70,8 +70,10 @@ def test_training_reduces_loss(tmp_path):
     assert (tmp_path / "ckpt" / "last.ckpt").exists()
 
 
-def test_select_best_returns_the_epoch_with_the_lowest_heldout_loss(tmp_path):
-    """model.train.select_best: the returned weights give the smallest validation loss any epoch logged."""
+@pytest.mark.parametrize("se_multiple", [0.0, 1.0, 50.0])
+def test_select_best_returns_the_latest_epoch_within_k_standard_errors_of_the_lowest(tmp_path, se_multiple):
+    """model.train.select_best: the returned weights are those of the latest logged epoch whose held-out loss is
+    within select_se standard errors of the minimum (0: the minimum itself), recomputed here from the log."""
     import csv
 
     from toolkit.cluster.hierarchy import training_graphs
@@ -83,15 +85,42 @@ def test_select_best_returns_the_epoch_with_the_lowest_heldout_loss(tmp_path):
     val = build_graph(vx, vx, *knn_search(vx, 10), y[y >= 3])
     cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
     cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 32, 12, 0, 0.5  # large steps: a noisy curve
+    cfg.train.select_se = se_multiple
     module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt", val_graphs=[val])
     with open(tmp_path / "logs" / "metrics.csv") as f:
         rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     logged = [float(r["val/loss"]) for r in rows]
+    ses = [float(r["val/loss_se"]) for r in rows]
     assert len(logged) == 12 and min(logged) < logged[-1]  # the best epoch is not the last one
+    best = int(np.argmin(logged))
+    assert 0 < ses[best] < logged[best]
+    expected = max(e for e, v in enumerate(logged) if v <= logged[best] + se_multiple * ses[best])
+    assert module.selected_epoch == expected
+    if se_multiple == 0:
+        assert expected == best
+    if se_multiple == 50:
+        assert expected == 11  # every epoch is within a wide margin: the last one
     with torch.no_grad():
         got = lander_loss(*module.model(val), val, balance=False)[0].item()
-    assert got == pytest.approx(min(logged), rel=1e-4)
+    assert got == pytest.approx(logged[expected], rel=1e-4)
     assert (tmp_path / "ckpt" / "best.ckpt").exists()
+
+
+def test_loss_standard_error_matches_the_per_item_variances(graph):
+    """lander_loss_se = sqrt(var(node squared errors)/N + var(edge cross-entropies)/E) of the unbalanced loss."""
+    torch.manual_seed(0)
+    model = Lander(8, hidden=16, edge_features=("cosine",))
+    with torch.no_grad():
+        logits, den = model(graph)
+    se = lander_loss_se(logits, den, graph)
+    sq = ((den - graph.ndata["density"]) ** 2).numpy()
+    mask = graph.edata["mask_conn"].bool().numpy()
+    logp = torch.log_softmax(logits, 1).numpy()[mask]
+    ce = -logp[np.arange(len(logp)), graph.edata["labels_conn"].numpy()[mask]]
+    want = np.sqrt(sq.var(ddof=1) / len(sq) + ce.var(ddof=1) / len(ce))
+    assert se == pytest.approx(want, rel=1e-4) and se > 0
+    # the loss it is the error of: the two means
+    assert lander_loss(logits, den, graph, balance=False)[0].item() == pytest.approx(sq.mean() + ce.mean(), rel=1e-4)
 
 
 def test_seed_edge_subset_gives_the_same_seed_loss_as_the_full_graph(graph):

@@ -827,6 +827,10 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
                             int(cfg.seed or 0), val_graphs if mc.train.select_best else None, extra)
     model = module.model
     model.selected_checkpoints = dict(getattr(module, "selected_checkpoints", {}))
+    info["selected_epoch"] = getattr(module, "selected_epoch", None)  # None: the last epoch (select_best off)
+    if info["selected_epoch"] is not None:
+        log(f"GNN weights of epoch {info['selected_epoch']} (held-out loss within {float(mc.train.select_se):g} "
+            f"standard errors of its minimum; model.train.select_se)")
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
     given = None if str(inf.tau) == "auto" else float(inf.tau)

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from toolkit.cluster.model import Lander, lander_loss
+from toolkit.cluster.model import Lander, lander_loss, lander_loss_se
 
 
 class SeedBatches(IterableDataset):
@@ -116,17 +116,22 @@ class LanderModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: list, batch_idx: int) -> None:
-        """Unbalanced loss of every validation graph: ``val/loss`` is the mean over the untagged graphs, a graph
-        tagged ``name`` (``fit_lander``'s ``select_also``) is logged alone as ``val/loss_<name>``."""
-        losses = []
+        """Unbalanced loss of every validation graph and its standard error: ``val/loss`` (``val/loss_se``) is
+        the mean over the untagged graphs, a graph tagged ``name`` (``fit_lander``'s ``select_also``) is logged
+        alone as ``val/loss_<name>`` (``val/loss_<name>_se``)."""
+        losses, ses = [], []
         for g, tag in batch:
             logits, pred_den = self.model(g)
             loss = lander_loss(logits, pred_den, g, balance=False)[0]
+            se = lander_loss_se(logits, pred_den, g)
             if tag is None:
                 losses.append(loss)
+                ses.append(se)
             else:
                 self.log(f"val/loss_{tag}", loss, batch_size=1)
+                self.log(f"val/loss_{tag}_se", se, batch_size=1)
         self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=1)
+        self.log("val/loss_se", math.sqrt(sum(v * v for v in ses)) / len(ses), batch_size=1)
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
@@ -152,6 +157,48 @@ def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
     return (q * torch.sign(torch.diagonal(r))[None, :]).to(torch.float32)
 
 
+class LatestWithinSE(pl.Callback):
+    """Keep the checkpoint of the *latest* epoch whose held-out loss is within ``se_multiple`` standard errors
+    of the lowest held-out loss (the one-standard-error rule, Breiman et al. 1984, section 3.4.3; Hastie,
+    Tibshirani & Friedman, "The Elements of Statistical Learning", section 7.10).
+
+    An epoch whose loss cannot be told from the minimum is not evidence of over-fitting, so training is
+    trusted up to the last such epoch; ``se_multiple=0`` keeps the epoch of the minimum (ties: the later).
+    The rule is applied online and gives the offline answer: the latest epoch ``e`` with
+    ``L_e <= min_t L_t + k * SE_argmin`` is saved when it is reached, because the epoch of the final minimum
+    is itself within the margin, so any earlier save is superseded.
+
+    Args:
+        monitor: logged loss name, e.g. ``"val/loss"``; its standard error is read from ``monitor + "_se"``.
+        path: checkpoint file written (overwritten) at every selected epoch.
+        se_multiple: k >= 0, the margin in standard errors.
+
+    Attributes:
+        selected_epoch: the epoch of the last save (-1 before any); best_loss, best_se: the running minimum and
+            its standard error.
+    """
+
+    def __init__(self, monitor: str, path: str | Path, se_multiple: float = 1.0) -> None:
+        if not se_multiple >= 0:
+            raise ValueError(f"se_multiple must be >= 0, got {se_multiple}")
+        self.monitor, self.path, self.se_multiple = monitor, Path(path), float(se_multiple)
+        self.best_loss, self.best_se, self.selected_epoch = math.inf, 0.0, -1
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        loss = float(trainer.callback_metrics[self.monitor])
+        se = float(trainer.callback_metrics.get(self.monitor + "_se", 0.0))
+        if not math.isfinite(loss):
+            return
+        if loss < self.best_loss:
+            self.best_loss, self.best_se = loss, se
+        if loss <= self.best_loss + self.se_multiple * self.best_se:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(str(self.path))
+            self.selected_epoch = int(trainer.current_epoch)
+
+
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
                val_graphs: list | None = None, select_also: dict | None = None) -> LanderModule:
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/cluster/model/hilander.yaml``) and return the module.
@@ -159,10 +206,12 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
     optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
 
-    With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss is
-    monitored every epoch and the weights of the best epoch are returned (early model selection,
-    ``model.train.select_best``); otherwise the last epoch's.  ``select_also`` (name -> graph, needs
-    ``val_graphs``) keeps, beside that, the best epoch of each named graph's own loss in
+    With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss and its
+    standard error are monitored every epoch and the weights of the latest epoch within
+    ``model.train.select_se`` standard errors of the lowest loss are returned (early model selection,
+    ``model.train.select_best``; :class:`LatestWithinSE`), their epoch in ``module.selected_epoch``;
+    otherwise the last epoch's (``selected_epoch`` None).  ``select_also`` (name -> graph, needs
+    ``val_graphs``) keeps, beside that, the epoch the same rule picks on each named graph's own loss in
     ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of held-out classes with weights
     selected without them); the returned module's ``selected_checkpoints`` maps every name, and ``"last"``,
     to its checkpoint file.
@@ -177,7 +226,6 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
         raise ValueError("no training graphs (meta-training set too small for model.train.knn_k)")
     if select_also and not val_graphs:
         raise ValueError("select_also needs val_graphs")
-    from pytorch_lightning.callbacks import ModelCheckpoint
     pl.seed_everything(seed, verbose=False)
     tr = model_cfg.train
     feature_dim = int(graphs[0].ndata["features"].shape[1])
@@ -195,19 +243,22 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     if val_graphs:
         val_loader = DataLoader([[(g, None) for g in val_graphs] + [(g, name) for name, g in extra.items()]],
                                 batch_size=None, collate_fn=_identity)
-    callbacks = [ModelCheckpoint(dirpath=str(checkpoint_dir), filename=f"best_{name}", monitor=f"val/loss_{name}",
-                                 mode="min", save_top_k=1, enable_version_counter=False) for name in extra]
-    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir, callbacks=callbacks,
-                           monitor="val/loss" if val_loader is not None else None)
+    k = float(tr.select_se)
+    selectors = {name: LatestWithinSE(f"val/loss_{name}", Path(checkpoint_dir) / f"best_{name}.ckpt", k)
+                 for name in extra}
+    main = LatestWithinSE("val/loss", Path(checkpoint_dir) / "best.ckpt", k) if val_loader is not None else None
+    callbacks = [*selectors.values(), *([main] if main else [])]
+    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir, callbacks=callbacks)
     fit(trainer, module, loader, val_loader)
-    module.selected_checkpoints = {name: cb.best_model_path for name, cb in zip(extra, callbacks, strict=True)}
-    if val_loader is not None:
+    module.selected_checkpoints = {name: str(cb.path) if cb.selected_epoch >= 0 else ""
+                                   for name, cb in selectors.items()}
+    module.selected_epoch = None
+    if main is not None:
         module.selected_checkpoints["last"] = str(Path(checkpoint_dir) / "last.ckpt")
-    main = [cb for cb in trainer.checkpoint_callbacks if cb.monitor == "val/loss"]
-    best = main[0].best_model_path if val_loader is not None and main else ""
-    if best:
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        if main.selected_epoch >= 0:
+            state = torch.load(main.path, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+            module.selected_epoch = main.selected_epoch
     if not all(torch.isfinite(p).all() for p in module.parameters()):
         # without this the NaN surfaced later as an unrelated "Input contains NaN" from the kNN/metrics code
         raise RuntimeError(f"Hi-LANDER training diverged: the GNN's weights are not finite after {epochs} epochs; "

@@ -15,6 +15,8 @@ negative edges (notes section 1.4).
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -260,3 +262,29 @@ def lander_loss(logits: torch.Tensor, pred_den: torch.Tensor, g, node_mask: torc
         conn_loss = torch.zeros((), dtype=logits.dtype)
     loss = den_loss + conn_loss
     return loss, {"density_mse": float(den_loss.detach()), "conn_ce": float(conn_loss.detach()), "conn_edges": len(idx)}
+
+
+def lander_loss_se(logits: torch.Tensor, pred_den: torch.Tensor, g) -> float:
+    """Standard error of :func:`lander_loss`'s unbalanced loss on a whole graph (``balance=False``, no masks).
+
+    The loss is a mean of per-node squared density errors plus a mean of per-edge cross-entropies over the
+    eligible edges; its standard error is ``sqrt(var(sq_err) / N + var(ce) / E)`` (sample variances, the
+    two means treated as independent; edges sharing nodes are correlated, so this is a lower bound).  Used
+    by the one-standard-error selection of the training epoch (``model.train.select_se``; Breiman et al.
+    1984, "Classification and Regression Trees", section 3.4.3; Hastie, Tibshirani & Friedman, "The Elements
+    of Statistical Learning", section 7.10).
+
+    Args:
+        logits: float ``[E, 2]`` linkage logits of every edge of ``g``; pred_den: float ``[N]``.
+        g: graph with ``ndata['density']``, ``edata['labels_conn']`` and ``edata['mask_conn']``.
+
+    Returns:
+        The standard error in loss units (nats plus squared density), 0.0 when a term has fewer than 2 items.
+    """
+    def se(values: torch.Tensor) -> float:
+        return float(values.var() / len(values)) if len(values) > 1 else 0.0
+
+    sq_err = (pred_den.detach() - g.ndata["density"]) ** 2
+    mask = g.edata["mask_conn"].bool()
+    ce = nn.functional.cross_entropy(logits.detach()[mask], g.edata["labels_conn"][mask], reduction="none")
+    return math.sqrt(se(sq_err) + se(ce))
