@@ -16,7 +16,7 @@ from toolkit.console import interactive
 
 
 def make_trainer(trainer_cfg: Any, root_dir: Path, checkpoint_dir: Path | None = None,
-                 callbacks: list | None = None, monitor: str | None = None, **overrides: Any):
+                 callbacks: list | None = None, **overrides: Any):
     """Create a CPU-first ``pytorch_lightning.Trainer``.
 
     Args:
@@ -24,10 +24,10 @@ def make_trainer(trainer_cfg: Any, root_dir: Path, checkpoint_dir: Path | None =
             ``progress`` (``auto``/``true``/``false``), ``log_every_n_steps``, ``gradient_clip_val``,
             ``limit_train_batches`` (all optional).
         root_dir: Lightning ``default_root_dir`` (logs go to ``root_dir/logs``).
-        checkpoint_dir: when given, a ``ModelCheckpoint`` saves ``last.ckpt`` (and the best by
-            ``monitor`` when ``monitor`` is set) there.
+        checkpoint_dir: when given, a ``ModelCheckpoint`` saves the latest epoch there as ``last.ckpt``
+            (selection of a best epoch is the caller's callback: Lightning 2.6's ``save_last=True`` rewrites
+            ``last.ckpt`` only when a monitored checkpoint is saved, so it is not the last epoch).
         callbacks: extra callbacks.
-        monitor: metric name for the best checkpoint, e.g. ``"val/loss"``.
         **overrides: keyword arguments passed to ``Trainer`` over the config.
 
     Returns:
@@ -53,9 +53,8 @@ def make_trainer(trainer_cfg: Any, root_dir: Path, checkpoint_dir: Path | None =
     show_bar = interactive() if progress == "auto" else progress in ("true", "1", "yes")
     cbs = list(callbacks or [])
     if checkpoint_dir is not None:
-        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best" if monitor else "last",
-                                   monitor=monitor, mode="min", save_last=bool(monitor),
-                                   save_top_k=1, enable_version_counter=False))
+        cbs.append(ModelCheckpoint(dirpath=str(checkpoint_dir), filename="last", save_top_k=1,
+                                   enable_version_counter=False))
     kwargs = dict(
         max_epochs=int(cfg.pop("max_epochs", 10)),
         accelerator=cfg.pop("accelerator", "cpu"),

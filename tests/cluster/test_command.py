@@ -370,6 +370,31 @@ def test_auto_with_select_best_scores_each_fold_with_an_epoch_chosen_without_it(
     assert {"val/loss", "val/loss_fold0", "val/loss_fold1"} <= set(header)
 
 
+def test_select_best_validates_on_the_heldout_classes_whole_training_hierarchy(runner, tmp_path):
+    """Model selection sees every level training builds for the held-out classes, not level 0 alone."""
+    from omegaconf import OmegaConf
+
+    from toolkit.cluster.baselines import split_classes
+    from toolkit.cluster.hierarchy import training_graphs
+
+    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
+    train = y < 10
+    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
+        np.save(tmp_path / f"{name}.npy", arr)
+    out = tmp_path / "sel"
+    result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=3",
+                                 "method=hilander", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    cfg = OmegaConf.load(out / "config.yaml")
+    _, val_idx = split_classes(y[train], float(cfg.model.train.val_fraction), int(cfg.seed or 0))
+    want = training_graphs(x[train][val_idx], y[train][val_idx], list(cfg.model.train.knn_k),
+                           list(cfg.model.train.levels), {}, knn_on=str(cfg.model.knn_on),
+                           decode_keep=float(cfg.model.train.decode_keep))
+    assert m["validation_graphs"] == len(want) > 1
+    assert 0 <= m["selected_epoch"] <= 2  # an epoch of this 3-epoch run
+
+
 def test_fold_model_loads_the_folds_weights_and_leaves_the_model_alone(tmp_path):
     import torch
 

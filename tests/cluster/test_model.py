@@ -103,7 +103,10 @@ def test_select_best_returns_the_latest_epoch_within_k_standard_errors_of_the_lo
     with torch.no_grad():
         got = lander_loss(*module.model(val), val, balance=False)[0].item()
     assert got == pytest.approx(logged[expected], rel=1e-4)
-    assert (tmp_path / "ckpt" / "best.ckpt").exists()
+    assert torch.load(tmp_path / "ckpt" / "best.ckpt", weights_only=True)["epoch"] == expected
+    # "last" is the final epoch, whatever was selected (method=auto's fit-only protocol scores with it)
+    assert module.selected_checkpoints["last"] == str(tmp_path / "ckpt" / "last.ckpt")
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 11
 
 
 def test_loss_standard_error_matches_the_per_item_variances(graph):

@@ -794,9 +794,7 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
     (:func:`toolkit.cluster.lightning.fit_lander`); the model's ``selected_checkpoints`` names the files.
     """
     from toolkit.cluster.baselines import split_classes
-    from toolkit.cluster.graph import build_graph
     from toolkit.cluster.hierarchy import training_graphs
-    from toolkit.cluster.knn import knn_search, l2_normalize
     from toolkit.cluster.lightning import fit_lander
 
     mc, inf = cfg.model, cfg.model.infer
@@ -810,21 +808,25 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
                                      float(mc.train.decode_keep))
         except ValueError as exc:
             raise InputError("config", "model.train", str(exc)) from None
-        def labelled_graph(idx: np.ndarray):
-            vx = l2_normalize(data.train_x[idx])
-            nbrs, sims = knn_search(vx, int(inf.knn_k), **knn_kwargs(mc))
-            return build_graph(vx, vx, nbrs, sims, data.train_y[idx])
+        def heldout_graphs(idx: np.ndarray) -> list:
+            # the held-out classes' own training hierarchy: model selection sees every level the GNN is trained
+            # and used on (level 0 alone saturates early while upper levels still improve; docs/cluster.md)
+            if len(idx) <= int(inf.knn_k):
+                return []
+            return training_graphs(data.train_x[idx], data.train_y[idx], list(mc.train.knn_k), list(mc.train.levels),
+                                   knn_kwargs(mc), knn_on=str(mc.knn_on), decode_keep=float(mc.train.decode_keep))
 
-        val_graphs = [labelled_graph(val_idx)] if len(val_idx) else []
-        extra = {name: labelled_graph(idx) for name, idx in (select_also or {}).items()
-                 if len(idx) > int(inf.knn_k)} if val_graphs and mc.train.select_best else {}
-    info = {"train_graphs": len(graphs),
+        select = bool(mc.train.select_best)
+        val_graphs = heldout_graphs(val_idx) if select and len(val_idx) else []
+        extra = {name: gs for name, idx in (select_also or {}).items() if (gs := heldout_graphs(idx))} \
+            if val_graphs else {}
+    info = {"train_graphs": len(graphs), "validation_graphs": len(val_graphs),
             "validation_classes": int(len(np.unique(data.train_y[val_idx]))) if len(val_idx) else 0}
-    log(f"training LANDER on {len(graphs)} graphs for up to {mc.train.epochs} epochs "
+    log(f"training LANDER on {len(graphs)} graphs for {mc.train.epochs} epochs, at least {mc.train.min_steps} steps "
         f"({info['validation_classes']} held-out meta-training classes for model selection)")
     with run.timer("train"):
         module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
-                            int(cfg.seed or 0), val_graphs if mc.train.select_best else None, extra)
+                            int(cfg.seed or 0), val_graphs or None, extra)
     model = module.model
     model.selected_checkpoints = dict(getattr(module, "selected_checkpoints", {}))
     info["selected_epoch"] = getattr(module, "selected_epoch", None)  # None: the last epoch (select_best off)
@@ -840,7 +842,7 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
         model.tau_upper = fixed_tau_upper(upper)
         return model, given, {**info, "tau_source": "given"}
     tau_on = str(mc.train.tau_on)  # all | heldout (schema)
-    if tau_on == "heldout" and not val_graphs:
+    if tau_on == "heldout" and not len(val_idx):
         raise InputError("config", "model.train.tau_on", "heldout (with model.infer.tau, tau_upper or "
                          "min_cluster_fraction auto) needs held-out meta-training classes "
                          "(model.train.val_fraction > 0 and enough classes)")

@@ -116,22 +116,20 @@ class LanderModule(pl.LightningModule):
         return total
 
     def validation_step(self, batch: list, batch_idx: int) -> None:
-        """Unbalanced loss of every validation graph and its standard error: ``val/loss`` (``val/loss_se``) is
-        the mean over the untagged graphs, a graph tagged ``name`` (``fit_lander``'s ``select_also``) is logged
-        alone as ``val/loss_<name>`` (``val/loss_<name>_se``)."""
-        losses, ses = [], []
+        """Unbalanced loss of the validation graphs and its standard error: ``val/loss`` (``val/loss_se``) is the
+        mean over the untagged graphs, the graphs tagged ``name`` (``fit_lander``'s ``select_also``) give
+        ``val/loss_<name>`` (``val/loss_<name>_se``); the standard error of a mean of G graph losses is
+        ``sqrt(sum SE_g^2) / G``."""
+        losses: dict[str | None, list[torch.Tensor]] = {}
+        ses: dict[str | None, list[float]] = {}
         for g, tag in batch:
             logits, pred_den = self.model(g)
-            loss = lander_loss(logits, pred_den, g, balance=False)[0]
-            se = lander_loss_se(logits, pred_den, g)
-            if tag is None:
-                losses.append(loss)
-                ses.append(se)
-            else:
-                self.log(f"val/loss_{tag}", loss, batch_size=1)
-                self.log(f"val/loss_{tag}_se", se, batch_size=1)
-        self.log("val/loss", torch.stack(losses).mean(), prog_bar=True, batch_size=1)
-        self.log("val/loss_se", math.sqrt(sum(v * v for v in ses)) / len(ses), batch_size=1)
+            losses.setdefault(tag, []).append(lander_loss(logits, pred_den, g, balance=False)[0])
+            ses.setdefault(tag, []).append(lander_loss_se(logits, pred_den, g))
+        for tag, values in losses.items():
+            name = "val/loss" if tag is None else f"val/loss_{tag}"
+            self.log(name, torch.stack(values).mean(), prog_bar=tag is None, batch_size=1)
+            self.log(name + "_se", math.sqrt(sum(v * v for v in ses[tag])) / len(values), batch_size=1)
 
     def configure_optimizers(self):
         opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr, momentum=self.hparams.momentum,
@@ -206,15 +204,15 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
     optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
 
-    With ``val_graphs`` (graphs of held-out meta-training classes) the unbalanced validation loss and its
-    standard error are monitored every epoch and the weights of the latest epoch within
-    ``model.train.select_se`` standard errors of the lowest loss are returned (early model selection,
-    ``model.train.select_best``; :class:`LatestWithinSE`), their epoch in ``module.selected_epoch``;
-    otherwise the last epoch's (``selected_epoch`` None).  ``select_also`` (name -> graph, needs
-    ``val_graphs``) keeps, beside that, the epoch the same rule picks on each named graph's own loss in
-    ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of held-out classes with weights
-    selected without them); the returned module's ``selected_checkpoints`` maps every name, and ``"last"``,
-    to its checkpoint file.
+    With ``val_graphs`` (graphs of held-out meta-training classes: their whole training hierarchy, built as
+    ``graphs`` were) the unbalanced validation loss (mean over the graphs) and its standard error are monitored
+    every epoch and the weights of the latest epoch within ``model.train.select_se`` standard errors of the
+    lowest loss are returned (early model selection, ``model.train.select_best``; :class:`LatestWithinSE`),
+    their epoch in ``module.selected_epoch``; otherwise the last epoch's (``selected_epoch`` None).
+    ``select_also`` (name -> list of graphs, needs ``val_graphs``) keeps, beside that, the epoch the same rule
+    picks on each named list's own loss in ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of
+    held-out classes with weights selected without them); the returned module's ``selected_checkpoints`` maps
+    every name, and ``"last"`` (the final epoch), to its checkpoint file.
 
     Raises:
         ValueError: empty ``graphs``, or ``select_also`` without ``val_graphs``.
@@ -241,7 +239,8 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     val_loader = None
     extra = dict(select_also or {})
     if val_graphs:
-        val_loader = DataLoader([[(g, None) for g in val_graphs] + [(g, name) for name, g in extra.items()]],
+        val_loader = DataLoader([[(g, None) for g in val_graphs]
+                                 + [(g, name) for name, gs in extra.items() for g in gs]],
                                 batch_size=None, collate_fn=_identity)
     k = float(tr.select_se)
     selectors = {name: LatestWithinSE(f"val/loss_{name}", Path(checkpoint_dir) / f"best_{name}.ckpt", k)
