@@ -69,11 +69,13 @@ for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cos
     DATASETS[f"{_name}-attach"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=attach"]
 # early model selection on the held-out meta-training classes (model.train.select_best=true: the epoch with the
 # lowest unbalanced loss on them); Hi-LANDER only, cached encoders (docs/cluster.md, "Early stopping")
-# -select-min: the epoch of the minimum itself (select_se=0; the default from 2026-12-07 evening until the
-# one-standard-error rule, select_se=1, replaced it the same night); rows stored before then were renamed to it
+# -select-level0: the epoch of the minimum of the level-0 held-out loss (select_on=level0, select_se=0: the default
+# of 2026-12-07 evening until the whole-hierarchy loss and the one-standard-error rule replaced it that night;
+# rows stored before then were renamed to it)
 for _name in ("digits", "omniglot", "mnist", "omniglot-full", "faces"):
     DATASETS[f"{_name}-select-best"] = [*DATASETS[_name], "model.train.select_best=true"]
-    DATASETS[f"{_name}-select-min"] = [*DATASETS[_name], "model.train.select_best=true", "model.train.select_se=0"]
+    DATASETS[f"{_name}-select-level0"] = [*DATASETS[_name], "model.train.select_best=true",
+                                          "model.train.select_on=level0", "model.train.select_se=0"]
 ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
                                                        "omniglot-full-cosine-head")
                    for a in ("attach", "tau-upper", "one-threshold")},
@@ -82,7 +84,7 @@ ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mni
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
                    for a in ("reference-levels", "cosine-edge", "decode-half", "decode-all")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full", "faces")
-                   for a in ("select-best", "select-min")}}
+                   for a in ("select-best", "select-level0")}}
 CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-reference-levels": "omniglot-full", "omniglot-full-cosine-edge": "omniglot-full",
             "omniglot-full-decode-half": "omniglot-full", "omniglot-full-decode-all": "omniglot-full",
@@ -93,7 +95,7 @@ CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-one-threshold": "omniglot", "omniglot-full-one-threshold": "omniglot-full",
             "omniglot-full-cosine-head-one-threshold": "omniglot-full-cosine-head",
             "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head",
-            **{f"{n}-{a}": n for n in ("omniglot", "mnist", "omniglot-full", "faces") for a in ("select-best", "select-min")}}
+            **{f"{n}-{a}": n for n in ("omniglot", "mnist", "omniglot-full", "faces") for a in ("select-best", "select-level0")}}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
 

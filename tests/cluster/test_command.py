@@ -393,6 +393,11 @@ def test_select_best_validates_on_the_heldout_classes_whole_training_hierarchy(r
                            decode_keep=float(cfg.model.train.decode_keep))
     assert m["validation_graphs"] == len(want) > 1
     assert 0 <= m["selected_epoch"] <= 2  # an epoch of this 3-epoch run
+    level0 = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=3",
+                                 "model.train.select_on=level0", "method=hilander", f"output_dir={tmp_path}/l0",
+                                 "--json"])
+    assert level0.exit_code == 0, level0.stderr
+    assert json.loads(level0.stdout)["metrics"]["validation_graphs"] == 1
 
 
 def test_fold_model_loads_the_folds_weights_and_leaves_the_model_alone(tmp_path):

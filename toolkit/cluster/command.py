@@ -794,7 +794,9 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
     (:func:`toolkit.cluster.lightning.fit_lander`); the model's ``selected_checkpoints`` names the files.
     """
     from toolkit.cluster.baselines import split_classes
+    from toolkit.cluster.graph import build_graph
     from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.knn import knn_search, l2_normalize
     from toolkit.cluster.lightning import fit_lander
 
     mc, inf = cfg.model, cfg.model.infer
@@ -809,10 +811,14 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
         except ValueError as exc:
             raise InputError("config", "model.train", str(exc)) from None
         def heldout_graphs(idx: np.ndarray) -> list:
-            # the held-out classes' own training hierarchy: model selection sees every level the GNN is trained
-            # and used on (level 0 alone saturates early while upper levels still improve; docs/cluster.md)
+            # select_on=hierarchy: the held-out classes' own training hierarchy, so model selection sees every
+            # level the GNN is trained and used on (level 0 alone saturates early while upper levels still
+            # improve; docs/cluster.md, "Early stopping"); level0: their level-0 kNN graph only
             if len(idx) <= int(inf.knn_k):
                 return []
+            if str(mc.train.select_on) == "level0":
+                vx = l2_normalize(data.train_x[idx])
+                return [build_graph(vx, vx, *knn_search(vx, int(inf.knn_k), **knn_kwargs(mc)), data.train_y[idx])]
             return training_graphs(data.train_x[idx], data.train_y[idx], list(mc.train.knn_k), list(mc.train.levels),
                                    knn_kwargs(mc), knn_on=str(mc.knn_on), decode_keep=float(mc.train.decode_keep))
 
