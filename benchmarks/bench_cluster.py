@@ -69,13 +69,14 @@ for _name in ("digits", "omniglot", "mnist", "omniglot-full", "omniglot-full-cos
     DATASETS[f"{_name}-attach"] = [*DATASETS[_name], "model.infer.tau_upper=auto", "model.infer.singletons=attach"]
 # early model selection on the held-out meta-training classes (model.train.select_best=true: the epoch with the
 # lowest unbalanced loss on them); Hi-LANDER only, cached encoders (docs/cluster.md, "Early stopping")
-# -select-level0: the epoch of the minimum of the level-0 held-out loss (select_on=level0, select_se=0: the default
+# -select-level0: the epoch of the minimum of the level-0 held-out loss (select_on=level0, select_se=0, no patience: the default
 # of 2026-12-07 evening until the whole-hierarchy loss and the one-standard-error rule replaced it that night;
 # rows stored before then were renamed to it)
 for _name in ("digits", "omniglot", "mnist", "omniglot-full", "faces"):
     DATASETS[f"{_name}-select-best"] = [*DATASETS[_name], "model.train.select_best=true"]
     DATASETS[f"{_name}-select-level0"] = [*DATASETS[_name], "model.train.select_best=true",
-                                          "model.train.select_on=level0", "model.train.select_se=0"]
+                                          "model.train.select_on=level0", "model.train.select_se=0",
+                                          "model.train.select_patience=0"]
 ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
                                                        "omniglot-full-cosine-head")
                    for a in ("attach", "tau-upper", "one-threshold")},

@@ -71,9 +71,9 @@ def test_training_reduces_loss(tmp_path):
 
 
 @pytest.mark.parametrize("se_multiple", [0.0, 1.0, 50.0])
-def test_select_best_returns_the_latest_epoch_within_k_standard_errors_of_the_lowest(tmp_path, se_multiple):
-    """model.train.select_best: the returned weights are those of the latest logged epoch whose held-out loss is
-    within select_se standard errors of the minimum (0: the minimum itself), recomputed here from the log."""
+def test_select_best_returns_the_earliest_epoch_within_k_standard_errors_of_the_lowest(tmp_path, se_multiple):
+    """model.train.select_best: the returned weights are those of the earliest logged epoch whose held-out loss is
+    within the margin min over running minima r of (L_r + k SE_r) (0: the minimum itself), recomputed from the log."""
     import csv
 
     from toolkit.cluster.hierarchy import training_graphs
@@ -91,15 +91,17 @@ def test_select_best_returns_the_latest_epoch_within_k_standard_errors_of_the_lo
         rows = [r for r in csv.DictReader(f) if r.get("val/loss")]
     logged = [float(r["val/loss"]) for r in rows]
     ses = [float(r["val/loss_se"]) for r in rows]
-    assert len(logged) == 12 and min(logged) < logged[-1]  # the best epoch is not the last one
     best = int(np.argmin(logged))
+    assert len(logged) == 12 and 0 < best < 11  # the best epoch is neither the first nor the last
     assert 0 < ses[best] < logged[best]
-    expected = max(e for e, v in enumerate(logged) if v <= logged[best] + se_multiple * ses[best])
+    records = [e for e in range(12) if logged[e] < min(logged[:e], default=np.inf)]
+    margin = min(logged[r] + se_multiple * ses[r] for r in records)
+    expected = min(e for e, v in enumerate(logged) if v <= margin)
     assert module.selected_epoch == expected
     if se_multiple == 0:
         assert expected == best
     if se_multiple == 50:
-        assert expected == 11  # every epoch is within a wide margin: the last one
+        assert expected == 0  # every epoch is within a wide margin: the first one
     with torch.no_grad():
         got = lander_loss(*module.model(val), val, balance=False)[0].item()
     assert got == pytest.approx(logged[expected], rel=1e-4)
@@ -107,6 +109,27 @@ def test_select_best_returns_the_latest_epoch_within_k_standard_errors_of_the_lo
     # "last" is the final epoch, whatever was selected (method=auto's fit-only protocol scores with it)
     assert module.selected_checkpoints["last"] == str(tmp_path / "ckpt" / "last.ckpt")
     assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == 11
+
+
+def test_select_patience_stops_training_once_the_heldout_loss_stops_reaching_new_minima(tmp_path):
+    import csv
+
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    x, y = blobs(25, 6, 8, spread=0.3)
+    graphs = training_graphs(x[y < 3], y[y < 3], [10], [2], {})
+    vx = l2_normalize(x[y >= 3])
+    val = build_graph(vx, vx, *knn_search(vx, 10), y[y >= 3])
+    cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
+    cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 32, 40, 0, 0.5
+    cfg.train.select_patience = 3
+    fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt", val_graphs=[val])
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        logged = [float(r["val/loss"]) for r in csv.DictReader(f) if r.get("val/loss")]
+    last_record = int(np.argmin(logged))
+    assert len(logged) < 40  # stopped before the planned 40 epochs
+    assert len(logged) - 1 - last_record == 3  # exactly `patience` epochs without a new minimum
 
 
 def test_loss_standard_error_matches_the_per_item_variances(graph):

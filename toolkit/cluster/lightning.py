@@ -155,46 +155,59 @@ def random_rotation(dim: int, generator: torch.Generator) -> torch.Tensor:
     return (q * torch.sign(torch.diagonal(r))[None, :]).to(torch.float32)
 
 
-class LatestWithinSE(pl.Callback):
-    """Keep the checkpoint of the *latest* epoch whose held-out loss is within ``se_multiple`` standard errors
-    of the lowest held-out loss (the one-standard-error rule, Breiman et al. 1984, section 3.4.3; Hastie,
-    Tibshirani & Friedman, "The Elements of Statistical Learning", section 7.10).
+class EarliestWithinSE(pl.Callback):
+    """Keep the weights of the *earliest* epoch whose held-out loss is within ``se_multiple`` standard errors of
+    the lowest held-out loss: the one-standard-error rule, the most regularised model -- here the shortest
+    training -- that cannot be told from the best (Breiman et al. 1984, "Classification and Regression Trees",
+    section 3.4.3; Hastie, Tibshirani & Friedman, "The Elements of Statistical Learning", section 7.10).
 
-    An epoch whose loss cannot be told from the minimum is not evidence of over-fitting, so training is
-    trusted up to the last such epoch; ``se_multiple=0`` keeps the epoch of the minimum (ties: the later).
-    The rule is applied online and gives the offline answer: the latest epoch ``e`` with
-    ``L_e <= min_t L_t + k * SE_argmin`` is saved when it is reached, because the epoch of the final minimum
-    is itself within the margin, so any earlier save is superseded.
+    Applied online with bounded memory and exact: the margin is ``T = min_r (L_r + k * SE_r)`` over the epochs
+    ``r`` that set a new lowest loss (so it never widens; at the end ``L_min <= T <= L_min + k * SE_argmin``),
+    and the answer, the earliest epoch with ``L_e <= T``, is always such a record (every earlier epoch has a
+    higher loss).  So only the records under the current margin are kept (their weights, in memory), and the
+    file at ``path`` always holds the current answer.  ``se_multiple=0`` keeps the epoch of the minimum
+    (ties: the first).
 
     Args:
         monitor: logged loss name, e.g. ``"val/loss"``; its standard error is read from ``monitor + "_se"``.
-        path: checkpoint file written (overwritten) at every selected epoch.
+        path: file written (replaced) whenever the answer changes: ``{"epoch", "state_dict",
+            "hyper_parameters"}``, the keys of a Lightning checkpoint that ``fit_lander`` and
+            ``toolkit.cluster.command.fold_model`` read.
         se_multiple: k >= 0, the margin in standard errors.
 
     Attributes:
-        selected_epoch: the epoch of the last save (-1 before any); best_loss, best_se: the running minimum and
-            its standard error.
+        selected_epoch: the epoch in ``path`` (-1 before any); margin: the current ``T``.
+
+    Raises:
+        ValueError: ``se_multiple`` negative or not a number.
     """
 
     def __init__(self, monitor: str, path: str | Path, se_multiple: float = 1.0) -> None:
         if not se_multiple >= 0:
             raise ValueError(f"se_multiple must be >= 0, got {se_multiple}")
         self.monitor, self.path, self.se_multiple = monitor, Path(path), float(se_multiple)
-        self.best_loss, self.best_se, self.selected_epoch = math.inf, 0.0, -1
+        self.margin, self.selected_epoch = math.inf, -1
+        self._best = math.inf
+        self._records: list[tuple[int, float, dict]] = []  # (epoch, loss, weights) of running minima within margin
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
             return
         loss = float(trainer.callback_metrics[self.monitor])
+        if not math.isfinite(loss) or loss >= self._best:
+            return  # not a new minimum: never the earliest epoch within the margin
         se = float(trainer.callback_metrics.get(self.monitor + "_se", 0.0))
-        if not math.isfinite(loss):
-            return
-        if loss < self.best_loss:
-            self.best_loss, self.best_se = loss, se
-        if loss <= self.best_loss + self.se_multiple * self.best_se:
+        self._best = loss
+        self.margin = min(self.margin, loss + self.se_multiple * se)
+        weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+        self._records = [r for r in self._records if r[1] <= self.margin] + [(int(trainer.current_epoch), loss, weights)]
+        epoch, _, state = self._records[0]
+        if epoch != self.selected_epoch:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            trainer.save_checkpoint(str(self.path))
-            self.selected_epoch = int(trainer.current_epoch)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            torch.save({"epoch": epoch, "state_dict": state, "hyper_parameters": dict(pl_module.hparams)}, tmp)
+            tmp.replace(self.path)
+            self.selected_epoch = epoch
 
 
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
@@ -202,12 +215,14 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/cluster/model/hilander.yaml``) and return the module.
 
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
-    optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps).
+    optimiser steps (an epoch has ``ceil(nodes of the first graph / batch_size)`` steps); with ``val_graphs`` it
+    stops earlier once the held-out loss has not reached a new minimum for ``model.train.select_patience``
+    epochs (0: never).
 
-    With ``val_graphs`` (graphs of held-out meta-training classes: their whole training hierarchy, built as
-    ``graphs`` were) the unbalanced validation loss (mean over the graphs) and its standard error are monitored
-    every epoch and the weights of the latest epoch within ``model.train.select_se`` standard errors of the
-    lowest loss are returned (early model selection, ``model.train.select_best``; :class:`LatestWithinSE`),
+    With ``val_graphs`` (graphs of held-out meta-training classes, by default their whole training hierarchy
+    built as ``graphs`` were) the unbalanced validation loss (mean over the graphs) and its standard error are monitored
+    every epoch and the weights of the earliest epoch within ``model.train.select_se`` standard errors of the
+    lowest loss are returned (early model selection, ``model.train.select_best``; :class:`EarliestWithinSE`),
     their epoch in ``module.selected_epoch``; otherwise the last epoch's (``selected_epoch`` None).
     ``select_also`` (name -> list of graphs, needs ``val_graphs``) keeps, beside that, the epoch the same rule
     picks on each named list's own loss in ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of
@@ -243,10 +258,18 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
                                  + [(g, name) for name, gs in extra.items() for g in gs]],
                                 batch_size=None, collate_fn=_identity)
     k = float(tr.select_se)
-    selectors = {name: LatestWithinSE(f"val/loss_{name}", Path(checkpoint_dir) / f"best_{name}.ckpt", k)
+    selectors = {name: EarliestWithinSE(f"val/loss_{name}", Path(checkpoint_dir) / f"best_{name}.ckpt", k)
                  for name in extra}
-    main = LatestWithinSE("val/loss", Path(checkpoint_dir) / "best.ckpt", k) if val_loader is not None else None
+    main = EarliestWithinSE("val/loss", Path(checkpoint_dir) / "best.ckpt", k) if val_loader is not None else None
     callbacks = [*selectors.values(), *([main] if main else [])]
+    patience = int(tr.select_patience)
+    if main is not None and patience > 0:
+        # stop once the held-out loss has not set a new minimum for `patience` epochs: after that the selected
+        # epoch can only change through a later, lower minimum (Lightning's EarlyStopping: strict improvement)
+        from pytorch_lightning.callbacks import EarlyStopping
+
+        callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience, min_delta=0.0,
+                                       check_finite=False))
     trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir, callbacks=callbacks)
     fit(trainer, module, loader, val_loader)
     module.selected_checkpoints = {name: str(cb.path) if cb.selected_epoch >= 0 else ""
