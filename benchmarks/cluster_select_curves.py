@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/cluster_select_curves.py OUT_DIR [--eval 0,9,50,99] [toolkit cluster overrides...]
     .venv/bin/python benchmarks/cluster_select_curves.py /tmp/sel-digits --eval 0,25,51,100,200,299 seed=0
+    .venv/bin/python benchmarks/cluster_select_curves.py --logs RUN/train/logs/metrics.csv ...   # patience check
 
 Trains LANDER once as ``toolkit cluster`` does (same config composition, data, class split, training graphs and
 seed; the encoder features are reused from ``OUT_DIR`` when a run cached them there) and keeps a checkpoint of
@@ -13,6 +14,10 @@ the graphs of their whole training hierarchy (levels >= 1 as training builds the
 the command does after training -- tunes tau, tau_upper and fragments on the meta-training classes, clusters the
 test set -- and prints the test pairwise F beside the losses, with the epoch ``model.train.select_se`` = 0 / 1
 would pick from each loss.  It prints the machine it ran on.
+
+``--logs`` instead reads finished runs' ``train/logs/metrics.csv`` (trained without patience) and prints, per
+``model.train.select_patience``, the epoch training would have stopped at and the epoch the one-SE rule
+(``select_se=1``) would then keep, beside the full run's choice.
 """
 
 from __future__ import annotations
@@ -49,17 +54,53 @@ def curves(log_csv: Path) -> dict[str, dict[int, float]]:
     return out
 
 
-def pick(loss: dict[int, float], se: dict[int, float], k: float) -> int:
-    """The latest epoch within ``k`` standard errors of the lowest loss (``LatestWithinSE``'s rule, offline)."""
-    best = min(loss, key=loss.get)
-    return max(e for e, v in loss.items() if v <= loss[best] + k * se.get(best, 0.0))
+def pick(loss: dict[int, float], se: dict[int, float], k: float, upto: int | None = None) -> int:
+    """``EarliestWithinSE``'s choice, offline: the earliest epoch whose loss is within the margin
+    ``min over running minima r of (L_r + k SE_r)``, over the epochs before ``upto`` (all when None)."""
+    epochs = [e for e in sorted(loss) if upto is None or e < upto]
+    best, margin = float("inf"), float("inf")
+    for e in epochs:
+        if loss[e] < best:
+            best, margin = loss[e], min(margin, loss[e] + k * se.get(e, 0.0))
+    return min(e for e in epochs if loss[e] <= margin)
+
+
+def stop_epoch(loss: dict[int, float], patience: int) -> int:
+    """The number of epochs a run with ``select_patience=patience`` would have trained (Lightning's EarlyStopping:
+    stop once no new minimum for ``patience`` epochs)."""
+    best, last = float("inf"), 0
+    for e in sorted(loss):
+        if loss[e] < best:
+            best, last = loss[e], e
+        if e - last >= patience:
+            return e + 1
+    return len(loss)
+
+
+def patience_table(logs: list[str]) -> None:
+    """Print, per log, the full run's one-SE choice and the stop / choice at patience 100, 50 and 30."""
+    print(f"machine: {platform.machine()}, {platform.node()}")
+    for path in logs:
+        c = curves(Path(path))
+        loss, se = c["val/loss"], c["val/loss_se"]
+        cells = [f"full run ({len(loss)} epochs): epoch {pick(loss, se, 1.0)}"]
+        for patience in (100, 50, 30):
+            stop = stop_epoch(loss, patience)
+            cells.append(f"patience {patience}: stop after {stop}, epoch {pick(loss, se, 1.0, stop)}")
+        print(f"{path}: " + "; ".join(cells))
 
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--eval", default="", help="epochs to cluster the test set with (default: every tenth)")
+    parser.add_argument("--logs", nargs="+", help="finished runs' metrics.csv: the patience check only")
     args, overrides = parser.parse_known_args(argv)
+    if args.logs:
+        patience_table(args.logs)
+        return
+    if args.out is None:
+        parser.error("OUT_DIR is required without --logs")
     out: Path = args.out
     cfg = compose_config("cluster", [*overrides, f"output_dir={out}", "trainer.progress=false"])
     run = Run(out)

@@ -371,7 +371,8 @@ def test_auto_with_select_best_scores_each_fold_with_an_epoch_chosen_without_it(
 
 
 def test_select_best_validates_on_the_heldout_classes_whole_training_hierarchy(runner, tmp_path):
-    """Model selection sees every level training builds for the held-out classes, not level 0 alone."""
+    """select_on=hierarchy: model selection sees every level training builds for the held-out classes; level0: the
+    level-0 graph alone."""
     from omegaconf import OmegaConf
 
     from toolkit.cluster.baselines import split_classes
@@ -383,7 +384,7 @@ def test_select_best_validates_on_the_heldout_classes_whole_training_hierarchy(r
         np.save(tmp_path / f"{name}.npy", arr)
     out = tmp_path / "sel"
     result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=3",
-                                 "method=hilander", f"output_dir={out}", "--json"])
+                                 "model.train.select_on=hierarchy", "method=hilander", f"output_dir={out}", "--json"])
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
     cfg = OmegaConf.load(out / "config.yaml")
