@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import platform
 import sys
 import time
@@ -95,6 +96,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--eval", default="", help="epochs to cluster the test set with (default: every tenth)")
     parser.add_argument("--logs", nargs="+", help="finished runs' metrics.csv: the patience check only")
+    parser.add_argument("--test-points", type=int, default=0,
+                        help="cluster only the first N test points (the scale benchmark's 1M: 100000)")
     args, overrides = parser.parse_known_args(argv)
     if args.logs:
         patience_table(args.logs)
@@ -106,6 +109,10 @@ def main(argv: list[str]) -> None:
     run = Run(out)
     data = load_cluster_data(cfg, run)
     run.abort()
+    if args.test_points:
+        keep = slice(0, args.test_points)
+        data = dataclasses.replace(data, test_x=data.test_x[keep],
+                                   test_y=None if data.test_y is None else data.test_y[keep])
     mc, inf, kw = cfg.model, cfg.model.infer, knn_kwargs(cfg.model)
     seed = int(cfg.seed or 0)
     fit_idx, val_idx = split_classes(data.train_y, float(mc.train.val_fraction), seed)

@@ -25,6 +25,16 @@ def feature_files(tmp_path):
     return tmp_path
 
 
+def _fourteen_class_files(d):
+    """14 blob classes: 0-9 as meta-training and 10-13 as test, saved as ``_data_args`` files in ``d``;
+    returns ``(x, y, train mask)``."""
+    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
+    train = y < 10
+    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
+        np.save(d / f"{name}.npy", arr)
+    return x, y, train
+
+
 def _data_args(d, test_labels=True):
     args = ["data=features", f"data.train_features={d}/tr.npy", f"data.train_labels={d}/tr_y.npy",
             f"data.test_features={d}/te.npy"]
@@ -338,10 +348,7 @@ def test_heldout_halves_split_classes_in_two_disjoint_halves():
 
 
 def test_auto_cross_fits_with_four_or_more_heldout_classes(runner, tmp_path):
-    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
-    train = y < 10
-    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
-        np.save(tmp_path / f"{name}.npy", arr)
+    x, y, train = _fourteen_class_files(tmp_path)
     result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "method=auto",
                                  f"output_dir={tmp_path}/auto", "--json"])
     assert result.exit_code == 0, result.stderr
@@ -355,10 +362,7 @@ def test_auto_cross_fits_with_four_or_more_heldout_classes(runner, tmp_path):
 
 
 def test_auto_with_select_best_scores_each_fold_with_an_epoch_chosen_without_it(runner, tmp_path):
-    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
-    train = y < 10
-    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
-        np.save(tmp_path / f"{name}.npy", arr)
+    x, y, train = _fourteen_class_files(tmp_path)
     out = tmp_path / "auto"
     result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=4",
                                  "model.train.select_best=true", "method=auto", f"output_dir={out}", "--json"])
@@ -378,10 +382,7 @@ def test_select_best_validates_on_the_heldout_classes_whole_training_hierarchy(r
     from toolkit.cluster.baselines import split_classes
     from toolkit.cluster.hierarchy import training_graphs
 
-    x, y = blobs(15, 14, 8, spread=0.2, seed=1)
-    train = y < 10
-    for name, arr in (("tr", x[train]), ("tr_y", y[train]), ("te", x[~train]), ("te_y", y[~train])):
-        np.save(tmp_path / f"{name}.npy", arr)
+    x, y, train = _fourteen_class_files(tmp_path)
     out = tmp_path / "sel"
     result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=3",
                                  "model.train.select_on=hierarchy", "method=hilander", f"output_dir={out}", "--json"])
