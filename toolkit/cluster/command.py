@@ -834,11 +834,25 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
         module = fit_lander(graphs, mc, cfg.trainer, run.staging / "train", run.staging / "checkpoints",
                             int(cfg.seed or 0), val_graphs or None, extra)
     model = module.model
-    model.selected_checkpoints = dict(getattr(module, "selected_checkpoints", {}))
+    selected_checkpoints = dict(getattr(module, "selected_checkpoints", {}))
     info["selected_epoch"] = getattr(module, "selected_epoch", None)  # None: the last epoch (select_best off)
     if info["selected_epoch"] is not None:
         log(f"GNN weights of epoch {info['selected_epoch']} (held-out loss within {float(mc.train.select_se):g} "
             f"standard errors of its minimum; model.train.select_se)")
+        if bool(mc.train.refit):
+            # the held-out classes chose how long to train; now train that long on every meta-training class
+            with run.timer("train_graphs"):
+                all_graphs = training_graphs(data.train_x, data.train_y, list(mc.train.knn_k), list(mc.train.levels),
+                                             knn_kwargs(mc), log, str(mc.knn_on), float(mc.train.decode_keep))
+            epochs = int(info["selected_epoch"]) + 1
+            log(f"refit: training LANDER again on all {len(np.unique(data.train_y))} meta-training classes "
+                f"({len(all_graphs)} graphs) for {epochs} epochs (model.train.refit)")
+            with run.timer("refit"):
+                model = fit_lander(all_graphs, mc, cfg.trainer, run.staging / "refit", run.staging / "refit_checkpoints",
+                                   int(cfg.seed or 0), stop_after_epochs=epochs).model
+            info["refit_epochs"] = epochs
+            info["refit_graphs"] = len(all_graphs)
+    model.selected_checkpoints = selected_checkpoints
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
     given = None if str(inf.tau) == "auto" else float(inf.tau)

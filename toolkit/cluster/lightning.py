@@ -211,7 +211,8 @@ class EarliestWithinSE(pl.Callback):
 
 
 def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, seed: int = 0,
-               val_graphs: list | None = None, select_also: dict | None = None) -> LanderModule:
+               val_graphs: list | None = None, select_also: dict | None = None,
+               stop_after_epochs: int | None = None) -> LanderModule:
     """Train LANDER on ``graphs`` with ``model_cfg`` (``configs/cluster/model/hilander.yaml``) and return the module.
 
     The run lasts ``model.train.epochs`` epochs, or more when that gives fewer than ``model.train.min_steps``
@@ -228,6 +229,10 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
     picks on each named list's own loss in ``checkpoint_dir/best_<name>.ckpt`` (``method=auto`` scores a fold of
     held-out classes with weights selected without them); the returned module's ``selected_checkpoints`` maps
     every name, and ``"last"`` (the final epoch), to its checkpoint file.
+
+    ``stop_after_epochs`` ends training after that many epochs while the learning-rate schedule keeps the
+    length of the whole run, so the weights are those a full run has at that epoch (``model.train.refit``:
+    retraining on every meta-training class up to the epoch chosen on the held-out ones).
 
     Raises:
         ValueError: empty ``graphs``, or ``select_also`` without ``val_graphs``.
@@ -270,7 +275,9 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
 
         callbacks.append(EarlyStopping(monitor="val/loss", mode="min", patience=patience, min_delta=0.0,
                                        check_finite=False))
-    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": epochs}, root_dir, checkpoint_dir, callbacks=callbacks)
+    run_epochs = epochs if stop_after_epochs is None else max(1, min(epochs, int(stop_after_epochs)))
+    trainer = make_trainer({**dict(trainer_cfg), "max_epochs": run_epochs}, root_dir, checkpoint_dir,
+                           callbacks=callbacks)
     fit(trainer, module, loader, val_loader)
     module.selected_checkpoints = {name: str(cb.path) if cb.selected_epoch >= 0 else ""
                                    for name, cb in selectors.items()}
@@ -283,7 +290,7 @@ def fit_lander(graphs: list, model_cfg, trainer_cfg, root_dir, checkpoint_dir, s
             module.selected_epoch = main.selected_epoch
     if not all(torch.isfinite(p).all() for p in module.parameters()):
         # without this the NaN surfaced later as an unrelated "Input contains NaN" from the kNN/metrics code
-        raise RuntimeError(f"Hi-LANDER training diverged: the GNN's weights are not finite after {epochs} epochs; "
+        raise RuntimeError(f"Hi-LANDER training diverged: the GNN's weights are not finite after {run_epochs} epochs; "
                            f"lower model.train.lr (now {float(tr.lr):g})"
                            + ("" if bool(tr.balance) else " or set model.train.balance=true"))
     return module.eval()
