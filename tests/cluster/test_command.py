@@ -464,3 +464,30 @@ def test_fragment_rule_cohesion_keeps_at_least_the_votes_clusters(runner, featur
 def test_bad_fragment_rule(runner, feature_files):
     err = _bad(runner, feature_files, [*_data_args(feature_files), "model.infer.fragment_rule=centroid"])
     assert "model.infer.fragment_rule" in err and "cohesion" in err
+
+
+def test_refit_trains_again_on_every_meta_training_class_for_the_chosen_epochs(runner, tmp_path):
+    """model.train.refit: after select_best, a second run on all meta-training classes (GNN-trained and held-out)
+    lasting selected_epoch + 1 epochs; its model is the one stored and used."""
+    from omegaconf import OmegaConf
+
+    from toolkit.cluster.hierarchy import training_graphs
+
+    x, y, train = _fourteen_class_files(tmp_path)
+    out = tmp_path / "refit"
+    result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=4",
+                                 "model.train.refit=retune", "method=hilander", f"output_dir={out}", "--json"])
+    assert result.exit_code == 0, result.stderr
+    m = json.loads(result.stdout)["metrics"]
+    cfg = OmegaConf.load(out / "config.yaml")
+    want = training_graphs(x[train], y[train], list(cfg.model.train.knn_k), list(cfg.model.train.levels), {},
+                           knn_on=str(cfg.model.knn_on), decode_keep=float(cfg.model.train.decode_keep))
+    assert m["refit_graphs"] == len(want)
+    assert m["refit_classes"] == len(np.unique(y[train])) > m["validation_classes"] > 0  # every class
+    assert m["refit_epochs"] == m["selected_epoch"] + 1
+    assert "refit" in json.loads(result.stdout)["timings_s"]
+    # without refit there is no second run
+    plain = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=4", "method=hilander",
+                                f"output_dir={tmp_path}/plain", "--json"])
+    assert plain.exit_code == 0, plain.stderr
+    assert "refit_epochs" not in json.loads(plain.stdout)["metrics"]

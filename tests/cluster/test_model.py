@@ -228,3 +228,27 @@ def test_diverged_training_is_a_clear_runtime_error(tmp_path):
     cfg.hidden, cfg.train.epochs, cfg.train.min_steps, cfg.train.lr = 16, 3, 0, 1e30  # blows up at once
     with pytest.raises(RuntimeError, match=r"diverged.*model\.train\.lr \(now 1e\+30\)"):
         fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt")
+
+
+def test_stop_after_epochs_keeps_the_whole_runs_learning_rate_schedule(tmp_path):
+    """fit_lander(stop_after_epochs=E): E epochs are run, and the cosine schedule is that of the full run (so the
+    weights are what the full run has at epoch E, the point model.train.refit retrains to)."""
+    import csv
+    import math
+
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    x, y = blobs(25, 6, 8, spread=0.3)
+    graphs = training_graphs(x, y, [10], [2], {})
+    cfg = OmegaConf.load(config_dir() / "cluster" / "model" / "hilander.yaml")
+    cfg.hidden, cfg.train.epochs, cfg.train.min_steps = 16, 12, 0
+    module = fit_lander(graphs, cfg, {"progress": False}, tmp_path, tmp_path / "ckpt", stop_after_epochs=5)
+    steps_per_epoch = math.ceil(module.hparams.total_steps / 12)
+    assert module.trainer.current_epoch == 5 and module.trainer.global_step == 5 * steps_per_epoch
+    lr0, done, total = float(cfg.train.lr), 5 * steps_per_epoch, module.hparams.total_steps
+    assert total == 12 * steps_per_epoch  # the schedule's length is the whole run's, not 5 epochs'
+    expected = 1e-5 + (lr0 - 1e-5) * (1 + math.cos(math.pi * done / total)) / 2
+    assert module.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(expected, rel=1e-3)
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        assert max(int(r["epoch"]) for r in csv.DictReader(f) if r.get("epoch")) == 4

@@ -839,19 +839,8 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
     if info["selected_epoch"] is not None:
         log(f"GNN weights of epoch {info['selected_epoch']} (held-out loss within {float(mc.train.select_se):g} "
             f"standard errors of its minimum; model.train.select_se)")
-        if bool(mc.train.refit):
-            # the held-out classes chose how long to train; now train that long on every meta-training class
-            with run.timer("train_graphs"):
-                all_graphs = training_graphs(data.train_x, data.train_y, list(mc.train.knn_k), list(mc.train.levels),
-                                             knn_kwargs(mc), log, str(mc.knn_on), float(mc.train.decode_keep))
-            epochs = int(info["selected_epoch"]) + 1
-            log(f"refit: training LANDER again on all {len(np.unique(data.train_y))} meta-training classes "
-                f"({len(all_graphs)} graphs) for {epochs} epochs (model.train.refit)")
-            with run.timer("refit"):
-                model = fit_lander(all_graphs, mc, cfg.trainer, run.staging / "refit", run.staging / "refit_checkpoints",
-                                   int(cfg.seed or 0), stop_after_epochs=epochs).model
-            info["refit_epochs"] = epochs
-            info["refit_graphs"] = len(all_graphs)
+        if str(mc.train.refit) == "retune":
+            model = _refit(cfg, run, data, info)
     model.selected_checkpoints = selected_checkpoints
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
@@ -877,4 +866,31 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
         f"(one-SE rule), tuned on {where}")
     info.update(scores)
     info["tau_source"] = "given" if given is not None else f"tuned on {where} (pairwise F)"
+    if str(mc.train.refit) == "keep" and info["selected_epoch"] is not None:
+        # thresholds tuned with the selected model (its held-out classes unseen); edges from the refit one
+        refit = _refit(cfg, run, data, info)
+        refit.knn_on, refit.tau_upper = model.knn_on, model.tau_upper
+        refit.min_cluster_fraction, refit.selected_checkpoints = model.min_cluster_fraction, model.selected_checkpoints
+        model = refit
     return model, tau, info
+
+
+def _refit(cfg, run: Run, data, info: dict):
+    """``model.train.refit``: LANDER trained again on every meta-training class for ``selected_epoch + 1`` epochs
+    of the same schedule (the held-out classes chose how long); records ``refit_*`` in ``info``."""
+    from toolkit.cluster.hierarchy import training_graphs
+    from toolkit.cluster.lightning import fit_lander
+
+    mc = cfg.model
+    with run.timer("train_graphs"):
+        graphs = training_graphs(data.train_x, data.train_y, list(mc.train.knn_k), list(mc.train.levels),
+                                 knn_kwargs(mc), log, str(mc.knn_on), float(mc.train.decode_keep))
+    epochs = int(info["selected_epoch"]) + 1
+    classes = int(len(np.unique(data.train_y)))
+    log(f"refit: training LANDER again on all {classes} meta-training classes ({len(graphs)} graphs) for {epochs} "
+        f"epochs (model.train.refit)")
+    with run.timer("refit"):
+        model = fit_lander(graphs, mc, cfg.trainer, run.staging / "refit", run.staging / "refit_checkpoints",
+                           int(cfg.seed or 0), stop_after_epochs=epochs).model
+    info.update(refit_epochs=epochs, refit_graphs=len(graphs), refit_classes=classes)
+    return model
