@@ -80,11 +80,10 @@ for _name in ("digits", "omniglot", "mnist", "omniglot-full", "faces"):
                                              "model.train.select_on=hierarchy", "model.train.select_se=1",
                                              "model.train.select_patience=100"]
 # -refit: the level-0 minimum, then the GNN trained again on every meta-training class for that many epochs
-# (model.train.refit=retune: thresholds tuned on the refit model; -refit-keep: kept from the selected model; docs/cluster.md, "Refit")
+# (model.train.refit=true: thresholds tuned on the refit model; docs/cluster.md, "Refit")
 for _name in ("digits", "omniglot", "mnist", "omniglot-full", "faces"):
     DATASETS[f"{_name}-refit"] = [*DATASETS[_name], "model.train.select_best=true", "model.train.select_on=level0",
-                                  "model.train.select_se=0", "model.train.select_patience=0", "model.train.refit=retune"]
-    DATASETS[f"{_name}-refit-keep"] = [*DATASETS[f"{_name}-refit"][:-1], "model.train.refit=keep"]
+                                  "model.train.select_se=0", "model.train.select_patience=0", "model.train.refit=true"]
 ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full",
                                                        "omniglot-full-cosine-head")
                    for a in ("attach", "tau-upper", "one-threshold")},
@@ -93,7 +92,7 @@ ONLY_METHODS = {**{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mni
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot-full")
                    for a in ("reference-levels", "cosine-edge", "decode-half", "decode-all")},
                 **{f"{n}-{a}": ["hilander"] for n in ("digits", "omniglot", "mnist", "omniglot-full", "faces")
-                   for a in ("select-hierarchy", "select-level0", "refit", "refit-keep")}}
+                   for a in ("select-hierarchy", "select-level0", "refit")}}
 CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-reference-levels": "omniglot-full", "omniglot-full-cosine-edge": "omniglot-full",
             "omniglot-full-decode-half": "omniglot-full", "omniglot-full-decode-all": "omniglot-full",
@@ -105,7 +104,7 @@ CACHE_OF = {"omniglot-tau-heldout": "omniglot", "omniglot-20-steps": "omniglot",
             "omniglot-full-cosine-head-one-threshold": "omniglot-full-cosine-head",
             "omniglot-full-cosine-head-attach": "omniglot-full-cosine-head",
             **{f"{n}-{a}": n for n in ("omniglot", "mnist", "omniglot-full", "faces")
-               for a in ("select-hierarchy", "select-level0", "refit", "refit-keep")}}
+               for a in ("select-hierarchy", "select-level0", "refit")}}
 ONE_SEED = {"omniglot-class-split"}  # one seed only (an encoder per seed; an ablation, not a headline row)
 
 

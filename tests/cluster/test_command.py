@@ -476,7 +476,7 @@ def test_refit_trains_again_on_every_meta_training_class_for_the_chosen_epochs(r
     x, y, train = _fourteen_class_files(tmp_path)
     out = tmp_path / "refit"
     result = runner.invoke(app, ["cluster", *_data_args(tmp_path), *FAST, "model.train.epochs=4",
-                                 "model.train.refit=retune", "method=hilander", f"output_dir={out}", "--json"])
+                                 "model.train.refit=true", "method=hilander", f"output_dir={out}", "--json"])
     assert result.exit_code == 0, result.stderr
     m = json.loads(result.stdout)["metrics"]
     cfg = OmegaConf.load(out / "config.yaml")

@@ -839,7 +839,7 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
     if info["selected_epoch"] is not None:
         log(f"GNN weights of epoch {info['selected_epoch']} (held-out loss within {float(mc.train.select_se):g} "
             f"standard errors of its minimum; model.train.select_se)")
-        if str(mc.train.refit) == "retune":
+        if bool(mc.train.refit):
             model = _refit(cfg, run, data, info)
     model.selected_checkpoints = selected_checkpoints
     model.knn_on = str(mc.knn_on)
@@ -866,12 +866,6 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
         f"(one-SE rule), tuned on {where}")
     info.update(scores)
     info["tau_source"] = "given" if given is not None else f"tuned on {where} (pairwise F)"
-    if str(mc.train.refit) == "keep" and info["selected_epoch"] is not None:
-        # thresholds tuned with the selected model (its held-out classes unseen); edges from the refit one
-        refit = _refit(cfg, run, data, info)
-        refit.knn_on, refit.tau_upper = model.knn_on, model.tau_upper
-        refit.min_cluster_fraction, refit.selected_checkpoints = model.min_cluster_fraction, model.selected_checkpoints
-        model = refit
     return model, tau, info
 
 

@@ -35,7 +35,7 @@ CHECKS: list[Check] = [
     number("model.train.val_fraction", 0.0, 1.0, hi_open=True),
     choice("model.train.tau_on", ("all", "heldout")), boolean("model.train.select_best"),
     number("model.train.select_se", 0.0), integer("model.train.select_patience", 0), choice("model.train.select_on", ("hierarchy", "level0")),
-    choice("model.train.refit", ("off", "retune", "keep")),
+    boolean("model.train.refit"),
     integer("model.infer.knn_k", 2),
     either(choice("model.infer.tau", ("auto",)), fraction("model.infer.tau", lo_open=False)),
     either(choice("model.infer.tau_upper", ("same", "auto")), fraction("model.infer.tau_upper", lo_open=False)),
