@@ -10,6 +10,7 @@ train_state.json, never typed in).
 Usage:
   .venv/bin/python benchmarks/bench_encrypted.py [--iterations 6] [--batch-size 8192] [--workers-sweep]
   .venv/bin/python benchmarks/bench_encrypted.py --batch-size 4096 --momentum 0.5   # Nesterov momentum, both circuits
+  .venv/bin/python benchmarks/bench_encrypted.py --batch-size 8192 --repeats 3   # both circuits 3 times, alternating
   .venv/bin/python benchmarks/bench_encrypted.py --report
 Needs ../shared/data/mnist (IDX files).
 """
@@ -110,6 +111,31 @@ def core_check(repeats: int = 150) -> dict:
             "load_average": os.getloadavg()[0], "utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
 
 
+def repeat_pairs(rows: list[dict]) -> None:
+    """Print the speed-up of every baseline/low-depth pair of a configuration run more than once (``--repeats``)."""
+    import re
+
+    pairs: dict[tuple, list[tuple[float, float]]] = {}
+    by_name = {r["run"]: r for r in rows}
+    for name, r in by_name.items():
+        if r["circuit"] != "low-depth":
+            continue
+        twin = by_name.get(name.replace("encrypted_low-depth_", "encrypted_baseline_", 1))
+        if twin is None:
+            continue
+        key = (r["workers"], r["batch_size"], r["iterations"], r["momentum"], re.sub(r"_rep\d+$", "", name))
+        pairs.setdefault(key, []).append((twin["s_per_iteration"] / r["s_per_iteration"],
+                                          twin["s_per_iteration_incl_refresh"] / r["s_per_iteration_incl_refresh"]))
+    for (workers, batch, its, mu, _), got in sorted(pairs.items(), key=lambda kv: [str(x) for x in kv[0]]):
+        if len(got) < 2:
+            continue
+        without = ", ".join(f"{a:.2f}" for a, _ in got)
+        incl = ", ".join(f"{b:.2f}" for _, b in got)
+        print(f"\nbatch {batch}, {its} iterations, {workers} worker(s), momentum {mu:g}, {len(got)} repeats: low-depth "
+              f"speed-up without refresh {without} (mean {sum(a for a, _ in got) / len(got):.2f}x), including "
+              f"refresh {incl} (mean {sum(b for _, b in got) / len(got):.2f}x, lowest {min(b for _, b in got):.2f}x)")
+
+
 def report() -> None:
     """Print the markdown tables from every run directory under benchmarks/results/."""
     rows = [collect(p) for p in sorted(RESULTS.glob("encrypted_*")) if (p / "metrics.json").exists()]
@@ -139,6 +165,7 @@ def report() -> None:
             one = by[("low-depth", 1, batch, its, mu)]
             print(f"\nlow-depth, batch {batch}, {its} iterations: 1 worker {one['s_per_iteration']:.1f} s/iter, "
                   f"2 workers {r['s_per_iteration']:.1f} s/iter -> {one['s_per_iteration'] / r['s_per_iteration']:.2f}x")
+    repeat_pairs(rows)
     (RESULTS / "encrypted.json").write_text(json.dumps({"machine": platform.platform(), "cpus": os.cpu_count(),
                                                         "rows": rows}, indent=2))
 
@@ -149,6 +176,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8192, help="samples per minibatch (same for both circuits)")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--workers-sweep", action="store_true", help="low-depth with 1 and 2 workers")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run both circuits this many times, alternating (runs 2.. are tagged _rep2, _rep3, ...); "
+                         "the report prints the speed-up of each pair and their mean")
     ap.add_argument("--momentum", type=float, default=0.0,
                     help="train.momentum of both circuits' runs (Nesterov; 0: off, the main table)")
     ap.add_argument("--momentum-schedule", default="fixed", choices=["fixed", "nesterov"])
@@ -174,8 +204,9 @@ def main() -> None:
                if args.momentum else [])
         tag = f"_m{args.momentum:g}{'n' if args.momentum_schedule == 'nesterov' else ''}" if args.momentum else ""
         if not args.skip_circuits:
-            for c in ("baseline", "low-depth"):
-                run(c, args.iterations, args.workers, args.batch_size, mom, tag)
+            for rep in range(1, max(1, args.repeats) + 1):
+                for c in ("baseline", "low-depth"):
+                    run(c, args.iterations, args.workers, args.batch_size, mom, tag + (f"_rep{rep}" if rep > 1 else ""))
         if args.workers_sweep:
             for w in (1, 2):
                 run("low-depth", max(2, args.iterations // 2), w, args.batch_size, [])
