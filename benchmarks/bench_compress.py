@@ -95,8 +95,8 @@ def check_args(args: dict) -> str | None:
         return (f"{args['finetune_epochs']} fine-tuning epochs hold {cycles:g} cycles of {args['cycle_epochs']} "
                 f"epochs: CALR restarts at cycle {args['calr_floor_exp'] + 1}, so it would never restart")
     tail = str(args.get("tail_rank", "none"))
-    if tail not in ("auto", "none", "validation") and not (tail.isdigit()):
-        return f"--tail-rank must be auto, none, validation or an integer >= 0, got {tail!r}"
+    if tail not in ("auto", "none", "validation", "finetuned") and not (tail.isdigit()):
+        return f"--tail-rank must be auto, none, validation, finetuned or an integer >= 0, got {tail!r}"
     bad = [c for c in args["ablation_cells"] if c != "all" and (c.count("/") != 1 or c.split("/")[0] not in DATASETS
                                                                 or c.split("/")[1] not in ("lstm", "dan", "textcnn"))]
     if bad:
@@ -173,34 +173,43 @@ def run_cell(args: dict) -> dict:
     metric = net.input_metric() if svd_metric(args["svd_metric"], arch) == "input_layers" else None
     tail = args["tail_rank"] if not str(args["tail_rank"]).isdigit() else int(args["tail_rank"])
     tail = tail_rank_setting(tail, arch)
-    splits: dict[int, tuple[int, int]] = {}
+    splits: dict[int, list[tuple[int, int]]] = {}
 
-    def factorize(k: int):
-        """The command's factorization at rank budget k (svd.metric, svd.tail_rank as --svd-metric, --tail-rank)."""
+    def factorize(k: int) -> list:
+        """The command's factorization(s) at rank budget k (svd.metric, svd.tail_rank as --svd-metric,
+        --tail-rank): one start, or with ``finetuned`` the plain one and the best split, both to be fine-tuned
+        and the better on validation kept (as the command does)."""
         if k not in splits:
-            splits[k] = split_for_point(tail, net, data, k, metric, None)[:2]
-        r, h = splits[k]
-        return P.factorized_copy(net, r, metric=metric, head=h)
+            r, h, cands = split_for_point(tail, net, data, k, metric, None)
+            splits[k] = [(r, h)]
+            if tail == "finetuned":
+                best = max((c for c in cands or [] if c["tail_rank"] < k and c["val_acc"] is not None),
+                           key=lambda c: c["val_acc"], default=None)
+                splits[k] = [(k, 0)] + ([(best["tail_rank"], best["head_rows"])] if best else [])
+        return [(r, h, P.factorized_copy(net, r, metric=metric, head=h)) for r, h in splits[k]]
 
-    start = factorize(k9)
-    row("svd_no_finetune", p9, P.evaluate(start, data, **ev), rank=k9)
+    starts = factorize(k9)
+    row("svd_no_finetune", p9, P.evaluate(starts[0][2], data, **ev), rank=k9)
     chosen: dict[str, dict] = {}
     for name in SCHEDULERS if in_ablation(ds, arch, args["ablation_cells"]) else ("calr",):
         best = None
-        for i, cfg in enumerate(trial_configs(name, args)):
-            fnet = copy.deepcopy(start)
-            lrs = P.train_classifier(fnet, data, ft_epochs, name, cfg, **common)
-            acc = val_acc(fnet)
-            trials.append({"dataset": ds, "arch": arch, "seed": seed, "scheduler": name, "trial": i, "config": cfg,
-                           "val_accuracy": acc, "mean_lr": float(np.mean(lrs))})
-            if best is None or acc > best[0]:  # ties keep the earlier (smaller max_lr) trial
-                best = (acc, cfg, fnet, float(np.mean(lrs)))
-        acc, cfg, fnet, mean_lr = best
+        for r_s, h_s, start in starts:
+            for i, cfg in enumerate(trial_configs(name, args)):
+                fnet = copy.deepcopy(start)
+                lrs = P.train_classifier(fnet, data, ft_epochs, name, cfg, **common)
+                acc = val_acc(fnet)
+                trials.append({"dataset": ds, "arch": arch, "seed": seed, "scheduler": name, "trial": i,
+                               "config": cfg, "val_accuracy": acc, "mean_lr": float(np.mean(lrs)),
+                               "tail_rank": r_s, "head_rows": h_s})
+                if best is None or acc > best[0]:  # ties keep the earlier (plain start, smaller max_lr) trial
+                    best = (acc, cfg, fnet, float(np.mean(lrs)), (r_s, h_s))
+        acc, cfg, fnet, mean_lr, src = best
         chosen[name] = cfg
         row("svd_finetune", p9, P.evaluate(fnet, data, **ev), scheduler=name, rank=k9, config=cfg,
             val_accuracy=acc, mean_lr=mean_lr)
+        rows[-1]["tail_rank"], rows[-1]["head_rows"] = src
         phase(f"tune_{name}")
-    del start
+    del starts
 
     # the grid: the validation-chosen CALR configuration everywhere else
     calr = chosen["calr"]
@@ -212,10 +221,16 @@ def run_cell(args: dict) -> dict:
         if abs(p - p9) < 1e-9:
             continue
         k = P.resolve_rank(vsize, dim, p, None)
-        fnet = factorize(k)
-        row("svd_no_finetune", p, P.evaluate(fnet, data, **ev), rank=k)
-        P.train_classifier(fnet, data, ft_epochs, "calr", calr, **common)
-        row("svd_finetune", p, P.evaluate(fnet, data, **ev), scheduler="calr", rank=k, config=calr)
+        options = factorize(k)
+        row("svd_no_finetune", p, P.evaluate(options[0][2], data, **ev), rank=k)
+        best = None
+        for r_s, h_s, fnet in options:
+            P.train_classifier(fnet, data, ft_epochs, "calr", calr, **common)
+            acc = val_acc(fnet)
+            if best is None or acc > best[0]:
+                best = (acc, fnet, (r_s, h_s))
+        row("svd_finetune", p, P.evaluate(best[1], data, **ev), scheduler="calr", rank=k, config=calr)
+        rows[-1]["tail_rank"], rows[-1]["head_rows"] = best[2]
     phase("grid")
 
     width = P.equal_params_dim(vsize, dim, k9)
@@ -225,9 +240,9 @@ def run_cell(args: dict) -> dict:
         P.train_classifier(bnet, data, budget, "constant", {"max_lr": args["pretrain_lr"]}, **common)
         row(method, p9, P.evaluate(bnet, data, **ev), rank=width)
     phase("baselines")
-    for r in rows:  # the frequency split each factorized row used: (tail rank, head rows)
-        if r["method"].startswith("svd_") and r["rank"] in splits:
-            r["tail_rank"], r["head_rows"] = splits[r["rank"]]
+    for r in rows:  # the frequency split of each unfine-tuned factorized row: (tail rank, head rows)
+        if r["method"] == "svd_no_finetune" and r["rank"] in splits:
+            r["tail_rank"], r["head_rows"] = splits[r["rank"]][0]
     return {"rows": rows, "trials": trials, "seconds": time.perf_counter() - wall0,
             "cpu_seconds": time.process_time() - cpu0, "phases": phases, "info": data.info}
 
@@ -470,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--svd-metric", default="auto", choices=["auto", "none", "input_layers"],
                     help="the factorization, as the command's svd.metric (auto: input_layers for textcnn only)")
     ap.add_argument("--tail-rank", default="auto",
-                    help="the frequency split, as the command's svd.tail_rank: auto (default), none, validation or an "
+                    help="the frequency split, as the command's svd.tail_rank: auto (default), none, validation, finetuned or an "
                          "integer")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=OUT, help="results folder (default benchmarks/results)")

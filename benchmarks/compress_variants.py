@@ -49,6 +49,8 @@ VARIANTS: dict[str, list[str]] = {
     "auto": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=none", "finetune.distill.weight=0"],
     "split": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=validation", "finetune.distill.weight=0"],
     "tail2": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=2", "finetune.distill.weight=0"],
+    # the plain factorization and the best split both fine-tuned, the better on validation kept (auto for lstm/dan)
+    "finetuned": ["svd.row_weights=none", "svd.metric=auto", "svd.tail_rank=finetuned", "finetune.distill.weight=0"],
 }
 """Variant name -> overrides (every one sets all four keys, so a changed default does not leak in)."""
 

@@ -241,8 +241,26 @@ def test_cli_frequency_split_auto_and_fixed(runner, tiny_text):
     net = build_classifier({**model_config(ckpt["arch"]), **ckpt["model"]}, v, d, len(ckpt["classes"]))
     net.replace_embedding(FactorizedEmbedding(v, d, ckpt["tail_rank"], ckpt["head_rows"]))
     net.load_state_dict(ckpt["state_dict"])  # strict: every tensor has its place
-    mp = _run_json(runner, [*args, f"output_dir={out}_none"])["metrics"]  # auto: no split for the DAN
+    mp = _run_json(runner, [*args, "svd.tail_rank=none", f"output_dir={out}_none"])["metrics"]  # the paper's
     assert (mp["tail_rank"], mp["head_rows"]) == (1, 0) and mp["svd_finetune"]["embedding_params"] == v + d
+
+
+def test_cli_tail_rank_finetuned_keeps_the_start_with_the_better_validation_after_fine_tuning(runner, tiny_text):
+    """svd.tail_rank=finetuned (auto for the DAN): the plain factorization and the best split by validation before
+    fine-tuning (tail rank < k) are both fine-tuned; the one whose fine-tuning reached the higher validation
+    accuracy is the compressed model (the plain one on ties)."""
+    out = tiny_text["dir"] / "ft"
+    args = [*fast_overrides(tiny_text, out), "rank=2", "baselines.enabled=false", "svd.tail_rank=auto"]
+    m = _run_json(runner, args)["metrics"]
+    splits = [c for c in m["split_candidates"] if c["tail_rank"] < 2]
+    best_split = max(splits, key=lambda c: c["val_acc"])  # the larger tail rank on ties
+    tried = m["finetuned_candidates"]
+    assert [(t["tail_rank"], t["head_rows"]) for t in tried] == [(2, 0), (best_split["tail_rank"],
+                                                                      best_split["head_rows"])]
+    best = max(t["best_val_acc"] for t in tried)
+    kept = next(t for t in tried if t["best_val_acc"] == best)  # the plain one on ties
+    assert (m["tail_rank"], m["head_rows"]) == (kept["tail_rank"], kept["head_rows"])
+    assert m["finetune"]["best_val_acc"] == best  # the kept model's own fine-tuning curve is reported
 
 
 def test_cli_tail_rank_above_the_rank_exits_2_before_training(runner, tiny_text):
@@ -254,11 +272,12 @@ def test_cli_tail_rank_above_the_rank_exits_2_before_training(runner, tiny_text)
     assert "training" not in result.stderr and not out.exists()
 
 
-def test_tail_rank_auto_splits_the_cnn_only():
+def test_tail_rank_auto_splits_the_cnn_and_chooses_after_fine_tuning_for_the_others():
     from toolkit.compress.command import tail_rank_setting
 
     assert tail_rank_setting("auto", "textcnn") == "validation"
-    assert tail_rank_setting("auto", "lstm") == tail_rank_setting("auto", "dan") == "none"
+    assert tail_rank_setting("auto", "lstm") == tail_rank_setting("auto", "dan") == "finetuned"
+    assert tail_rank_setting("finetuned", "textcnn") == "finetuned"
     assert tail_rank_setting(2, "dan") == 2 and tail_rank_setting("validation", "lstm") == "validation"
     with pytest.raises(ValueError, match="svd.tail_rank"):
         tail_rank_setting("some", "dan")

@@ -21,8 +21,9 @@ def _column(value: object) -> bool:
 
 
 def is_tail_rank(value) -> bool:
-    """Whether ``value`` is a valid ``svd.tail_rank``: ``none``, ``auto``, ``validation`` or an int >= 0 (not a bool)."""
-    return value in ("none", "auto", "validation") or (isinstance(value, int) and not isinstance(value, bool)
+    """Whether ``value`` is a valid ``svd.tail_rank``: ``none``, ``auto``, ``validation``, ``finetuned`` or an int >= 0
+    (not a bool)."""
+    return value in ("none", "auto", "validation", "finetuned") or (isinstance(value, int) and not isinstance(value, bool)
                                                        and value >= 0)
 
 
@@ -31,7 +32,7 @@ CHECKS: list[Check] = [
     list_of(fraction("compression", null=True)),
     list_of(integer("rank", 1, null=True)),
     choice("svd.row_weights", ("none", "frequency")), choice("svd.metric", SVD_METRICS),
-    Check("svd.tail_rank", "none, auto, validation or an integer >= 0", is_tail_rank),
+    Check("svd.tail_rank", "none, auto, validation, finetuned or an integer >= 0", is_tail_rank),
     boolean("dense.factorize"), fraction("dense.compression", null=True), integer("dense.rank", 1, null=True),
     integer("batch_size", 1), integer("threads", 1, null=True),
     choice("optimizer.name", ("adam", "sgd")), number("optimizer.adam_eps", 0.0, lo_open=True),
