@@ -841,6 +841,9 @@ def _train(cfg, run: Run, data, select_also: dict[str, np.ndarray] | None = None
             f"standard errors of its minimum; model.train.select_se)")
         if bool(mc.train.refit):
             model = _refit(cfg, run, data, info)
+    elif bool(mc.train.refit):
+        log("model.train.refit needs an epoch chosen on held-out classes (model.train.select_best and "
+            "model.train.val_fraction > 0): no refit")
     model.selected_checkpoints = selected_checkpoints
     model.knn_on = str(mc.knn_on)
     upper = inf.tau_upper
