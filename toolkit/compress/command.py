@@ -414,7 +414,8 @@ class Compress(Task):
         self.sched_name = str(self.sched_cfg.pop("name"))
 
     def fit(self) -> None:
-        """Pre-train; per point: factorize (a copy is kept for the no-fine-tuning row), fine-tune, baselines."""
+        """Pre-train; per point: factorize (a copy is kept for the no-fine-tuning row), fine-tune (with
+        ``svd.tail_rank=finetuned`` two starts, the better on validation kept), baselines."""
         cfg, run, data, arch = self.cfg, self.run, self.data, self.arch
         with run.timer("pretrain"):
             log(f"training the uncompressed {arch} for {cfg.pretrain.epochs} epochs")
@@ -452,16 +453,13 @@ class Compress(Task):
                 splits = [c for c in cands or [] if c["tail_rank"] < k and c["val_acc"] is not None]
                 best_split = max(splits, key=lambda c: c["val_acc"]) if splits else None  # first (larger r) on ties
                 starts = [(k, 0)] + ([(best_split["tail_rank"], best_split["head_rows"])] if best_split else [])
-            tried = []
-            for r_s, h_s in starts:
-                fnet, res, before = self._finetune_start(label, k, r_s, h_s, nets, metric, row_weights)
-                best = res.summary()["best_val_acc"]
-                tried.append({"tail_rank": r_s, "head_rows": h_s, "best_val_acc": best,
-                              "_kept": (fnet, res, before)})
-            chosen = max(tried, key=lambda t: -1.0 if t["best_val_acc"] is None else t["best_val_acc"])  # first on ties
-            fnet, res, nets["svd_no_finetune"] = chosen.pop("_kept")
-            for t in tried:
-                t.pop("_kept", None)
+            runs = [self._finetune_start(label, k, r_s, h_s, nets, metric, row_weights) for r_s, h_s in starts]
+            tried = [{"tail_rank": r_s, "head_rows": h_s, "best_val_acc": res.summary()["best_val_acc"]}
+                     for (r_s, h_s), (_, res, _) in zip(starts, runs, strict=True)]
+            pick = max(range(len(tried)), key=lambda i: (-1.0 if tried[i]["best_val_acc"] is None
+                                                         else tried[i]["best_val_acc"], -i))  # the first on ties
+            chosen = tried[pick]
+            fnet, res, nets["svd_no_finetune"] = runs[pick]
             nets["split"] = {"tail_rank": chosen["tail_rank"], "head_rows": chosen["head_rows"], "candidates": cands,
                              "finetuned": tried if len(tried) > 1 else None}
             if len(tried) > 1:
