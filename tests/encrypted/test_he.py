@@ -132,6 +132,18 @@ def test_baseline_encrypted_matches_plaintext(tmp_path):
     np.testing.assert_allclose(w, _reference(z, batches, 1, 2.0), atol=2e-3)
 
 
+def test_keygen_makes_the_circuits_rotation_keys_or_only_those_asked_for(low_depth_keys):
+    params = low_depth_keys.params
+    expected = he.rotation_galois_elements(params.poly_modulus_degree)
+    assert low_depth_keys.galois_keys.size() == len(expected)
+    assert all(low_depth_keys.galois_keys.has_key(e) for e in expected)
+    assert len(low_depth_keys.key_id) == 32  # derived from the public key
+    one = he.keygen(params, galois_elements=[expected[0]], key_id="bench")
+    assert one.galois_keys.size() == 1 and one.galois_keys.has_key(expected[0])
+    assert not one.galois_keys.has_key(expected[1])
+    assert one.key_id == "bench"
+
+
 def test_public_context_has_no_secret_key(tmp_path, low_depth_keys):
     pub, sec = tmp_path / "public.zip", tmp_path / "secret.zip"
     he.save_public_context(low_depth_keys, pub)

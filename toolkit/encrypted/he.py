@@ -130,8 +130,16 @@ class Keys:
     galois_keys: Any = None
 
 
-def keygen(params: CKKSParams) -> Keys:
-    """Generate a key pair, relinearisation keys and only the power-of-two rotation keys the circuits use."""
+def keygen(params: CKKSParams, galois_elements: list[int] | None = None, key_id: str | None = None) -> Keys:
+    """Generate a key pair, relinearisation keys and rotation (Galois) keys.
+
+    Args:
+        params: the CKKS parameters.
+        galois_elements: the Galois elements to make keys for; ``None``: only the power-of-two rotations the
+            circuits use (:func:`rotation_galois_elements`).
+        key_id: the id recorded in ``Keys.key_id``; ``None``: derived from the public key (what the context
+            files carry, so a ciphertext file can be matched to its keys).
+    """
     ctx = build_seal_context(params)
     kg = sealapi.KeyGenerator(ctx)
     pk = sealapi.PublicKey()
@@ -139,8 +147,9 @@ def keygen(params: CKKSParams) -> Keys:
     rk = sealapi.RelinKeys()
     kg.create_relin_keys(rk)
     gk = sealapi.GaloisKeys()
-    kg.create_galois_keys(rotation_galois_elements(params.poly_modulus_degree), gk)
-    return Keys(params, ctx, pk, _key_id(_seal_bytes(pk)), kg.secret_key(), rk, gk)
+    elements = rotation_galois_elements(params.poly_modulus_degree) if galois_elements is None else galois_elements
+    kg.create_galois_keys(list(elements), gk)
+    return Keys(params, ctx, pk, _key_id(_seal_bytes(pk)) if key_id is None else key_id, kg.secret_key(), rk, gk)
 
 
 def save_secret_context(keys: Keys, path: Path) -> None:

@@ -116,19 +116,10 @@ def simulate(params: CKKSParams, circuit: str, z: np.ndarray, batches: list[np.n
 
 def _throwaway_backend(params: CKKSParams) -> Any:
     """A SEAL backend with fresh throw-away keys (one rotation key only), for measurements."""
-    import tenseal.sealapi as sealapi
-
     from toolkit.encrypted import he
 
-    ctx = he.build_seal_context(params)
-    kg = sealapi.KeyGenerator(ctx)
-    pk = sealapi.PublicKey()
-    kg.create_public_key(pk)
-    rk = sealapi.RelinKeys()
-    kg.create_relin_keys(rk)
-    gk = sealapi.GaloisKeys()
-    kg.create_galois_keys([pow(3, 1, 2 * params.poly_modulus_degree)], gk)
-    return he.SealBackend(he.Keys(params, ctx, pk, "bench", kg.secret_key(), rk, gk)), gk
+    keys = he.keygen(params, galois_elements=[pow(3, 1, 2 * params.poly_modulus_degree)], key_id="bench")
+    return he.SealBackend(keys), keys.galois_keys
 
 
 def measure_ciphertext_bytes(params: CKKSParams) -> dict:
