@@ -22,6 +22,18 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def bad_input_line(result, out: Path, *needles: str) -> str:
+    """Assert a CLI result is the bad-input contract: exit 2, stderr exactly one ``error:`` line holding every
+    needle, and ``out`` (the run's output directory) never created.  Returns that line."""
+    assert result.exit_code == 2, (result.exit_code, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert not out.exists()
+    return lines[0]
+
+
 @pytest.fixture
 def runner():
     """Typer test runner with stdout and stderr kept apart."""

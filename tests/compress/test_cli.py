@@ -8,17 +8,12 @@ import pytest
 import torch
 
 from tests.compress.conftest import fast_overrides
+from tests.conftest import bad_input_line
 from toolkit.cli import app
 
 
 def _bad(runner, args, out, needle):
-    result = runner.invoke(app, ["compress", *args])
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert needle in lines[0], lines[0]
-    assert not out.exists()
-    return lines[0]
+    return bad_input_line(runner.invoke(app, ["compress", *args]), out, needle)
 
 
 def test_compress_run_json_and_artifacts(runner, tiny_text):

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.compress.conftest import NEG, POS, fast_overrides, make_lines
+from tests.conftest import bad_input_line
 from toolkit.cli import app
 from toolkit.compress import pipeline as P
 from toolkit.compress.files import expand_path
@@ -27,14 +28,7 @@ from toolkit.errors import InputError
 
 
 def _bad(runner, args, out, *needles):
-    result = runner.invoke(app, ["compress", *args])
-    assert result.exit_code == 2, (result.exit_code, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert not out.exists()
-    return lines[0]
+    return bad_input_line(runner.invoke(app, ["compress", *args]), out, *needles)
 
 
 def _ok(runner, args):

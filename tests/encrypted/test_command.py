@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from tests.conftest import bad_input_line
 from toolkit.cli import app
 from toolkit.encrypted.command import resolve_params
 
@@ -34,13 +35,7 @@ def _csv_args(path):
 
 def _bad(runner, tmp_path, args, needle):
     out = tmp_path / "out_bad"
-    result = runner.invoke(app, ["train-encrypted", *args, f"output_dir={out}", *FAST])
-    assert result.exit_code == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert needle in lines[0], lines[0]
-    assert not out.exists()
-    return lines[0]
+    return bad_input_line(runner.invoke(app, ["train-encrypted", *args, f"output_dir={out}", *FAST]), out, needle)
 
 
 def _secret_key_fingerprints(secret_context):
