@@ -31,12 +31,8 @@ from toolkit.cluster.metrics import bcubed_f, pairwise_f
 
 def _margins(model, g) -> np.ndarray:
     """float64 ``[E]`` logit margin ``z_same - z_diff`` of every edge of ``g``."""
-    h = model.node_embeddings(g)
     src, dst = g.edges()
-    z = model.src_mlp(h)[src] + model.dst_mlp(h)[dst]
-    if model.sim_mlp is not None:
-        z = z + model.sim_mlp(M.edge_inputs(g, model.edge_features))
-    logits = model.classifier(z).double()
+    logits = model.edge_logits(model.node_embeddings(g), src, dst, M.edge_inputs(g, model.edge_features)).double()
     return (logits[:, 1] - logits[:, 0]).numpy()
 
 

@@ -54,22 +54,23 @@ def main(argv: list[str]) -> None:
     if any(not (np.array_equal(m[0], y) and np.array_equal(m[3], ids)) for m in (*new.values(), *old.values())):
         raise SystemExit(f"{root}: the runs were not evaluated on the same test set")
     print(f"machine: {platform.machine()} {platform.node()}; runs {root}; seeds {seeds}; {len(y)} test samples")
-    rows = [(f"old s{s} -> new s{s} (the update)", flips(old[s][1], new[s][1], y)) for s in seeds]
-    rows += [(f"new s{a} -> new s{b} (new model retrained, other seed)", flips(new[a][1], new[b][1], y))
+    # (group, pair, flips): the summary lines average each group
+    rows = [("the update", f"old s{s} -> new s{s}", flips(old[s][1], new[s][1], y)) for s in seeds]
+    rows += [("new model retrained, other seed", f"new s{a} -> new s{b}", flips(new[a][1], new[b][1], y))
              for a, b in permutations(seeds, 2)]
-    rows += [(f"old s{a} -> old s{b} (old model retrained, other seed)", flips(old[a][1], old[b][1], y))
+    rows += [("old model retrained, other seed", f"old s{a} -> old s{b}", flips(old[a][1], old[b][1], y))
              for a, b in permutations(seeds, 2)]
     ensemble = np.mean([new[s][2] for s in seeds], axis=0).argmax(1)
-    rows += [(f"old s{s} -> mean logits of {len(seeds)} new models", flips(old[s][1], ensemble, y)) for s in seeds]
-    print("\n| pair | ER first | ER second | NFR | relative NFR |\n|---|---|---|---|---|")
-    for name, f in rows:
-        print(f"| {name} | {f['er_first']:.2f} | {f['er_second']:.2f} | {f['nfr']:.2f} | {f['rel_nfr']:.1f} |")
+    rows += [(f"mean logits of {len(seeds)} new models", f"old s{s} -> ensemble", flips(old[s][1], ensemble, y))
+             for s in seeds]
+    print("\n| group | pair | ER first | ER second | NFR | relative NFR |\n|---|---|---|---|---|---|")
+    for group, pair, f in rows:
+        print(f"| {group} | {pair} | {f['er_first']:.2f} | {f['er_second']:.2f} | {f['nfr']:.2f} | {f['rel_nfr']:.1f} |")
     groups: dict[str, list[float]] = {}
-    for name, f in rows:
-        groups.setdefault(name.split("(")[-1].rstrip(")") if "(" in name else "ensemble", []).append(f["rel_nfr"])
+    for group, _, f in rows:
+        groups.setdefault(group, []).append(f["rel_nfr"])
     print("\n" + "\n".join(f"{k}: relative NFR {np.mean(v):.1f} (range {min(v):.1f}-{max(v):.1f})"
                            for k, v in groups.items()))
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

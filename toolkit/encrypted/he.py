@@ -139,6 +139,15 @@ def keygen(params: CKKSParams, galois_elements: list[int] | None = None, key_id:
             circuits use (:func:`rotation_galois_elements`).
         key_id: the id recorded in ``Keys.key_id``; ``None``: derived from the public key (what the context
             files carry, so a ciphertext file can be matched to its keys).
+
+    Returns:
+        :class:`Keys` with the secret key (owner side).
+
+    Raises:
+        ValueError: from SEAL, a Galois element that is not valid for the ring (even, or not below 2N).
+
+    Follows SEAL's ``KeyGenerator`` (relinearisation keys for ``s^2`` only; Galois elements ``3^k mod 2N`` for
+    rotations by ``k`` slots).
     """
     ctx = build_seal_context(params)
     kg = sealapi.KeyGenerator(ctx)
